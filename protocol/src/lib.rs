@@ -1,0 +1,33 @@
+//! swiftlet's HTTP/1.1 wire code, with no IO in it.
+//!
+//! Bytes go in, parsed request heads and decoded bodies come out, and response
+//! heads are encoded into a buffer the caller owns. Nothing here knows about
+//! sockets, runtimes or clocks, so every rule can be unit-tested, fuzzed and
+//! benchmarked on plain byte slices. The server in `src/` owns the sockets and
+//! drives these types.
+//!
+//! - [`head`]: request line and headers, framing and smuggling rules, limits.
+//! - [`chunked`]: the chunked transfer coding, decoded in place.
+//! - [`response`]: status codes and the response-head encoder.
+//! - [`date`]: the Date header value.
+//! - [`error`]: every way a request can be refused, each with its status.
+
+pub mod chunked;
+pub mod date;
+pub mod error;
+pub mod head;
+pub mod response;
+
+pub use chunked::{Chunked, ChunkedDecoder};
+pub use date::HttpDate;
+pub use error::HttpError;
+pub use head::{BodyFraming, HeadLimits, HeaderLines, Method, RequestHead, Version};
+pub use response::{ConnectionHeader, ResponseHead, Status};
+
+/// The outcome of parsing something that may not have fully arrived yet.
+/// Needing more bytes is a normal state, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parse<T> {
+    Complete(T),
+    Incomplete,
+}

@@ -1,0 +1,222 @@
+//! Response heads, encoded straight into the caller's reused buffer.
+//!
+//! The encoder never allocates: it appends to a `Vec<u8>` the connection keeps
+//! for its whole life, and the Date value comes pre-formatted from a per-core
+//! cache ([`crate::date::HttpDate`]). Every response carries Content-Length
+//! (we never stream with chunked responses yet), so the client can always find
+//! where it ends.
+
+use crate::date::HttpDate;
+
+/// A status code with its reason phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    code: u16,
+    reason: &'static str,
+}
+
+impl Status {
+    pub const CONTINUE: Status = Status::new(100, "Continue");
+    pub const OK: Status = Status::new(200, "OK");
+    pub const CREATED: Status = Status::new(201, "Created");
+    pub const ACCEPTED: Status = Status::new(202, "Accepted");
+    pub const NO_CONTENT: Status = Status::new(204, "No Content");
+    pub const BAD_REQUEST: Status = Status::new(400, "Bad Request");
+    pub const UNAUTHORIZED: Status = Status::new(401, "Unauthorized");
+    pub const FORBIDDEN: Status = Status::new(403, "Forbidden");
+    pub const NOT_FOUND: Status = Status::new(404, "Not Found");
+    pub const METHOD_NOT_ALLOWED: Status = Status::new(405, "Method Not Allowed");
+    pub const REQUEST_TIMEOUT: Status = Status::new(408, "Request Timeout");
+    pub const CONFLICT: Status = Status::new(409, "Conflict");
+    pub const PAYLOAD_TOO_LARGE: Status = Status::new(413, "Content Too Large");
+    pub const URI_TOO_LONG: Status = Status::new(414, "URI Too Long");
+    pub const UNSUPPORTED_MEDIA_TYPE: Status = Status::new(415, "Unsupported Media Type");
+    pub const EXPECTATION_FAILED: Status = Status::new(417, "Expectation Failed");
+    pub const UNPROCESSABLE_ENTITY: Status = Status::new(422, "Unprocessable Content");
+    pub const TOO_MANY_REQUESTS: Status = Status::new(429, "Too Many Requests");
+    pub const REQUEST_HEADER_FIELDS_TOO_LARGE: Status =
+        Status::new(431, "Request Header Fields Too Large");
+    pub const INTERNAL_SERVER_ERROR: Status = Status::new(500, "Internal Server Error");
+    pub const NOT_IMPLEMENTED: Status = Status::new(501, "Not Implemented");
+    pub const SERVICE_UNAVAILABLE: Status = Status::new(503, "Service Unavailable");
+    pub const HTTP_VERSION_NOT_SUPPORTED: Status = Status::new(505, "HTTP Version Not Supported");
+
+    pub const fn new(code: u16, reason: &'static str) -> Status {
+        Status { code, reason }
+    }
+
+    pub const fn code(self) -> u16 {
+        self.code
+    }
+
+    pub const fn reason(self) -> &'static str {
+        self.reason
+    }
+
+    /// RFC 9110 §6.4.1: 1xx, 204 and 304 responses never have content, so they
+    /// must not carry Content-Length either.
+    const fn has_body(self) -> bool {
+        !(self.code < 200 || self.code == 204 || self.code == 304)
+    }
+}
+
+/// What the Connection header of a response says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionHeader {
+    /// No header: HTTP/1.1's default, the connection stays open.
+    Omit,
+    /// `Connection: keep-alive`, needed to keep an HTTP/1.0 connection open.
+    KeepAlive,
+    /// `Connection: close`: this is the last response on the connection.
+    Close,
+}
+
+/// Everything in a response head but the status line's fixed parts.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseHead<'a> {
+    pub status: Status,
+    pub content_type: Option<&'a str>,
+    /// The length of the content; for a HEAD request, the length a GET would have had.
+    pub content_length: usize,
+    pub connection: ConnectionHeader,
+    pub date: &'a HttpDate,
+    /// Further headers, written as given. Values must be valid field values.
+    pub extra: &'a [(&'a str, &'a [u8])],
+}
+
+/// The server's name in every response.
+pub const SERVER: &str = "swiftlet";
+
+impl ResponseHead<'_> {
+    /// Appends the status line and headers, ending with the blank line.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        let mut code = [0u8; 3];
+        let c = self.status.code;
+        code[0] = b'0' + (c / 100 % 10) as u8;
+        code[1] = b'0' + (c / 10 % 10) as u8;
+        code[2] = b'0' + (c % 10) as u8;
+        out.extend_from_slice(&code);
+        out.push(b' ');
+        out.extend_from_slice(self.status.reason.as_bytes());
+        out.extend_from_slice(b"\r\nServer: ");
+        out.extend_from_slice(SERVER.as_bytes());
+        out.extend_from_slice(b"\r\nDate: ");
+        out.extend_from_slice(self.date.as_bytes());
+        if let Some(ct) = self.content_type {
+            out.extend_from_slice(b"\r\nContent-Type: ");
+            out.extend_from_slice(ct.as_bytes());
+        }
+        if self.status.has_body() {
+            out.extend_from_slice(b"\r\nContent-Length: ");
+            encode_decimal(self.content_length as u64, out);
+        }
+        match self.connection {
+            ConnectionHeader::Omit => {}
+            ConnectionHeader::KeepAlive => out.extend_from_slice(b"\r\nConnection: keep-alive"),
+            ConnectionHeader::Close => out.extend_from_slice(b"\r\nConnection: close"),
+        }
+        for (name, value) in self.extra {
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+    }
+}
+
+/// The interim response that tells a client waiting on `Expect: 100-continue`
+/// to send its body (RFC 9110 §10.1.1).
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Appends `n` in decimal without going through `fmt` (which is slower and
+/// would need a `Write` adapter).
+pub fn encode_decimal(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date() -> HttpDate {
+        HttpDate::from_unix_secs(784_111_777)
+    }
+
+    #[test]
+    fn encodes_a_keep_alive_response() {
+        let d = date();
+        let mut out = Vec::new();
+        ResponseHead {
+            status: Status::OK,
+            content_type: Some("text/plain"),
+            content_length: 13,
+            connection: ConnectionHeader::Omit,
+            date: &d,
+            extra: &[],
+        }
+        .encode(&mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nServer: swiftlet\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn encodes_close_and_extra_headers() {
+        let d = date();
+        let mut out = Vec::new();
+        ResponseHead {
+            status: Status::METHOD_NOT_ALLOWED,
+            content_type: None,
+            content_length: 0,
+            connection: ConnectionHeader::Close,
+            date: &d,
+            extra: &[("Allow", b"GET, HEAD")],
+        }
+        .encode(&mut out);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(text.contains("\r\nContent-Length: 0\r\n"));
+        assert!(text.contains("\r\nConnection: close\r\n"));
+        assert!(text.ends_with("\r\nAllow: GET, HEAD\r\n\r\n"));
+    }
+
+    #[test]
+    fn no_content_length_on_204() {
+        // RFC 9110 §8.6: a server must not send Content-Length in a 204.
+        let d = date();
+        let mut out = Vec::new();
+        ResponseHead {
+            status: Status::NO_CONTENT,
+            content_type: None,
+            content_length: 0,
+            connection: ConnectionHeader::Omit,
+            date: &d,
+            extra: &[],
+        }
+        .encode(&mut out);
+        assert!(!out.windows(14).any(|w| w == b"Content-Length"));
+    }
+
+    #[test]
+    fn decimal_encoding() {
+        for n in [0u64, 7, 10, 99, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            encode_decimal(n, &mut out);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+}
