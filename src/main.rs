@@ -1,1 +1,60 @@
-fn main(){}
+//! The swiftlet binary: parse the configuration, start the workers, run until
+//! SIGINT or SIGTERM, then shut down gracefully.
+
+use clap::Parser;
+use swiftlet::{Config, Server};
+use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
+
+    // Return freed memory to the OS from a background thread instead of
+    // holding it (glibc-style) or purging on the request path.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "could not enable jemalloc background purging");
+    }
+
+    let server = match Server::start(config.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!(listen = %config.listen, error = %e, "could not start");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %server.local_addr(), workers = config.workers(), "listening");
+
+    wait_for_signal();
+    tracing::info!("shutting down");
+    server.shutdown();
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "no runtime for signal handling");
+            return;
+        }
+    };
+    runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => tracing::error!("could not install signal handlers"),
+        }
+    });
+}

@@ -1,0 +1,125 @@
+//! Run-time configuration: command-line flags, each with an environment
+//! fallback, so scripts and users start every version of swiftlet the same way.
+//!
+//! Every limit and timeout the server enforces is here, with the default a
+//! production deployment would want; nothing else in `src/` hard-codes one.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use swiftlet_protocol::HeadLimits;
+
+/// swiftlet: a thread-per-core HTTP/1.1 backend.
+///
+/// Each worker thread runs its own single-threaded runtime with its own
+/// SO_REUSEPORT listener; a connection lives and dies on one worker.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "swiftlet", version, about, long_about = None)]
+pub struct Config {
+    /// Address and port to listen on. Port 0 picks a free port, which is then logged.
+    #[arg(long, env = "SWIFTLET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Worker threads, each with its own runtime and listener [default: available cores].
+    #[arg(long, env = "SWIFTLET_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Pin worker i to core i (mod the number of cores).
+    #[arg(long, env = "SWIFTLET_PIN", default_value_t = false)]
+    pub pin: bool,
+
+    /// First core to pin to, when --pin is given: worker i goes to core (first + i).
+    #[arg(long, env = "SWIFTLET_FIRST_CORE", default_value_t = 0)]
+    pub first_core: usize,
+
+    /// Most open connections per worker; beyond it new connections get 503 and are closed.
+    #[arg(long, env = "SWIFTLET_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Seconds allowed to receive a request head, counted from accept and from the
+    /// first byte of each later request (408 after).
+    #[arg(long, env = "SWIFTLET_HEADER_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub header_timeout: Duration,
+
+    /// Seconds a request body may go without progress (408 after).
+    #[arg(long, env = "SWIFTLET_BODY_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub body_timeout: Duration,
+
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(long, env = "SWIFTLET_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
+
+    /// Seconds to finish requests in flight after SIGINT/SIGTERM before exiting anyway.
+    #[arg(long, env = "SWIFTLET_SHUTDOWN_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub shutdown_timeout: Duration,
+
+    /// Largest request head (request line and headers) in bytes (431 beyond).
+    #[arg(long, env = "SWIFTLET_MAX_HEAD_BYTES", default_value_t = 16 * 1024)]
+    pub max_head_bytes: usize,
+
+    /// Most request header lines (431 beyond; at most 128).
+    #[arg(long, env = "SWIFTLET_MAX_HEADERS", default_value_t = 64, value_parser = parse_max_headers)]
+    pub max_headers: usize,
+
+    /// Longest request target in bytes (414 beyond).
+    #[arg(long, env = "SWIFTLET_MAX_TARGET", default_value_t = 8 * 1024)]
+    pub max_target_len: usize,
+
+    /// Largest body accepted by POST /ingest, in bytes (413 beyond).
+    #[arg(long, env = "SWIFTLET_INGEST_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub ingest_body_limit: u64,
+
+    /// Initial size of each connection's read and write buffers, in bytes.
+    #[arg(long, env = "SWIFTLET_BUFFER_SIZE", default_value_t = 4096)]
+    pub buffer_size: usize,
+
+    /// Serve the fault-injection routes /__test/panic and /__test/sleep, which the
+    /// test suite uses to check panic recovery and graceful shutdown. Never in production.
+    #[arg(long, env = "SWIFTLET_TEST_ROUTES", default_value_t = false)]
+    pub test_routes: bool,
+
+    /// Log filter, in tracing-subscriber's EnvFilter syntax (e.g. "info", "swiftlet=debug").
+    #[arg(long, env = "SWIFTLET_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    pub fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    pub fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            max_head_bytes: self.max_head_bytes,
+            max_headers: self.max_headers,
+            max_target_len: self.max_target_len,
+        }
+    }
+
+    /// The defaults, listening on `listen`: for tests and embedding.
+    pub fn with_listen(listen: SocketAddr) -> Config {
+        let mut c = Config::parse_from(["swiftlet"]);
+        c.listen = listen;
+        c
+    }
+}
+
+/// Seconds as a positive decimal number ("10", "0.5").
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+/// A header-count limit the parser's fixed array can hold.
+fn parse_max_headers(s: &str) -> Result<usize, String> {
+    let max = swiftlet_protocol::head::MAX_HEADERS;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number from 1 to {max}")),
+    }
+}

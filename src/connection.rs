@@ -1,0 +1,431 @@
+//! One client connection: read, decode every complete request, answer them all
+//! with one write, wait for more.
+//!
+//! The connection owns three buffers for its whole life: `rbuf` (bytes read,
+//! not yet consumed), `wbuf` (encoded responses not yet written) and `scratch`
+//! (generated response bodies). They start at the configured size and grow
+//! only for a large head or body, within the limits; nothing on the request
+//! path allocates once they are warm.
+//!
+//! Invariants:
+//! - `rbuf` starts with the first unanswered request. Everything before it is
+//!   drained after each round, so offsets in a pending head stay valid.
+//! - `chunked` is `Some` only while that first request is a chunked one whose
+//!   body has not fully arrived; its positions are relative to the body start.
+//! - Responses are appended to `wbuf` in request order and written in order;
+//!   `wbuf` is flushed whenever it passes `WRITE_HIGH_WATER`, so a client that
+//!   pipelines without reading is held back by TCP instead of growing memory.
+//!
+//! Timeouts: the head timeout runs from accept and again from the first byte of
+//! each later request (a slow trickle does not extend it); the body timeout
+//! restarts on every read that brings bytes; the idle timeout runs while no
+//! request is in progress. Writes that make no progress for the idle timeout
+//! also end the connection.
+
+use std::io;
+use std::time::Duration;
+
+use swiftlet_protocol::{
+    BodyFraming, Chunked, ChunkedDecoder, ConnectionHeader, HttpError, Method, Parse, RequestHead,
+    ResponseHead, Version,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::date_cache;
+use crate::error::AppError;
+use crate::handlers;
+use crate::panic_guard;
+use crate::request::Request;
+use crate::response::Response;
+use crate::router;
+use crate::worker::Worker;
+
+/// Flush `wbuf` once it holds this much, even mid-pipeline.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Read at least this much per read call; grow `rbuf` when less is free.
+const MIN_READ_SPACE: usize = 1024;
+/// Buffers grown past this are shrunk back once idle, to keep RSS flat.
+const SHRINK_ABOVE: usize = 64 * 1024;
+/// How long to keep reading (and discarding) after the last response of a
+/// closing connection, so the client gets the response rather than a reset.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// What the connection is waiting for; each has its own timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// Between requests.
+    Idle,
+    /// Part of a head has arrived (or nothing yet, right after accept).
+    Head,
+    /// The head is in, the body is arriving.
+    Body,
+}
+
+/// The end of one round of decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Keep the connection; `served` requests were answered.
+    Open { served: usize },
+    /// The last response has been queued; close after writing it.
+    Close,
+}
+
+enum ReadOutcome {
+    Data,
+    Eof,
+    TimedOut,
+    Shutdown,
+    Failed,
+}
+
+pub struct Connection<'w> {
+    stream: TcpStream,
+    worker: &'w Worker,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    scratch: Vec<u8>,
+    chunked: Option<ChunkedDecoder>,
+    /// Whether the first buffered request's body is still arriving.
+    body_pending: bool,
+    continue_sent: bool,
+}
+
+impl<'w> Connection<'w> {
+    pub fn new(stream: TcpStream, worker: &'w Worker) -> Connection<'w> {
+        let size = worker.config.buffer_size;
+        Connection {
+            stream,
+            worker,
+            rbuf: Vec::with_capacity(size),
+            wbuf: Vec::with_capacity(size),
+            scratch: Vec::new(),
+            chunked: None,
+            body_pending: false,
+            continue_sent: false,
+        }
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let config = &self.worker.config;
+        let mut waiting = Waiting::Head;
+        let mut deadline = Instant::now() + config.header_timeout;
+        loop {
+            let round = self.serve_buffered().await;
+            if self.flush().await.is_err() {
+                return;
+            }
+            let served = match round {
+                Round::Close => return self.linger().await,
+                Round::Open { served } => served,
+            };
+            self.shrink_idle_buffers();
+
+            let next = if self.body_pending {
+                Waiting::Body
+            } else if self.rbuf.is_empty() {
+                Waiting::Idle
+            } else {
+                Waiting::Head
+            };
+            // A head keeps its deadline while it trickles in; a body earns a
+            // new one with every read that brought bytes.
+            if next != waiting || served > 0 || next == Waiting::Body {
+                deadline = Instant::now()
+                    + match next {
+                        Waiting::Idle => config.idle_timeout,
+                        Waiting::Head => config.header_timeout,
+                        Waiting::Body => config.body_timeout,
+                    };
+            }
+            waiting = next;
+
+            match self.read_more(deadline, waiting == Waiting::Idle, &mut shutdown).await {
+                ReadOutcome::Data => {}
+                ReadOutcome::Eof | ReadOutcome::Failed | ReadOutcome::Shutdown => return,
+                ReadOutcome::TimedOut => {
+                    let error = match waiting {
+                        // Nothing of a request arrived: just close.
+                        Waiting::Idle => return,
+                        Waiting::Head if self.rbuf.is_empty() => return,
+                        Waiting::Head => HttpError::HeadTimeout,
+                        Waiting::Body => HttpError::BodyTimeout,
+                    };
+                    self.queue_error(&AppError::Http(error), None, true);
+                    if self.flush().await.is_ok() {
+                        self.linger().await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Answers every complete request in `rbuf`, then drains what was consumed.
+    async fn serve_buffered(&mut self) -> Round {
+        let mut start = 0;
+        let mut served = 0;
+        let round = loop {
+            if start == self.rbuf.len() {
+                break Round::Open { served };
+            }
+            let head = match RequestHead::parse(&self.rbuf[start..], &self.worker.limits) {
+                Ok(Parse::Complete(head)) => head,
+                Ok(Parse::Incomplete) => break Round::Open { served },
+                Err(e) => {
+                    tracing::debug!(error = %e, "refused a request head");
+                    self.queue_error(&AppError::Http(e), None, true);
+                    break Round::Close;
+                }
+            };
+            let route = router::route(
+                head.method,
+                head.path(&self.rbuf[start..]),
+                self.worker.config.test_routes,
+            );
+            let route = match route {
+                Ok(route) => route,
+                Err(e) => {
+                    // The body of a refused request is not read, so the
+                    // connection can only go on if there is none.
+                    let close = !self.keep_alive(&head) || head.framing != BodyFraming::Empty;
+                    self.queue_error(&e, Some(&head), close);
+                    if close {
+                        break Round::Close;
+                    }
+                    start += head.head_len;
+                    served += 1;
+                    continue;
+                }
+            };
+            let limit = handlers::body_limit(route, &self.worker.config);
+
+            let region = &mut self.rbuf[start + head.head_len..];
+            let (body_len, consumed) = match head.framing {
+                BodyFraming::Empty => (0, head.head_len),
+                BodyFraming::Length(n) if n > limit => {
+                    self.queue_error(&AppError::Http(HttpError::PayloadTooLarge), Some(&head), true);
+                    break Round::Close;
+                }
+                BodyFraming::Length(n) => {
+                    let n = n as usize; // n <= limit, which fits in memory
+                    if region.len() < n {
+                        self.await_body(&head);
+                        break Round::Open { served };
+                    }
+                    (n, head.head_len + n)
+                }
+                BodyFraming::Chunked => {
+                    let decoder = self.chunked.get_or_insert_with(|| ChunkedDecoder::new(limit));
+                    match decoder.decode(region) {
+                        Ok(Chunked::Complete { body_len, consumed }) => {
+                            self.chunked = None;
+                            (body_len, head.head_len + consumed)
+                        }
+                        Ok(Chunked::Incomplete) => {
+                            self.await_body(&head);
+                            break Round::Open { served };
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "refused a chunked body");
+                            self.chunked = None;
+                            self.queue_error(&AppError::Http(e), Some(&head), true);
+                            break Round::Close;
+                        }
+                    }
+                }
+            };
+            self.body_pending = false;
+            self.continue_sent = false;
+
+            let keep_alive = self.keep_alive(&head);
+            let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
+            let mut request = Request::new(head, head_bytes, &mut rest[..body_len]);
+            let mut response = Response::new(&mut self.scratch);
+            let outcome =
+                panic_guard::catch_panic(handlers::dispatch(route, &mut request, &mut response)).await;
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => response.send_error(&e),
+                Err(payload) => {
+                    tracing::error!(
+                        panic = panic_guard::describe(&*payload),
+                        route = ?route,
+                        "handler panicked; answered 500"
+                    );
+                    response.send_error(&AppError::HandlerPanicked);
+                }
+            }
+            encode(&mut self.wbuf, &response, &head, keep_alive);
+            start += consumed;
+            served += 1;
+            if !keep_alive {
+                break Round::Close;
+            }
+            if self.wbuf.len() >= WRITE_HIGH_WATER && self.flush().await.is_err() {
+                break Round::Close;
+            }
+        };
+        self.rbuf.drain(..start);
+        round
+    }
+
+    /// Whether the connection may stay open after answering `head`.
+    fn keep_alive(&self, head: &RequestHead) -> bool {
+        head.keep_alive && !self.worker.shutting_down()
+    }
+
+    /// The body is still arriving: tell a client that waits for it to send it
+    /// (RFC 9110 §10.1.1), once.
+    fn await_body(&mut self, head: &RequestHead) {
+        self.body_pending = true;
+        if head.expect_continue && !self.continue_sent {
+            self.wbuf.extend_from_slice(swiftlet_protocol::response::CONTINUE);
+            self.continue_sent = true;
+        }
+    }
+
+    /// Queues an error response. `head` is the request's, when it was parsed.
+    fn queue_error(&mut self, error: &AppError, head: Option<&RequestHead>, close: bool) {
+        let mut response = Response::new(&mut self.scratch);
+        response.send_error(error);
+        match head {
+            Some(head) => encode(&mut self.wbuf, &response, head, !close),
+            None => encode_unparsed(&mut self.wbuf, &response),
+        }
+    }
+
+    /// Writes all of `wbuf`. Fails on an IO error or when the client has not
+    /// taken a byte for the idle timeout.
+    async fn flush(&mut self) -> io::Result<()> {
+        let mut written = 0;
+        while written < self.wbuf.len() {
+            match self.stream.try_write(&self.wbuf[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::time::timeout(self.worker.config.idle_timeout, self.stream.writable())
+                        .await
+                        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        Ok(())
+    }
+
+    async fn read_more(
+        &mut self,
+        deadline: Instant,
+        idle: bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> ReadOutcome {
+        loop {
+            if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_SPACE {
+                let grow = self.rbuf.capacity().max(self.worker.config.buffer_size);
+                self.rbuf.reserve(grow);
+            }
+            match self.stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return ReadOutcome::Eof,
+                Ok(_) => return ReadOutcome::Data,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return ReadOutcome::Failed,
+            }
+            if idle && self.worker.shutting_down() {
+                return ReadOutcome::Shutdown;
+            }
+            tokio::select! {
+                ready = self.stream.readable() => {
+                    if ready.is_err() {
+                        return ReadOutcome::Failed;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return ReadOutcome::TimedOut,
+                // Only an idle connection is closed at shutdown; one mid-request
+                // finishes it and is closed after its response.
+                _ = shutdown.changed(), if idle => return ReadOutcome::Shutdown,
+            }
+        }
+    }
+
+    /// Closes after a final response: send FIN, then read and discard until
+    /// the client closes too (bounded), so unread request bytes do not turn
+    /// our close into a reset that could destroy the response in flight.
+    async fn linger(mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.rbuf.clear();
+            if self.rbuf.capacity() < MIN_READ_SPACE {
+                self.rbuf.reserve(MIN_READ_SPACE);
+            }
+            match self.stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return,
+                Ok(n) => discarded += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::select! {
+                        ready = self.stream.readable() => if ready.is_err() { return },
+                        _ = tokio::time::sleep_until(deadline) => return,
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn shrink_idle_buffers(&mut self) {
+        let size = self.worker.config.buffer_size;
+        for buf in [&mut self.rbuf, &mut self.wbuf, &mut self.scratch] {
+            if buf.capacity() > SHRINK_ABOVE && buf.len() <= size {
+                buf.shrink_to(size);
+            }
+        }
+    }
+}
+
+/// Encodes a response to a parsed request.
+fn encode(out: &mut Vec<u8>, response: &Response<'_>, head: &RequestHead, keep_alive: bool) {
+    let connection = match (keep_alive, head.version) {
+        (false, _) => ConnectionHeader::Close,
+        (true, Version::Http10) => ConnectionHeader::KeepAlive,
+        (true, Version::Http11) => ConnectionHeader::Omit,
+    };
+    write_response(out, response, connection, head.method != Method::Head);
+}
+
+/// Encodes the response to a request whose head could not be parsed: we do not
+/// know its version or method, so it gets the full body and a close.
+fn encode_unparsed(out: &mut Vec<u8>, response: &Response<'_>) {
+    write_response(out, response, ConnectionHeader::Close, true);
+}
+
+fn write_response(out: &mut Vec<u8>, response: &Response<'_>, connection: ConnectionHeader, with_body: bool) {
+    let date = date_cache::current();
+    let allow;
+    let extra: &[(&str, &[u8])] = match response.allow() {
+        Some(methods) => {
+            allow = [("Allow", methods.as_bytes())];
+            &allow
+        }
+        None => &[],
+    };
+    let body = response.body();
+    ResponseHead {
+        status: response.status(),
+        content_type: response.content_type(),
+        content_length: body.len(),
+        connection,
+        date: &date,
+        extra,
+    }
+    .encode(out);
+    if with_body {
+        out.extend_from_slice(body);
+    }
+}

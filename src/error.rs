@@ -1,0 +1,101 @@
+//! The application's error type: every way a request can fail after the codec,
+//! and the codec's own errors, each mapped to one status in [`AppError::status`].
+//!
+//! Bodies follow the product API's error shape (`{"errors":{"<key>":["<message>"]}}`,
+//! see shared/conduit-api.md §2.7), so a client parses every error the same way.
+//! Internal failures are logged where they happen and never described to the client.
+
+use swiftlet_protocol::{HttpError, Status};
+
+use crate::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppError {
+    /// The codec refused the request (framing, limits, timeouts).
+    Http(HttpError),
+    /// No route has this path.
+    NotFound,
+    /// The path exists but not with this method; `allow` lists the methods it has.
+    MethodNotAllowed { allow: &'static str },
+    /// The body is not valid JSON.
+    MalformedJson,
+    /// A JSON field is missing or has the wrong type.
+    InvalidField { field: &'static str, problem: &'static str },
+    /// This worker is at its connection cap.
+    Overloaded,
+    /// The handler panicked; the panic was logged.
+    HandlerPanicked,
+}
+
+impl From<HttpError> for AppError {
+    fn from(e: HttpError) -> Self {
+        AppError::Http(e)
+    }
+}
+
+impl AppError {
+    /// The one place an error becomes a status code.
+    pub fn status(&self) -> Status {
+        match self {
+            AppError::Http(e) => e.status(),
+            AppError::NotFound => Status::NOT_FOUND,
+            AppError::MethodNotAllowed { .. } => Status::METHOD_NOT_ALLOWED,
+            AppError::MalformedJson => Status::BAD_REQUEST,
+            AppError::InvalidField { .. } => Status::UNPROCESSABLE_ENTITY,
+            AppError::Overloaded => Status::SERVICE_UNAVAILABLE,
+            AppError::HandlerPanicked => Status::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Extra headers the status requires (RFC 9110 §15.5.6: 405 carries Allow).
+    pub fn allow(&self) -> Option<&'static str> {
+        match self {
+            AppError::MethodNotAllowed { allow } => Some(allow),
+            _ => None,
+        }
+    }
+
+    /// Writes the JSON error body.
+    pub fn write_body(&self, out: &mut Vec<u8>) {
+        let (key, message) = match self {
+            AppError::Http(e) => ("request", e.message()),
+            AppError::NotFound => ("path", "no such route"),
+            AppError::MethodNotAllowed { .. } => ("method", "not allowed on this path"),
+            AppError::MalformedJson => ("body", "is not valid JSON"),
+            AppError::InvalidField { field, problem } => (*field, *problem),
+            AppError::Overloaded => ("server", "too many connections, try again later"),
+            AppError::HandlerPanicked => ("server", "internal error"),
+        };
+        out.extend_from_slice(b"{\"errors\":{");
+        json::write_str(out, key);
+        out.extend_from_slice(b":[");
+        json::write_str(out, message);
+        out.extend_from_slice(b"]}}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_the_errors_object() {
+        let mut out = Vec::new();
+        AppError::InvalidField { field: "event_id", problem: "is missing" }.write_body(&mut out);
+        assert_eq!(out, br#"{"errors":{"event_id":["is missing"]}}"#);
+        out.clear();
+        AppError::Http(HttpError::ConflictingContentLength).write_body(&mut out);
+        assert_eq!(out, br#"{"errors":{"request":["conflicting Content-Length values"]}}"#);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(AppError::NotFound.status().code(), 404);
+        assert_eq!(AppError::MethodNotAllowed { allow: "GET" }.status().code(), 405);
+        assert_eq!(AppError::MalformedJson.status().code(), 400);
+        assert_eq!(AppError::InvalidField { field: "a", problem: "b" }.status().code(), 422);
+        assert_eq!(AppError::Overloaded.status().code(), 503);
+        assert_eq!(AppError::HandlerPanicked.status().code(), 500);
+        assert_eq!(AppError::Http(HttpError::TooManyHeaders).status().code(), 431);
+    }
+}

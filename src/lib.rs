@@ -1,0 +1,24 @@
+//! swiftlet: a thread-per-core HTTP/1.1 backend on raw async IO.
+//!
+//! Where to start reading: [`server`] binds one listener per worker and starts
+//! the threads; [`worker`] runs one thread's runtime and accept loop;
+//! [`connection`] is the per-connection read/decode/answer/write loop; it asks
+//! [`router`] for the route and calls into [`handlers`]. The HTTP wire rules
+//! themselves live in the `swiftlet-protocol` crate (`protocol/`), which has no
+//! IO at all.
+
+pub mod config;
+pub mod connection;
+pub mod date_cache;
+pub mod error;
+pub mod handlers;
+pub mod json;
+pub mod panic_guard;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod server;
+pub mod worker;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,89 @@
+//! What a handler produces: a status, a content type and a body.
+//!
+//! Static bodies are referenced, not copied; generated bodies are written into
+//! a scratch buffer the connection owns and reuses, so building a response
+//! allocates nothing once the buffer has grown to fit. The connection then
+//! encodes the head and copies the body into its write buffer.
+
+use serde::Serialize;
+use swiftlet_protocol::Status;
+
+use crate::error::AppError;
+
+pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const JSON: &str = "application/json";
+
+enum Body {
+    Static(&'static [u8]),
+    Scratch,
+}
+
+pub struct Response<'s> {
+    status: Status,
+    content_type: Option<&'static str>,
+    allow: Option<&'static str>,
+    body: Body,
+    scratch: &'s mut Vec<u8>,
+}
+
+impl<'s> Response<'s> {
+    /// An empty 204 response that a handler fills in.
+    pub fn new(scratch: &'s mut Vec<u8>) -> Response<'s> {
+        scratch.clear();
+        Response { status: Status::NO_CONTENT, content_type: None, allow: None, body: Body::Static(b""), scratch }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    pub fn content_type(&self) -> Option<&'static str> {
+        self.content_type
+    }
+
+    /// The value of the Allow header, for a 405.
+    pub fn allow(&self) -> Option<&'static str> {
+        self.allow
+    }
+
+    pub fn body(&self) -> &[u8] {
+        match self.body {
+            Body::Static(b) => b,
+            Body::Scratch => self.scratch,
+        }
+    }
+
+    /// Responds with a body that lives for the whole program.
+    pub fn send_static(&mut self, status: Status, content_type: &'static str, body: &'static [u8]) {
+        self.status = status;
+        self.content_type = Some(content_type);
+        self.body = Body::Static(body);
+    }
+
+    /// Responds with `value` serialized as JSON.
+    pub fn send_json<T: Serialize>(&mut self, status: Status, value: &T) {
+        self.scratch.clear();
+        match simd_json::serde::to_writer(&mut *self.scratch, value) {
+            Ok(()) => {
+                self.status = status;
+                self.content_type = Some(JSON);
+                self.body = Body::Scratch;
+            }
+            Err(e) => {
+                // Only a Serialize impl that fails on purpose gets here.
+                tracing::error!(error = %e, "failed to serialize a response body");
+                self.send_error(&AppError::HandlerPanicked);
+            }
+        }
+    }
+
+    /// Replaces whatever was set with the error's status and JSON body.
+    pub fn send_error(&mut self, error: &AppError) {
+        self.scratch.clear();
+        error.write_body(self.scratch);
+        self.status = error.status();
+        self.content_type = Some(JSON);
+        self.allow = error.allow();
+        self.body = Body::Scratch;
+    }
+}
