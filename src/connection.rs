@@ -126,9 +126,12 @@ impl<'w> Connection<'w> {
 
             let next = if self.body_pending {
                 Waiting::Body
-            } else if self.rbuf.is_empty() {
+            } else if !self.rbuf.is_empty() {
+                Waiting::Head
+            } else if served > 0 || waiting == Waiting::Idle {
                 Waiting::Idle
             } else {
+                // Nothing has arrived since accept: the head timeout applies.
                 Waiting::Head
             };
             // A head keeps its deadline while it trickles in; a body earns a
@@ -241,7 +244,6 @@ impl<'w> Connection<'w> {
             self.body_pending = false;
             self.continue_sent = false;
 
-            let keep_alive = self.keep_alive(&head);
             let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
             let mut request = Request::new(head, head_bytes, &mut rest[..body_len]);
             let mut response = Response::new(&mut self.scratch);
@@ -259,6 +261,8 @@ impl<'w> Connection<'w> {
                     response.send_error(&AppError::HandlerPanicked);
                 }
             }
+            // Decided after the handler: shutdown may have begun while it ran.
+            let keep_alive = head.keep_alive && !self.worker.shutting_down();
             encode(&mut self.wbuf, &response, &head, keep_alive);
             start += consumed;
             served += 1;

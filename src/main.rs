@@ -14,6 +14,13 @@ fn main() -> std::process::ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
 
+    // One log line per panic instead of the default hook's stderr dump: a
+    // handler panic is caught and answered with 500 (see panic_guard).
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        tracing::error!(thread = thread.name().unwrap_or("?"), "{info}");
+    }));
+
     // Return freed memory to the OS from a background thread instead of
     // holding it (glibc-style) or purging on the request path.
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {

@@ -15,17 +15,16 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// One worker with the fault-injection routes on, plus `args`.
+    /// One worker (unless `args` say otherwise) with the fault-injection routes on.
     pub fn start(args: &[&str]) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_swiftlet"));
-        cmd.args(["--listen", "127.0.0.1:0", "--workers", "1", "--test-routes", "--log", "info"])
+        cmd.args(["--listen", "127.0.0.1:0", "--test-routes", "--log", "info"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        for var in ["SWIFTLET_LISTEN", "SWIFTLET_WORKERS", "SWIFTLET_LOG"] {
-            cmd.env_remove(var);
-        }
+        // Defaults come by environment so that `args` can override them.
+        cmd.env("SWIFTLET_WORKERS", "1");
         let mut child = cmd.spawn().expect("start swiftlet");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();

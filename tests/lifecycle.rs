@@ -1,0 +1,157 @@
+//! Black-box tests of the connection life cycle: timeouts, panic recovery,
+//! the connection cap and graceful shutdown. Timeouts are shortened by flags;
+//! the kernel's clock is real here, so the bounds are generous.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+
+#[test]
+fn header_timeout_starts_at_accept_and_ignores_trickling() {
+    let server = TestServer::start(&["--header-timeout", "0.5"]);
+
+    // Nothing sent at all: closed quietly once the head timeout runs out.
+    let mut silent = server.connect();
+    let started = Instant::now();
+    assert!(silent.is_closed());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "{waited:?}");
+
+    // Slowloris: a byte every 100 ms never completes the head, and does not
+    // extend the deadline.
+    let mut slow = server.connect();
+    let started = Instant::now();
+    let head = b"GET /health HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+    let mut got_408 = false;
+    for &b in head.iter().chain(std::iter::repeat(&b'a')) {
+        if slow.stream.write_all_ignoring_errors(&[b]).is_err() || started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if readable(&slow.stream) {
+            let r = slow.read_response();
+            assert_eq!(r.status, 408);
+            got_408 = true;
+            break;
+        }
+    }
+    assert!(got_408, "no 408 within 3 s");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+#[test]
+fn body_timeout_is_408() {
+    let server = TestServer::start(&["--body-timeout", "0.5"]);
+    let mut c = server.connect();
+    c.send(b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"event_id\"");
+    let started = Instant::now();
+    let r = c.read_response();
+    assert_eq!(r.status, 408);
+    assert!(r.text().contains("body"), "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn idle_keep_alive_timeout_closes() {
+    let server = TestServer::start(&["--idle-timeout", "0.5"]);
+    let mut c = server.connect();
+    assert_eq!(c.get("/health").status, 200);
+    let started = Instant::now();
+    assert!(c.is_closed());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "{waited:?}");
+}
+
+#[test]
+fn panicking_handler_gets_500_and_the_server_goes_on() {
+    let server = TestServer::start(&[]);
+    let mut c = server.connect();
+    let r = c.get("/__test/panic");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.text(), r#"{"errors":{"server":["internal error"]}}"#);
+    // Same connection, then a new one, then many more panics.
+    assert_eq!(c.get("/health").status, 200);
+    for _ in 0..50 {
+        assert_eq!(server.connect().get("/__test/panic").status, 500);
+    }
+    assert_eq!(server.connect().get("/plaintext").text(), "Hello, World!");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(server.log_lines().iter().any(|l| l.contains("handler panicked")));
+}
+
+#[test]
+fn connection_cap_answers_503() {
+    let server = TestServer::start(&["--max-connections", "2"]);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    assert_eq!(a.get("/health").status, 200);
+    assert_eq!(b.get("/health").status, 200);
+    let mut c = server.connect();
+    let r = c.read_response();
+    assert_eq!(r.status, 503);
+    assert!(c.is_closed());
+    // A slot frees up when a connection ends.
+    drop(a);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.connect().get("/health").status, 200);
+    assert_eq!(b.get("/health").status, 200);
+}
+
+#[test]
+fn graceful_shutdown_finishes_requests_in_flight() {
+    let mut server = TestServer::start(&["--workers", "2", "--shutdown-timeout", "5"]);
+    let mut idle = server.connect();
+    assert_eq!(idle.get("/health").status, 200);
+    let mut busy = server.connect();
+    busy.send(b"GET /__test/sleep?ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+
+    server.signal("TERM");
+    // The idle connection is closed right away.
+    assert!(idle.is_closed());
+    // The request in flight completes, and is told the connection closes.
+    let r = busy.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "slept"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(busy.is_closed());
+    // No new connections, and the process exits cleanly, well within the bound.
+    let (took, status) = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(std::net::TcpStream::connect(server.addr).is_err());
+}
+
+#[test]
+fn shutdown_is_bounded_when_a_request_outlives_it() {
+    let mut server = TestServer::start(&["--shutdown-timeout", "0.5"]);
+    let mut busy = server.connect();
+    busy.send(b"GET /__test/sleep?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal("INT");
+    let (took, status) = server.wait_exit(Duration::from_secs(5)).expect("exited within the bound");
+    assert!(status.success());
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(busy.is_closed());
+}
+
+/// Whether bytes (or EOF) are waiting on the socket.
+fn readable(stream: &std::net::TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    let r = stream.peek(&mut b);
+    stream.set_nonblocking(false).unwrap();
+    !matches!(r, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+trait WriteIgnoringErrors {
+    fn write_all_ignoring_errors(&mut self, b: &[u8]) -> std::io::Result<()>;
+}
+
+impl WriteIgnoringErrors for std::net::TcpStream {
+    fn write_all_ignoring_errors(&mut self, b: &[u8]) -> std::io::Result<()> {
+        std::io::Write::write_all(self, b)
+    }
+}
