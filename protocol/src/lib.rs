@@ -15,6 +15,8 @@
 pub mod chunked;
 pub mod date;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod head;
 pub mod response;
 

@@ -1,0 +1,63 @@
+//! The properties the fuzz targets check, kept here so that `cargo test`
+//! replays the committed corpus with exactly the same checks as `cargo fuzz`
+//! (see fuzz/README.md). Each function panics when a property fails.
+
+use crate::chunked::{Chunked, ChunkedDecoder};
+use crate::head::{HeadLimits, RequestHead};
+use crate::Parse;
+
+/// Parsing arbitrary bytes never panics; a complete head's accessors stay in
+/// bounds; and no shorter prefix of a complete head parses as complete.
+pub fn check_head(data: &[u8]) {
+    let limits = HeadLimits { max_head_bytes: 4096, max_headers: 16, max_target_len: 1024 };
+    let head = match RequestHead::parse(data, &limits) {
+        Ok(Parse::Complete(head)) => head,
+        Ok(Parse::Incomplete) | Err(_) => return,
+    };
+    assert!(head.head_len <= data.len());
+    assert!(head.head_len <= limits.max_head_bytes);
+    let path = head.path(data);
+    assert!(path.len() <= head.target(data).len());
+    assert!(head.headers(data).count() <= limits.max_headers);
+    for (name, _) in head.headers(data) {
+        assert!(!name.is_empty(), "empty header name accepted");
+    }
+    let _ = head.query(data);
+    // The same head again, from exactly its own bytes.
+    assert_eq!(RequestHead::parse(&data[..head.head_len], &limits), Ok(Parse::Complete(head)));
+    for cut in [head.head_len - 1, head.head_len / 2] {
+        assert!(
+            !matches!(RequestHead::parse(&data[..cut], &limits), Ok(Parse::Complete(_))),
+            "a prefix of {cut} bytes parsed as a complete head"
+        );
+    }
+}
+
+/// Decoding in one call and decoding as the bytes trickle in (in pieces whose
+/// sizes come from the first input byte) reach the same result.
+pub fn check_chunked(data: &[u8]) {
+    let Some((&step, body)) = data.split_first() else { return };
+    let limit = 1 << 16;
+
+    let mut whole = body.to_vec();
+    let once = ChunkedDecoder::new(limit).decode(&mut whole);
+    if let Ok(Chunked::Complete { body_len, consumed }) = once {
+        assert!(body_len <= consumed && consumed <= body.len());
+    }
+
+    let step = usize::from(step % 16) + 1;
+    let mut region = Vec::with_capacity(body.len());
+    let mut decoder = ChunkedDecoder::new(limit);
+    let mut pieces = Ok(Chunked::Incomplete);
+    for piece in body.chunks(step) {
+        region.extend_from_slice(piece);
+        pieces = decoder.decode(&mut region);
+        if !matches!(pieces, Ok(Chunked::Incomplete)) {
+            break;
+        }
+    }
+    assert_eq!(once, pieces, "one-shot and piecewise decoding disagree");
+    if let Ok(Chunked::Complete { body_len, .. }) = once {
+        assert_eq!(whole[..body_len], region[..body_len]);
+    }
+}

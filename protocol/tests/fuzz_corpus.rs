@@ -1,0 +1,31 @@
+//! Replays the fuzz corpora (fuzz/corpus/<target>/) through the same property
+//! checks the fuzz targets run, so every input the fuzzer ever kept, including
+//! any crash it found (saved there as a regression), is re-checked by `cargo test`.
+
+use std::path::PathBuf;
+
+use swiftlet_protocol::fuzzing::{check_chunked, check_head};
+
+fn replay(target: &str, check: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let outcome = std::panic::catch_unwind(|| check(&data));
+        assert!(outcome.is_ok(), "{} fails its property check", path.display());
+        count += 1;
+    }
+    assert!(count > 0, "no corpus in {}", dir.display());
+    eprintln!("{target}: replayed {count} inputs");
+}
+
+#[test]
+fn head_corpus() {
+    replay("head", check_head);
+}
+
+#[test]
+fn chunked_corpus() {
+    replay("chunked", check_chunked);
+}
