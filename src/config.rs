@@ -70,8 +70,9 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_INGEST_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub ingest_body_limit: u64,
 
-    /// Initial size of each connection's read and write buffers, in bytes.
-    #[arg(long, env = "SWIFTLET_BUFFER_SIZE", default_value_t = 4096)]
+    /// Initial size of each connection's read and write buffers, in bytes. They grow
+    /// for larger messages; small keeps memory per idle or busy connection low.
+    #[arg(long, env = "SWIFTLET_BUFFER_SIZE", default_value_t = 1024, value_parser = parse_buffer_size)]
     pub buffer_size: usize,
 
     /// Serve the fault-injection routes /__test/panic and /__test/sleep, which the
@@ -79,7 +80,7 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_TEST_ROUTES", default_value_t = false)]
     pub test_routes: bool,
 
-    /// Log filter, in tracing-subscriber's EnvFilter syntax (e.g. "info", "swiftlet=debug").
+    /// Log filter: a level ("warn", "info", "debug") or per-target levels ("info,swiftlet=debug").
     #[arg(long, env = "SWIFTLET_LOG", default_value = "info")]
     pub log: String,
 }
@@ -121,5 +122,13 @@ fn parse_max_headers(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(format!("{s:?} is not a number from 1 to {max}")),
+    }
+}
+
+/// A buffer size large enough to read a request line into.
+fn parse_buffer_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (256..=1 << 20).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a size from 256 to 1048576 bytes")),
     }
 }

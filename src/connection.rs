@@ -23,16 +23,17 @@
 //! also end the connection.
 
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use swiftlet_protocol::{
     BodyFraming, Chunked, ChunkedDecoder, ConnectionHeader, HttpError, Method, Parse, RequestHead,
     ResponseHead, Version,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::date_cache;
 use crate::error::AppError;
@@ -46,7 +47,7 @@ use crate::worker::Worker;
 /// Flush `wbuf` once it holds this much, even mid-pipeline.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Read at least this much per read call; grow `rbuf` when less is free.
-const MIN_READ_SPACE: usize = 1024;
+const MIN_READ_SPACE: usize = 512;
 /// Buffers grown past this are shrunk back once idle, to keep RSS flat.
 const SHRINK_ABOVE: usize = 64 * 1024;
 /// How long to keep reading (and discarding) after the last response of a
@@ -113,6 +114,9 @@ impl<'w> Connection<'w> {
         let config = &self.worker.config;
         let mut waiting = Waiting::Head;
         let mut deadline = Instant::now() + config.header_timeout;
+        // One timer for the connection's life, moved rather than re-created:
+        // moving a tokio timer later is cheap, registering a new one is not.
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline));
         loop {
             let round = self.serve_buffered().await;
             if self.flush().await.is_err() {
@@ -143,10 +147,11 @@ impl<'w> Connection<'w> {
                         Waiting::Head => config.header_timeout,
                         Waiting::Body => config.body_timeout,
                     };
+                timer.as_mut().reset(deadline);
             }
             waiting = next;
 
-            match self.read_more(deadline, waiting == Waiting::Idle, &mut shutdown).await {
+            match self.read_more(timer.as_mut(), waiting == Waiting::Idle, &mut shutdown).await {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof | ReadOutcome::Failed | ReadOutcome::Shutdown => return,
                 ReadOutcome::TimedOut => {
@@ -323,7 +328,7 @@ impl<'w> Connection<'w> {
 
     async fn read_more(
         &mut self,
-        deadline: Instant,
+        mut timer: Pin<&mut Sleep>,
         idle: bool,
         shutdown: &mut watch::Receiver<bool>,
     ) -> ReadOutcome {
@@ -332,9 +337,23 @@ impl<'w> Connection<'w> {
                 let grow = self.rbuf.capacity().max(self.worker.config.buffer_size);
                 self.rbuf.reserve(grow);
             }
+            let space = self.rbuf.capacity() - self.rbuf.len();
             match self.stream.try_read_buf(&mut self.rbuf) {
                 Ok(0) => return ReadOutcome::Eof,
-                Ok(_) => return ReadOutcome::Data,
+                Ok(n) => {
+                    if n < space {
+                        // The kernel had no more: forget the readiness now, so the
+                        // next read waits for epoll instead of first spending a
+                        // syscall to learn EAGAIN. Safe against a race: tokio
+                        // clears only if no new readiness event came in since
+                        // (it compares event ticks), and epoll reports new data
+                        // as a new event.
+                        let _ = self
+                            .stream
+                            .try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                    }
+                    return ReadOutcome::Data;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return ReadOutcome::Failed,
             }
@@ -347,7 +366,7 @@ impl<'w> Connection<'w> {
                         return ReadOutcome::Failed;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => return ReadOutcome::TimedOut,
+                _ = &mut timer => return ReadOutcome::TimedOut,
                 // Only an idle connection is closed at shutdown; one mid-request
                 // finishes it and is closed after its response.
                 _ = shutdown.changed(), if idle => return ReadOutcome::Shutdown,

@@ -3,16 +3,27 @@
 
 use clap::Parser;
 use swiftlet::{Config, Server};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    // `Targets` takes the "info,swiftlet=debug" syntax without pulling in a regex engine.
+    let filter: Targets = match config.log.parse() {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("invalid --log filter {:?}: {e}", config.log);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi))
+        .with(filter)
+        .init();
 
     // One log line per panic instead of the default hook's stderr dump: a
     // handler panic is caught and answered with 500 (see panic_guard).

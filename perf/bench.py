@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""swiftlet against the axum baseline, in one run, alternating the two servers.
+
+For every endpoint it measures, per server: requests/s and p50/p99 at 200
+connections (wrk), requests per second of server CPU over that run (utime +
+stime from /proc/PID/stat), pipelined throughput (16 requests per write), p99
+at a fixed rate with coordinated-omission correction (oha), and peak RSS of a
+fresh server under 500 busy connections. Per server it measures cold start
+(exec to first 200, median of many) and stripped binary size. It does so in
+two modes: server pinned to core 0 with the load generator on core 1, and
+unpinned. Each figure is the median over the rounds; the servers alternate
+inside every round so drift on a shared machine hits both alike.
+
+Prints a markdown report on stdout; raw numbers go to perf/out/<stamp>.json.
+Run it through perf/run.sh, which builds both servers first.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SWIFTLET = ROOT / "target/release/swiftlet"
+AXUM = ROOT / "perf/baseline/axum/target/release/axum-baseline"
+LUA = ROOT / "perf/lua/request.lua"
+
+DURATION = int(os.environ.get("PERF_DURATION", "5"))  # seconds per load run
+ROUNDS = int(os.environ.get("PERF_ROUNDS", "2"))
+RATE = int(os.environ.get("PERF_RATE", "50000"))  # fixed-rate test, requests/s
+COLD_STARTS = int(os.environ.get("PERF_COLD_STARTS", "41"))
+MODES = os.environ.get("PERF_MODES", "pinned,unpinned").split(",")
+ENDPOINTS = os.environ.get("PERF_ENDPOINTS", "/health,/plaintext,/json,/ingest").split(",")
+PORT = 18080
+
+EVENT = ('{"event_id":"evt-000001","timestamp":1700000000000,"service":"checkout",'
+         '"message":"payment accepted for order 42","metadata":{"region":"eu-west-1","host":"web-7"}}')
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def server_cmd(name, mode):
+    addr = f"127.0.0.1:{PORT}"
+    if name == "swiftlet":
+        cmd = [str(SWIFTLET), "--listen", addr, "--log", "warn"]
+        if mode == "pinned":
+            cmd += ["--workers", "1"]
+    else:
+        cmd = [str(AXUM), addr]
+    if mode == "pinned":
+        cmd = ["taskset", "-c", "0"] + cmd
+    return cmd
+
+
+def client_prefix(mode):
+    return ["taskset", "-c", "1"] if mode == "pinned" else []
+
+
+def wait_ready(proc, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", PORT), timeout=0.2) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            time.sleep(0.0005)
+    raise RuntimeError("server not ready")
+
+
+def start(name, mode):
+    proc = subprocess.Popen(server_cmd(name, mode), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(proc)
+    return proc
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+def to_ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(mode, path, conns, pipeline=1):
+    env = dict(os.environ, PIPELINE=str(pipeline))
+    if path == "/ingest":
+        env.update(METHOD="POST", BODY=EVENT)
+    threads = "1" if mode == "pinned" else "2"
+    cmd = client_prefix(mode) + ["wrk", "-t", threads, "-c", str(conns), "-d", f"{DURATION}s",
+                                 "--latency", "-s", str(LUA), f"http://127.0.0.1:{PORT}{path}"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=DURATION + 60).stdout
+    total = re.search(r"(\d+) requests in ([\d.]+)s", out)
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if not total or errors:
+        raise RuntimeError(f"wrk failed or saw errors:\n{out}")
+    res = {"requests": int(total.group(1)), "seconds": float(total.group(2))}
+    res["rps"] = res["requests"] / res["seconds"]
+    for q in ("50", "99"):
+        m = re.match(r"([\d.]+)(us|ms|s)", lat[q])
+        res[f"p{q}_ms"] = to_ms(m.group(1), m.group(2))
+    return res
+
+
+def oha_fixed_rate(mode, path):
+    cmd = client_prefix(mode) + ["oha", "--no-tui", "--output-format", "json", "-z", f"{DURATION}s",
+                                 "-c", "200", "-q", str(RATE), "--latency-correction"]
+    if path == "/ingest":
+        cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-d", EVENT]
+    cmd.append(f"http://127.0.0.1:{PORT}{path}")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 60).stdout
+    data = json.loads(out)
+    ok = sum(v for k, v in data.get("statusCodeDistribution", {}).items() if k.startswith("2"))
+    return {
+        "p99_ms": data["latencyPercentiles"]["p99"] * 1000.0,
+        "achieved_rps": data["summary"]["requestsPerSec"],
+        "ok_responses": ok,
+    }
+
+
+def measure(name, mode, path):
+    proc = start(name, mode)
+    try:
+        wrk(mode, path, 200)  # warm-up, not counted (short: DURATION applies)
+        before = cpu_seconds(proc.pid)
+        main = wrk(mode, path, 200)
+        cpu = cpu_seconds(proc.pid) - before
+        main["cpu_s"] = cpu
+        main["req_per_cpu_s"] = main["requests"] / cpu if cpu > 0 else float("nan")
+        pipelined = wrk(mode, path, 200, pipeline=16)
+        fixed = oha_fixed_rate(mode, path)
+    finally:
+        stop(proc)
+    proc = start(name, mode)
+    try:
+        busy = wrk(mode, path, 500)
+        rss = peak_rss_kib(proc.pid)
+    finally:
+        stop(proc)
+    return {
+        "rps": main["rps"], "p50_ms": main["p50_ms"], "p99_ms": main["p99_ms"],
+        "req_per_cpu_s": main["req_per_cpu_s"], "pipelined_rps": pipelined["rps"],
+        "fixed_rate_p99_ms": fixed["p99_ms"], "fixed_rate_achieved_rps": fixed["achieved_rps"],
+        "peak_rss_mib_500": rss / 1024.0, "rps_500": busy["rps"],
+    }
+
+
+def cold_start_ms(name):
+    """Exec to first successful response, median over COLD_STARTS starts."""
+    times = []
+    for _ in range(COLD_STARTS):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(server_cmd(name, "unpinned"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(proc)
+        times.append((time.perf_counter() - t0) * 1000.0)
+        stop(proc)
+    return statistics.median(times)
+
+
+def exec_baseline_ms():
+    """The same clock around a program that exits at once: the share of cold
+    start that is Python's fork/exec, not the server."""
+    times = []
+    for _ in range(COLD_STARTS):
+        t0 = time.perf_counter()
+        subprocess.run(["/bin/true"])
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return statistics.median(times)
+
+
+def stripped_size(path):
+    with tempfile.TemporaryDirectory() as d:
+        copy = Path(d) / path.name
+        shutil.copy(path, copy)
+        subprocess.run(["strip", str(copy)], check=True)
+        return copy.stat().st_size
+
+
+FIGURES = [
+    # key, label, unit, better, target ratio (swiftlet/axum) or None, target kind
+    ("req_per_cpu_s", "requests per server CPU-second", "", "higher", 1.5),
+    ("rps", "requests/s, 200 connections", "", "higher", None),
+    ("p50_ms", "p50 latency, 200 connections", "ms", "lower", None),
+    ("p99_ms", "p99 latency, 200 connections", "ms", "lower", None),
+    ("pipelined_rps", "pipelined requests/s (16 deep)", "", "higher", 2.0),
+    ("fixed_rate_p99_ms", f"p99 at {RATE // 1000}K req/s fixed rate (CO-corrected)", "ms", "lower", 0.5),
+    ("fixed_rate_achieved_rps", f"achieved rate in the fixed-rate run", "", "higher", None),
+    ("peak_rss_mib_500", "peak RSS, 500 busy connections", "MiB", "lower", None),
+]
+
+
+def fmt(v, unit):
+    if unit == "ms":
+        return f"{v:.2f} ms"
+    if unit == "MiB":
+        return f"{v:.1f} MiB"
+    return f"{v:,.0f}"
+
+
+def verdict(ratio, target, better):
+    if target is None:
+        return ""
+    ok = ratio >= target if better == "higher" else ratio <= target
+    sign = "≥" if better == "higher" else "≤"
+    return f"{sign} {target}× : {'met' if ok else '**not met**'}"
+
+
+def main():
+    for tool in ("wrk", "oha", "taskset", "strip"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found (perf/run.sh installs it)")
+    results = {}
+    for mode in MODES:
+        for path in ENDPOINTS:
+            runs = {"swiftlet": [], "axum": []}
+            for r in range(ROUNDS):
+                order = ("swiftlet", "axum") if r % 2 == 0 else ("axum", "swiftlet")
+                for name in order:
+                    log(f"[{mode}] {path} round {r + 1}/{ROUNDS}: {name}")
+                    runs[name].append(measure(name, mode, path))
+            results[(mode, path)] = runs
+
+    cold = {}
+    for name in ("swiftlet", "axum"):
+        log(f"cold start: {name}")
+        cold[name] = cold_start_ms(name)
+    exec_ms = exec_baseline_ms()
+    sizes = {"swiftlet": stripped_size(SWIFTLET), "axum": stripped_size(AXUM)}
+
+    out = []
+    out.append(f"Each figure: median of {ROUNDS} rounds, {DURATION} s per load run, servers alternating.\n")
+    for mode in MODES:
+        desc = ("server pinned to core 0 (swiftlet --workers 1; axum's default runtime sees one core), "
+                "load generator on core 1" if mode == "pinned" else "unpinned: both servers with their default "
+                "worker counts, load generator with 2 threads, all sharing both cores")
+        out.append(f"### Mode: {mode}\n\n{desc}\n")
+        out.append("| endpoint | figure | swiftlet | axum | swiftlet/axum | target |")
+        out.append("|---|---|---:|---:|---:|---|")
+        for path in ENDPOINTS:
+            runs = results[(mode, path)]
+            for key, label, unit, better, target in FIGURES:
+                s = statistics.median(x[key] for x in runs["swiftlet"])
+                a = statistics.median(x[key] for x in runs["axum"])
+                ratio = s / a if a else float("nan")
+                out.append(f"| `{path}` | {label} | {fmt(s, unit)} | {fmt(a, unit)} | {ratio:.2f} | "
+                           f"{verdict(ratio, target, better)} |")
+        out.append("")
+    out.append("### Per server\n")
+    out.append("| figure | swiftlet | axum | swiftlet/axum | target |")
+    out.append("|---|---:|---:|---:|---|")
+    out.append(f"| cold start, exec to first 200 (median of {COLD_STARTS}) | {cold['swiftlet']:.2f} ms | "
+               f"{cold['axum']:.2f} ms | {cold['swiftlet'] / cold['axum']:.2f} | swiftlet ≤ 3 ms: "
+               f"{'met' if cold['swiftlet'] <= 3 else '**not met**'} |")
+    out.append(f"| (of which fork+exec of /bin/true from the harness) | {exec_ms:.2f} ms | {exec_ms:.2f} ms | | |")
+    out.append(f"| binary size, stripped | {sizes['swiftlet'] / 1e6:.2f} MB | {sizes['axum'] / 1e6:.2f} MB | "
+               f"{sizes['swiftlet'] / sizes['axum']:.2f} | |")
+    rss = [statistics.median(x["peak_rss_mib_500"] for x in results[(m, p)]["swiftlet"])
+           for m in MODES for p in ENDPOINTS]
+    out.append(f"| worst peak RSS with 500 busy connections, any endpoint/mode | {max(rss):.1f} MiB | | | "
+               f"≤ 8 MB (7.63 MiB): {'met' if max(rss) * 1048576 <= 8e6 else '**not met**'} |")
+    report = "\n".join(out)
+    print(report)
+
+    raw = {f"{m} {p}": v for (m, p), v in results.items()}
+    raw.update(cold_start_ms=cold, exec_baseline_ms=exec_ms, stripped_bytes=sizes)
+    (ROOT / "perf/out").mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (ROOT / f"perf/out/{stamp}.json").write_text(json.dumps(raw, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds swiftlet and the axum baseline, then measures both in one run
+# (perf/bench.py) and appends the report to perf/RESULTS.md with the date,
+# commit and command. Installs wrk (Debian) and oha (crates.io) if missing.
+#
+#   perf/run.sh                     # full run, both modes (about 25 minutes)
+#   PERF_MODES=pinned PERF_ENDPOINTS=/plaintext perf/run.sh   # a subset
+#   PERF_DURATION=5 PERF_ROUNDS=2 PERF_RATE=50000 ...         # the knobs (defaults shown)
+#   PERF_NO_RECORD=1 perf/run.sh    # print only, do not touch RESULTS.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null; then
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq wrk
+fi
+command -v oha >/dev/null || cargo install --locked oha
+command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
+
+if [ "$(nproc)" -lt 2 ]; then
+  echo "the pinned mode needs 2 cores; run with PERF_MODES=unpinned" >&2
+fi
+
+cargo build --release --locked --bin swiftlet
+(cd perf/baseline/axum && cargo build --release --locked)
+
+# Nothing of ours may be left listening on the bench port.
+if ss -ltn 2>/dev/null | grep -q ':18080 '; then
+  echo "port 18080 is busy; stop whatever holds it first" >&2
+  exit 1
+fi
+
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+python3 perf/bench.py | tee "$report"
+
+if [ -z "${PERF_NO_RECORD:-}" ]; then
+  settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-2} PERF_RATE=${PERF_RATE:-50000} PERF_MODES=${PERF_MODES:-pinned,unpinned} PERF_ENDPOINTS=${PERF_ENDPOINTS:-/health,/plaintext,/json,/ingest}"
+  dirty=""; git diff --quiet HEAD -- src protocol Cargo.toml Cargo.lock || dirty=" (with uncommitted changes)"
+  {
+    echo
+    echo "## $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)${dirty}"
+    echo
+    echo "Command: \`${settings} perf/run.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))."
+    echo
+    cat "$report"
+  } >> perf/RESULTS.md
+  echo "appended to perf/RESULTS.md" >&2
+fi
