@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds swiftlet and the axum baseline, then measures both in one run
 # (perf/bench.py) and appends the report to perf/RESULTS.md with the date,
-# commit and command. Installs wrk (Debian) and oha (crates.io) if missing.
+# commit and command. Installs wrk (Debian) if missing and builds the
+# fixed-rate load generator in perf/loadgen.
 #
-#   perf/run.sh                     # full run, both modes (about 25 minutes)
+#   perf/run.sh                     # full run, both modes (about 15 minutes)
 #   PERF_MODES=pinned PERF_ENDPOINTS=/plaintext perf/run.sh   # a subset
 #   PERF_DURATION=5 PERF_ROUNDS=2 PERF_RATE=50000 ...         # the knobs (defaults shown)
 #   PERF_NO_RECORD=1 perf/run.sh    # print only, do not touch RESULTS.md
@@ -14,7 +15,6 @@ if ! command -v wrk >/dev/null; then
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq wrk
 fi
-command -v oha >/dev/null || cargo install --locked oha
 command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; exit 1; }
 
 if [ "$(nproc)" -lt 2 ]; then
@@ -23,6 +23,7 @@ fi
 
 cargo build --release --locked --bin swiftlet
 (cd perf/baseline/axum && cargo build --release --locked)
+(cd perf/loadgen && cargo build --release --locked)
 
 # Nothing of ours may be left listening on the bench port.
 if ss -ltn 2>/dev/null | grep -q ':18080 '; then
