@@ -63,7 +63,7 @@ pub struct Config {
     pub max_headers: usize,
 
     /// Longest request target in bytes (414 beyond).
-    #[arg(long, env = "SWIFTLET_MAX_TARGET", default_value_t = 8 * 1024)]
+    #[arg(long, env = "SWIFTLET_MAX_TARGET_LEN", default_value_t = 8 * 1024)]
     pub max_target_len: usize,
 
     /// Largest body accepted by POST /ingest, in bytes (413 beyond).
