@@ -32,7 +32,6 @@ use swiftlet_protocol::{
 };
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 use crate::date_cache;
@@ -42,7 +41,7 @@ use crate::panic_guard;
 use crate::request::Request;
 use crate::response::Response;
 use crate::router;
-use crate::worker::Worker;
+use crate::worker::{ConnectionSlot, Worker};
 
 /// Flush `wbuf` once it holds this much, even mid-pipeline.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -86,6 +85,7 @@ enum ReadOutcome {
 pub struct Connection<'w> {
     stream: TcpStream,
     worker: &'w Worker,
+    slot: &'w ConnectionSlot,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     scratch: Vec<u8>,
@@ -96,11 +96,12 @@ pub struct Connection<'w> {
 }
 
 impl<'w> Connection<'w> {
-    pub fn new(stream: TcpStream, worker: &'w Worker) -> Connection<'w> {
+    pub fn new(stream: TcpStream, worker: &'w Worker, slot: &'w ConnectionSlot) -> Connection<'w> {
         let size = worker.config.buffer_size;
         Connection {
             stream,
             worker,
+            slot,
             rbuf: Vec::with_capacity(size),
             wbuf: Vec::with_capacity(size),
             scratch: Vec::new(),
@@ -110,7 +111,7 @@ impl<'w> Connection<'w> {
         }
     }
 
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self) {
         let config = &self.worker.config;
         let mut waiting = Waiting::Head;
         let mut deadline = Instant::now() + config.header_timeout;
@@ -151,7 +152,9 @@ impl<'w> Connection<'w> {
             }
             waiting = next;
 
-            match self.read_more(timer.as_mut(), waiting == Waiting::Idle, &mut shutdown).await {
+            // Nothing of a request is in hand: shutdown may close it as it waits.
+            let idle = waiting == Waiting::Idle || (waiting == Waiting::Head && self.rbuf.is_empty());
+            match self.read_more(timer.as_mut(), idle).await {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof | ReadOutcome::Failed | ReadOutcome::Shutdown => return,
                 ReadOutcome::TimedOut => {
@@ -326,12 +329,10 @@ impl<'w> Connection<'w> {
         Ok(())
     }
 
-    async fn read_more(
-        &mut self,
-        mut timer: Pin<&mut Sleep>,
-        idle: bool,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> ReadOutcome {
+    /// Reads what the kernel has, or waits for it. While `idle`, the
+    /// connection is marked closable for shutdown (see `worker`), which then
+    /// drops this future at its await point.
+    async fn read_more(&mut self, mut timer: Pin<&mut Sleep>, idle: bool) -> ReadOutcome {
         loop {
             if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_SPACE {
                 let grow = self.rbuf.capacity().max(self.worker.config.buffer_size);
@@ -360,16 +361,17 @@ impl<'w> Connection<'w> {
             if idle && self.worker.shutting_down() {
                 return ReadOutcome::Shutdown;
             }
-            tokio::select! {
-                ready = self.stream.readable() => {
-                    if ready.is_err() {
-                        return ReadOutcome::Failed;
-                    }
+            self.slot.set_idle(idle);
+            let ready = tokio::select! {
+                ready = self.stream.readable() => ready,
+                _ = &mut timer => {
+                    self.slot.set_idle(false);
+                    return ReadOutcome::TimedOut;
                 }
-                _ = &mut timer => return ReadOutcome::TimedOut,
-                // Only an idle connection is closed at shutdown; one mid-request
-                // finishes it and is closed after its response.
-                _ = shutdown.changed(), if idle => return ReadOutcome::Shutdown,
+            };
+            self.slot.set_idle(false);
+            if ready.is_err() {
+                return ReadOutcome::Failed;
             }
         }
     }

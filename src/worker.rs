@@ -3,12 +3,15 @@
 //! the request path has no locks, no `Arc` and no cross-thread channels.
 //!
 //! The worker also enforces the per-core connection cap, keeps the per-core
-//! Date value fresh, and drives graceful shutdown: on the signal it stops
-//! accepting, lets open connections finish the request they are on (idle ones
-//! close at once), and returns when none are left or the shutdown timeout ends
-//! the wait (dropping the runtime then closes whatever remains).
+//! Date value fresh, and drives graceful shutdown: on the signal (a watch
+//! channel from the main thread, read only by the accept loop) it stops
+//! accepting, aborts the connections that are idle (each keeps a flag in its
+//! slot saying whether it holds part of a request), lets the others finish the
+//! request they are on, and returns when none are left or the shutdown timeout
+//! ends the wait (dropping the runtime then closes whatever remains).
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,7 +19,7 @@ use std::time::Duration;
 use swiftlet_protocol::HeadLimits;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::LocalSet;
+use tokio::task::{AbortHandle, LocalSet};
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -30,22 +33,56 @@ use crate::response::Response;
 pub struct Worker {
     pub config: Config,
     pub limits: HeadLimits,
-    active: Cell<usize>,
     shutting_down: Cell<bool>,
+    /// Every open connection, by id.
+    connections: RefCell<HashMap<u64, Rc<ConnectionSlot>>>,
+    next_id: Cell<u64>,
 }
 
 impl Worker {
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.get()
     }
+
+    fn open_connections(&self) -> usize {
+        self.connections.borrow().len()
+    }
+
+    /// Stops every connection that is waiting without a request in hand.
+    fn abort_idle(&self) {
+        for slot in self.connections.borrow().values() {
+            if slot.idle.get() {
+                if let Some(task) = slot.task.get() {
+                    task.abort();
+                }
+            }
+        }
+    }
 }
 
-/// Counts a connection as open for as long as it exists, however its task ends.
-struct ActiveGuard(Rc<Worker>);
+/// What the worker knows of one connection.
+pub struct ConnectionSlot {
+    /// Set while the connection waits with no part of a request in hand, so
+    /// shutdown may drop it at that await point without losing anything.
+    idle: Cell<bool>,
+    task: OnceCell<AbortHandle>,
+}
 
-impl Drop for ActiveGuard {
+impl ConnectionSlot {
+    pub fn set_idle(&self, idle: bool) {
+        self.idle.set(idle);
+    }
+}
+
+/// Keeps a connection registered for as long as its task exists, however it ends.
+struct Registration {
+    worker: Rc<Worker>,
+    id: u64,
+}
+
+impl Drop for Registration {
     fn drop(&mut self) {
-        self.0.active.set(self.0.active.get() - 1);
+        self.worker.connections.borrow_mut().remove(&self.id);
     }
 }
 
@@ -63,20 +100,22 @@ pub fn run(
         let worker = Rc::new(Worker {
             limits: config.head_limits(),
             config,
-            active: Cell::new(0),
             shutting_down: Cell::new(false),
+            connections: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
         });
         let date = tokio::task::spawn_local(date_cache::refresh_every_second());
         accept_until_shutdown(&listener, &worker, shutdown).await;
         worker.shutting_down.set(true);
         drop(listener);
+        worker.abort_idle();
 
         let deadline = Instant::now() + worker.config.shutdown_timeout;
-        while worker.active.get() > 0 && Instant::now() < deadline {
+        while worker.open_connections() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if worker.active.get() > 0 {
-            tracing::warn!(worker = index, open = worker.active.get(), "shutdown timeout: closing connections still open");
+        if worker.open_connections() > 0 {
+            tracing::warn!(worker = index, open = worker.open_connections(), "shutdown timeout: closing connections still open");
         }
         date.abort();
         Ok(())
@@ -101,19 +140,25 @@ async fn accept_until_shutdown(listener: &TcpListener, worker: &Rc<Worker>, mut 
                 continue;
             }
         };
-        if worker.active.get() >= worker.config.max_connections {
+        if worker.open_connections() >= worker.config.max_connections {
             refuse_overloaded(&stream, worker);
             continue;
         }
         let _ = stream.set_nodelay(true);
-        worker.active.set(worker.active.get() + 1);
-        let guard = ActiveGuard(Rc::clone(worker));
-        let shutdown = shutdown.clone();
-        tokio::task::spawn_local(async move {
-            let worker = Rc::clone(&guard.0);
-            Connection::new(stream, &worker).run(shutdown).await;
-            drop(guard);
+        let id = worker.next_id.get();
+        worker.next_id.set(id + 1);
+        // Marked idle only while it actually waits (see Connection::read_more);
+        // one not yet polled at shutdown sees the flag itself and closes.
+        let slot = Rc::new(ConnectionSlot { idle: Cell::new(false), task: OnceCell::new() });
+        worker.connections.borrow_mut().insert(id, Rc::clone(&slot));
+        let registration = Registration { worker: Rc::clone(worker), id };
+        let task_slot = Rc::clone(&slot);
+        let task = tokio::task::spawn_local(async move {
+            let worker = Rc::clone(&registration.worker);
+            Connection::new(stream, &worker, &task_slot).run().await;
+            drop(registration);
         });
+        let _ = slot.task.set(task.abort_handle());
     }
 }
 

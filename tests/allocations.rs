@@ -1,7 +1,11 @@
-//! Zero heap allocations per keep-alive request after warm-up, measured on the
-//! real server (in this process, so one allocator sees both) over a real
-//! socket. The client side uses only a fixed stack buffer and blocking
-//! std sockets, which do not allocate, so every counted call is the server's.
+//! Zero heap allocations on the hot paths: the codec on its own (parse a head,
+//! decode a chunked body, encode a response), then the real server over a real
+//! socket, in this process so one counting allocator sees it. The client side
+//! uses only fixed stack buffers and blocking std sockets, which do not
+//! allocate, so every counted call is the server's.
+//!
+//! One test function on purpose: the count is global, and a second test
+//! running beside it (or libtest spawning its thread) would be counted too.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
@@ -9,6 +13,9 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use swiftlet::{Config, Server};
+use swiftlet_protocol::{
+    Chunked, ChunkedDecoder, ConnectionHeader, HeadLimits, HttpDate, Parse, RequestHead, ResponseHead, Status,
+};
 
 struct Counting;
 
@@ -94,8 +101,50 @@ fn allocations_per_request(stream: &mut TcpStream, request: &[u8], pipeline: usi
     (after - before, rounds * pipeline)
 }
 
+fn codec_allocations_in_1000_rounds() -> usize {
+    let head = b"POST /ingest?x=1 HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: wrk\r\n\
+Accept: */*\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
+    let limits = HeadLimits::default();
+    let date = HttpDate::from_unix_secs(1_700_000_000);
+    let mut region = Vec::with_capacity(body.len());
+    let mut out = Vec::with_capacity(4096);
+
+    let before = CALLS.load(Ordering::SeqCst);
+    for _ in 0..1000 {
+        let parsed = match RequestHead::parse(head, &limits) {
+            Ok(Parse::Complete(h)) => h,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parsed.path(head), b"/ingest");
+        assert!(parsed.header(head, "user-agent").is_some());
+
+        region.clear();
+        region.extend_from_slice(body);
+        let mut decoder = ChunkedDecoder::new(1 << 20);
+        assert_eq!(decoder.decode(&mut region), Ok(Chunked::Complete { body_len: 11, consumed: body.len() }));
+        assert_eq!(&region[..11], b"hello world");
+
+        out.clear();
+        ResponseHead {
+            status: Status::OK,
+            content_type: Some("text/plain"),
+            content_length: 13,
+            connection: ConnectionHeader::Omit,
+            date: &date,
+            extra: &[],
+        }
+        .encode(&mut out);
+        out.extend_from_slice(b"Hello, World!");
+    }
+    CALLS.load(Ordering::SeqCst) - before
+}
+
 #[test]
-fn keep_alive_requests_do_not_allocate_after_warm_up() {
+fn hot_paths_do_not_allocate_after_warm_up() {
+    let allocs = codec_allocations_in_1000_rounds();
+    assert_eq!(allocs, 0, "the codec allocated {allocs} times in 1000 rounds");
+
     let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
     config.workers = Some(1);
     let server = Server::start(config).unwrap();

@@ -25,6 +25,18 @@ impl TestServer {
             .stderr(Stdio::inherit());
         // Defaults come by environment so that `args` can override them.
         cmd.env("SWIFTLET_WORKERS", "1");
+        // If the test thread dies without running Drop (the test binary killed
+        // by a timeout or a closed pipe), the server must not outlive it.
+        // SAFETY: the closure runs in the forked child before exec and only
+        // calls prctl(2), which is async-signal-safe: no locks, no allocation.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().expect("start swiftlet");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
