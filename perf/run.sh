@@ -4,9 +4,9 @@
 # commit and command. Installs wrk (Debian) if missing and builds the
 # fixed-rate load generator in perf/loadgen.
 #
-#   perf/run.sh                     # full run, both modes (about 15 minutes)
+#   perf/run.sh                     # full run, both modes (about 25 minutes)
 #   PERF_MODES=pinned PERF_ENDPOINTS=/plaintext perf/run.sh   # a subset
-#   PERF_DURATION=5 PERF_ROUNDS=2 PERF_RATE=50000 ...         # the knobs (defaults shown)
+#   PERF_DURATION=4 PERF_ROUNDS=5 PERF_RATE=50000 ...         # the knobs (defaults shown)
 #   PERF_NO_RECORD=1 perf/run.sh    # print only, do not touch RESULTS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,7 @@ trap 'rm -f "$report"' EXIT
 python3 perf/bench.py | tee "$report"
 
 if [ -z "${PERF_NO_RECORD:-}" ]; then
-  settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-2} PERF_RATE=${PERF_RATE:-50000} PERF_MODES=${PERF_MODES:-pinned,unpinned} PERF_ENDPOINTS=${PERF_ENDPOINTS:-/health,/plaintext,/json,/ingest}"
+  settings="PERF_DURATION=${PERF_DURATION:-4} PERF_ROUNDS=${PERF_ROUNDS:-5} PERF_RATE=${PERF_RATE:-50000} PERF_MODES=${PERF_MODES:-pinned,unpinned} PERF_ENDPOINTS=${PERF_ENDPOINTS:-/health,/plaintext,/json,/ingest}"
   dirty=""; git diff --quiet HEAD -- src protocol Cargo.toml Cargo.lock || dirty=" (with uncommitted changes)"
   {
     echo

@@ -11,6 +11,10 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
+    // Before anything else that could take a moment: bind and start the
+    // workers, so their runtimes start up while this thread sets up logging.
+    let started = Server::start(config.clone());
+
     // `Targets` takes the "info,swiftlet=debug" syntax without pulling in a regex engine.
     let filter: Targets = match config.log.parse() {
         Ok(filter) => filter,
@@ -38,41 +42,28 @@ fn main() -> std::process::ExitCode {
         tracing::warn!(error = %e, "could not enable jemalloc background purging");
     }
 
-    let server = match Server::start(config.clone()) {
+    let server = match started {
         Ok(server) => server,
         Err(e) => {
             tracing::error!(listen = %config.listen, error = %e, "could not start");
             return std::process::ExitCode::FAILURE;
         }
     };
-    tracing::info!(addr = %server.local_addr(), workers = config.workers(), "listening");
+    tracing::info!(addr = %server.local_addr(), workers = server.workers(), "listening");
 
-    wait_for_signal();
+    if let Err(e) = wait_for_signal() {
+        tracing::error!(error = %e, "could not install signal handlers; stopping");
+    }
     tracing::info!("shutting down");
     server.shutdown();
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_signal() {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "no runtime for signal handling");
-            return;
-        }
-    };
-    runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => tracing::error!("could not install signal handlers"),
-        }
-    });
+/// Blocks this (otherwise idle) thread until SIGINT or SIGTERM.
+fn wait_for_signal() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let _ = signals.forever().next();
+    Ok(())
 }

@@ -55,6 +55,10 @@ impl Server {
         self.local_addr
     }
 
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
     /// Starts graceful shutdown and waits for every worker to finish.
     pub fn shutdown(self) {
         let _ = self.shutdown.send(true);
