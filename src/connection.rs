@@ -202,7 +202,7 @@ impl<'w> Connection<'w> {
                 Err(e) => {
                     // The body of a refused request is not read, so the
                     // connection can only go on if there is none.
-                    let close = !self.keep_alive(&head) || head.framing != BodyFraming::Empty;
+                    let close = !keep_alive(&head, self.worker) || head.framing != BodyFraming::Empty;
                     self.queue_error(&e, Some(&head), close);
                     if close {
                         break Round::Close;
@@ -270,7 +270,7 @@ impl<'w> Connection<'w> {
                 }
             }
             // Decided after the handler: shutdown may have begun while it ran.
-            let keep_alive = head.keep_alive && !self.worker.shutting_down();
+            let keep_alive = keep_alive(&head, self.worker);
             encode(&mut self.wbuf, &response, &head, keep_alive);
             start += consumed;
             served += 1;
@@ -283,11 +283,6 @@ impl<'w> Connection<'w> {
         };
         self.rbuf.drain(..start);
         round
-    }
-
-    /// Whether the connection may stay open after answering `head`.
-    fn keep_alive(&self, head: &RequestHead) -> bool {
-        head.keep_alive && !self.worker.shutting_down()
     }
 
     /// The body is still arriving: tell a client that waits for it to send it
@@ -414,6 +409,11 @@ impl<'w> Connection<'w> {
     }
 }
 
+/// Whether the connection may stay open after answering `head`.
+fn keep_alive(head: &RequestHead, worker: &Worker) -> bool {
+    head.keep_alive && !worker.shutting_down()
+}
+
 /// Encodes a response to a parsed request.
 fn encode(out: &mut Vec<u8>, response: &Response<'_>, head: &RequestHead, keep_alive: bool) {
     let connection = match (keep_alive, head.version) {
@@ -430,7 +430,12 @@ fn encode_unparsed(out: &mut Vec<u8>, response: &Response<'_>) {
     write_response(out, response, ConnectionHeader::Close, true);
 }
 
-fn write_response(out: &mut Vec<u8>, response: &Response<'_>, connection: ConnectionHeader, with_body: bool) {
+pub(crate) fn write_response(
+    out: &mut Vec<u8>,
+    response: &Response<'_>,
+    connection: ConnectionHeader,
+    with_body: bool,
+) {
     let date = date_cache::current();
     let allow;
     let extra: &[(&str, &[u8])] = match response.allow() {

@@ -16,14 +16,14 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use swiftlet_protocol::HeadLimits;
+use swiftlet_protocol::{ConnectionHeader, HeadLimits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, LocalSet};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::connection::Connection;
+use crate::connection::{self, Connection};
 use crate::date_cache;
 use crate::error::AppError;
 use crate::response::Response;
@@ -168,17 +168,7 @@ fn refuse_overloaded(stream: &TcpStream, worker: &Worker) {
     let mut response = Response::new(&mut scratch);
     response.send_error(&AppError::Overloaded);
     let mut out = Vec::with_capacity(256);
-    let date = date_cache::current();
-    swiftlet_protocol::ResponseHead {
-        status: response.status(),
-        content_type: response.content_type(),
-        content_length: response.body().len(),
-        connection: swiftlet_protocol::ConnectionHeader::Close,
-        date: &date,
-        extra: &[],
-    }
-    .encode(&mut out);
-    out.extend_from_slice(response.body());
+    connection::write_response(&mut out, &response, ConnectionHeader::Close, true);
     let _ = stream.try_write(&out);
     tracing::debug!(cap = worker.config.max_connections, "connection refused: at the per-worker cap");
 }
