@@ -99,17 +99,16 @@ impl<'t, 'a> LogPayload<'t, 'a> {
         let object = value
             .as_object()
             .ok_or(AppError::InvalidField { field: "body", problem: "must be a JSON object" })?;
-        let timestamp = match field(&object, "timestamp")? {
-            v if v.as_i64().is_some() => Timestamp::UnixMillis(v.as_i64().unwrap_or_default()),
-            v => match v.into_string() {
-                Some(s) => Timestamp::Text(s),
-                None => {
-                    return Err(AppError::InvalidField {
-                        field: "timestamp",
-                        problem: "must be an integer (Unix milliseconds) or a string",
-                    })
-                }
-            },
+        let timestamp_value = field(&object, "timestamp")?;
+        let timestamp = match (timestamp_value.as_i64(), timestamp_value.into_string()) {
+            (Some(ms), _) => Timestamp::UnixMillis(ms),
+            (None, Some(text)) => Timestamp::Text(text),
+            (None, None) => {
+                return Err(AppError::InvalidField {
+                    field: "timestamp",
+                    problem: "must be an integer (Unix milliseconds) or a string",
+                })
+            }
         };
         let metadata_value = field(&object, "metadata")?;
         let metadata_object = metadata_value.as_object().ok_or(AppError::InvalidField {
