@@ -80,9 +80,46 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_TEST_ROUTES", default_value_t = false)]
     pub test_routes: bool,
 
+    /// PostgreSQL to use, as a URL or key=value string. Empty: no database
+    /// (database routes answer 503).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/swiftlet"
+    )]
+    pub database_url: String,
+
+    /// PostgreSQL connections per worker. Each is pipelined: every query of every
+    /// request on that worker shares it, many in flight at once.
+    #[arg(long, env = "SWIFTLET_PG_CONNECTIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pg_connections: u16,
+
+    /// Redis to use as the cache, as redis://[:password@]host[:port][/db]. Empty: no
+    /// cache (every lookup is a miss).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Seconds a database or cache call may take, connecting included, before the
+    /// request gets 503 (or, for the cache, a miss).
+    #[arg(long, env = "SWIFTLET_STORAGE_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
+    pub storage_timeout: Duration,
+
+    /// Seconds a cached World row lives in Redis.
+    #[arg(long, env = "SWIFTLET_CACHE_TTL", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cache_ttl: u32,
+
     /// Log filter: a level ("warn", "info", "debug") or per-target levels ("info,swiftlet=debug").
     #[arg(long, env = "SWIFTLET_LOG", default_value = "info")]
     pub log: String,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Apply the pending schema migrations to DATABASE_URL and exit.
+    Migrate,
 }
 
 impl Config {

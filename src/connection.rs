@@ -153,7 +153,8 @@ impl<'w> Connection<'w> {
             waiting = next;
 
             // Nothing of a request is in hand: shutdown may close it as it waits.
-            let idle = waiting == Waiting::Idle || (waiting == Waiting::Head && self.rbuf.is_empty());
+            let idle =
+                waiting == Waiting::Idle || (waiting == Waiting::Head && self.rbuf.is_empty());
             match self.read_more(timer.as_mut(), idle).await {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof | ReadOutcome::Failed | ReadOutcome::Shutdown => return,
@@ -202,7 +203,8 @@ impl<'w> Connection<'w> {
                 Err(e) => {
                     // The body of a refused request is not read, so the
                     // connection can only go on if there is none.
-                    let close = !keep_alive(&head, self.worker) || head.framing != BodyFraming::Empty;
+                    let close =
+                        !keep_alive(&head, self.worker) || head.framing != BodyFraming::Empty;
                     self.queue_error(&e, Some(&head), close);
                     if close {
                         break Round::Close;
@@ -218,7 +220,11 @@ impl<'w> Connection<'w> {
             let (body_len, consumed) = match head.framing {
                 BodyFraming::Empty => (0, head.head_len),
                 BodyFraming::Length(n) if n > limit => {
-                    self.queue_error(&AppError::Http(HttpError::PayloadTooLarge), Some(&head), true);
+                    self.queue_error(
+                        &AppError::Http(HttpError::PayloadTooLarge),
+                        Some(&head),
+                        true,
+                    );
                     break Round::Close;
                 }
                 BodyFraming::Length(n) => {
@@ -230,7 +236,9 @@ impl<'w> Connection<'w> {
                     (n, head.head_len + n)
                 }
                 BodyFraming::Chunked => {
-                    let decoder = self.chunked.get_or_insert_with(|| ChunkedDecoder::new(limit));
+                    let decoder = self
+                        .chunked
+                        .get_or_insert_with(|| ChunkedDecoder::new(limit));
                     match decoder.decode(region) {
                         Ok(Chunked::Complete { body_len, consumed }) => {
                             self.chunked = None;
@@ -255,8 +263,13 @@ impl<'w> Connection<'w> {
             let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
             let mut request = Request::new(head, head_bytes, &mut rest[..body_len]);
             let mut response = Response::new(&mut self.scratch);
-            let outcome =
-                panic_guard::catch_panic(handlers::dispatch(route, &mut request, &mut response)).await;
+            let outcome = panic_guard::catch_panic(handlers::dispatch(
+                route,
+                self.worker,
+                &mut request,
+                &mut response,
+            ))
+            .await;
             match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => response.send_error(&e),
@@ -290,7 +303,8 @@ impl<'w> Connection<'w> {
     fn await_body(&mut self, head: &RequestHead) {
         self.body_pending = true;
         if head.expect_continue && !self.continue_sent {
-            self.wbuf.extend_from_slice(swiftlet_protocol::response::CONTINUE);
+            self.wbuf
+                .extend_from_slice(swiftlet_protocol::response::CONTINUE);
             self.continue_sent = true;
         }
     }
@@ -344,9 +358,9 @@ impl<'w> Connection<'w> {
                         // clears only if no new readiness event came in since
                         // (it compares event ticks), and epoll reports new data
                         // as a new event.
-                        let _ = self
-                            .stream
-                            .try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                        let _ = self.stream.try_io(Interest::READABLE, || {
+                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                        });
                     }
                     return ReadOutcome::Data;
                 }

@@ -8,6 +8,7 @@
 use swiftlet_protocol::{HttpError, Status};
 
 use crate::json;
+use crate::storage::PgError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppError {
@@ -20,11 +21,33 @@ pub enum AppError {
     /// The body is not valid JSON.
     MalformedJson,
     /// A JSON field is missing or has the wrong type.
-    InvalidField { field: &'static str, problem: &'static str },
+    InvalidField {
+        field: &'static str,
+        problem: &'static str,
+    },
     /// This worker is at its connection cap.
     Overloaded,
     /// The handler panicked; the panic was logged.
     HandlerPanicked,
+    /// PostgreSQL is down or unreachable; the request was not run.
+    DatabaseUnavailable,
+    /// PostgreSQL did not answer within the storage timeout.
+    DatabaseTimedOut,
+    /// Something that should not happen did; it was logged where it happened.
+    Internal,
+}
+
+impl From<PgError> for AppError {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Unavailable => AppError::DatabaseUnavailable,
+            PgError::TimedOut => AppError::DatabaseTimedOut,
+            PgError::Conflict | PgError::Failed(_) => {
+                tracing::error!(error = %e, "database call failed");
+                AppError::Internal
+            }
+        }
+    }
 }
 
 impl From<HttpError> for AppError {
@@ -43,7 +66,10 @@ impl AppError {
             AppError::MalformedJson => Status::BAD_REQUEST,
             AppError::InvalidField { .. } => Status::UNPROCESSABLE_ENTITY,
             AppError::Overloaded => Status::SERVICE_UNAVAILABLE,
-            AppError::HandlerPanicked => Status::INTERNAL_SERVER_ERROR,
+            AppError::HandlerPanicked | AppError::Internal => Status::INTERNAL_SERVER_ERROR,
+            AppError::DatabaseUnavailable | AppError::DatabaseTimedOut => {
+                Status::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -64,7 +90,9 @@ impl AppError {
             AppError::MalformedJson => ("body", "is not valid JSON"),
             AppError::InvalidField { field, problem } => (*field, *problem),
             AppError::Overloaded => ("server", "too many connections, try again later"),
-            AppError::HandlerPanicked => ("server", "internal error"),
+            AppError::HandlerPanicked | AppError::Internal => ("server", "internal error"),
+            AppError::DatabaseUnavailable => ("database", "is unavailable, try again shortly"),
+            AppError::DatabaseTimedOut => ("database", "did not answer in time, try again shortly"),
         };
         out.extend_from_slice(b"{\"errors\":{");
         json::write_str(out, key);
@@ -81,21 +109,49 @@ mod tests {
     #[test]
     fn bodies_are_the_errors_object() {
         let mut out = Vec::new();
-        AppError::InvalidField { field: "event_id", problem: "is missing" }.write_body(&mut out);
+        AppError::InvalidField {
+            field: "event_id",
+            problem: "is missing",
+        }
+        .write_body(&mut out);
         assert_eq!(out, br#"{"errors":{"event_id":["is missing"]}}"#);
         out.clear();
         AppError::Http(HttpError::ConflictingContentLength).write_body(&mut out);
-        assert_eq!(out, br#"{"errors":{"request":["conflicting Content-Length values"]}}"#);
+        assert_eq!(
+            out,
+            br#"{"errors":{"request":["conflicting Content-Length values"]}}"#
+        );
     }
 
     #[test]
     fn statuses() {
         assert_eq!(AppError::NotFound.status().code(), 404);
-        assert_eq!(AppError::MethodNotAllowed { allow: "GET" }.status().code(), 405);
+        assert_eq!(
+            AppError::MethodNotAllowed { allow: "GET" }.status().code(),
+            405
+        );
         assert_eq!(AppError::MalformedJson.status().code(), 400);
-        assert_eq!(AppError::InvalidField { field: "a", problem: "b" }.status().code(), 422);
+        assert_eq!(
+            AppError::InvalidField {
+                field: "a",
+                problem: "b"
+            }
+            .status()
+            .code(),
+            422
+        );
         assert_eq!(AppError::Overloaded.status().code(), 503);
         assert_eq!(AppError::HandlerPanicked.status().code(), 500);
-        assert_eq!(AppError::Http(HttpError::TooManyHeaders).status().code(), 431);
+        assert_eq!(AppError::Internal.status().code(), 500);
+        assert_eq!(AppError::DatabaseUnavailable.status().code(), 503);
+        assert_eq!(AppError::DatabaseTimedOut.status().code(), 503);
+        assert_eq!(
+            AppError::from(PgError::Unavailable),
+            AppError::DatabaseUnavailable
+        );
+        assert_eq!(
+            AppError::Http(HttpError::TooManyHeaders).status().code(),
+            431
+        );
     }
 }

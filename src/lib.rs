@@ -3,7 +3,8 @@
 //! Where to start reading: [`server`] binds one listener per worker and starts
 //! the threads; [`worker`] runs one thread's runtime and accept loop;
 //! [`connection`] is the per-connection read/decode/answer/write loop; it asks
-//! [`router`] for the route and calls into [`handlers`]. The HTTP wire rules
+//! [`router`] for the route and calls into [`handlers`], which reach
+//! PostgreSQL and Redis through the worker's own [`storage`] connections. The HTTP wire rules
 //! themselves live in the `swiftlet-protocol` crate (`protocol/`), which has no
 //! IO at all.
 
@@ -18,6 +19,7 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod storage;
 pub mod worker;
 
 pub use config::Config;

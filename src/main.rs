@@ -2,6 +2,8 @@
 //! SIGINT or SIGTERM, then shut down gracefully.
 
 use clap::Parser;
+use swiftlet::config::Command;
+use swiftlet::storage::migrations;
 use swiftlet::{Config, Server};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
@@ -11,6 +13,9 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
+    if let Some(Command::Migrate) = config.command {
+        return migrate(&config);
+    }
     // Before anything else that could take a moment: bind and start the
     // workers, so their runtimes start up while this thread sets up logging.
     let started = Server::start(config.clone());
@@ -25,7 +30,11 @@ fn main() -> std::process::ExitCode {
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(ansi),
+        )
         .with(filter)
         .init();
 
@@ -40,6 +49,10 @@ fn main() -> std::process::ExitCode {
     // holding it (glibc-style) or purging on the request path.
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(error = %e, "could not enable jemalloc background purging");
+    }
+
+    if !config.database_url.is_empty() {
+        migrations::apply_in_background(config.database_url.clone(), config.storage_timeout);
     }
 
     let server = match started {
@@ -66,4 +79,28 @@ fn wait_for_signal() -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let _ = signals.forever().next();
     Ok(())
+}
+
+/// `swiftlet migrate`: apply the pending migrations and report them.
+fn migrate(config: &Config) -> std::process::ExitCode {
+    if config.database_url.is_empty() {
+        eprintln!("swiftlet migrate: DATABASE_URL is empty");
+        return std::process::ExitCode::FAILURE;
+    }
+    match migrations::apply_once(&config.database_url, config.storage_timeout) {
+        Ok(applied) if applied.is_empty() => {
+            println!("schema up to date");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            for version in applied {
+                println!("applied migration {version}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("swiftlet migrate: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -12,6 +12,7 @@ use crate::error::AppError;
 
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
+pub const HTML: &str = "text/html; charset=utf-8";
 
 enum Body {
     Static(&'static [u8]),
@@ -30,7 +31,13 @@ impl<'s> Response<'s> {
     /// An empty 204 response that a handler fills in.
     pub fn new(scratch: &'s mut Vec<u8>) -> Response<'s> {
         scratch.clear();
-        Response { status: Status::NO_CONTENT, content_type: None, allow: None, body: Body::Static(b""), scratch }
+        Response {
+            status: Status::NO_CONTENT,
+            content_type: None,
+            allow: None,
+            body: Body::Static(b""),
+            scratch,
+        }
     }
 
     pub fn status(&self) -> Status {
@@ -75,6 +82,20 @@ impl<'s> Response<'s> {
                 self.send_error(&AppError::HandlerPanicked);
             }
         }
+    }
+
+    /// Responds with a body that `write` generates into the scratch buffer.
+    pub fn send_with(
+        &mut self,
+        status: Status,
+        content_type: &'static str,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        self.scratch.clear();
+        write(self.scratch);
+        self.status = status;
+        self.content_type = Some(content_type);
+        self.body = Body::Scratch;
     }
 
     /// Replaces whatever was set with the error's status and JSON body.

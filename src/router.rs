@@ -22,6 +22,16 @@ pub enum Route {
     Plaintext,
     Json,
     Ingest,
+    /// `GET /db`: one random World row.
+    Db,
+    /// `GET /queries?queries=N`: N random World rows.
+    Queries,
+    /// `GET /updates?queries=N`: N random World rows, changed and written back.
+    Updates,
+    /// `GET /fortunes`: the Fortune table as HTML.
+    Fortunes,
+    /// `GET /cached-queries?count=N`: N random World rows through the Redis cache.
+    CachedQueries,
     /// `GET /__test/panic`: a handler that panics (only with `--test-routes`).
     TestPanic,
     /// `GET /__test/sleep?ms=N`: a handler that takes N ms (only with `--test-routes`).
@@ -69,6 +79,11 @@ pub fn route(method: Method, path: &[u8], test_routes: bool) -> Result<Route, Ap
         [b"plaintext"] => (Route::Plaintext, GET),
         [b"json"] => (Route::Json, GET),
         [b"ingest"] => (Route::Ingest, POST),
+        [b"db"] => (Route::Db, GET),
+        [b"queries"] => (Route::Queries, GET),
+        [b"updates"] => (Route::Updates, GET),
+        [b"fortunes"] => (Route::Fortunes, GET),
+        [b"cached-queries"] => (Route::CachedQueries, GET),
         [b"__test", b"panic"] if test_routes => (Route::TestPanic, GET),
         [b"__test", b"sleep"] if test_routes => (Route::TestSleep, GET),
         _ => return Err(AppError::NotFound),
@@ -92,15 +107,39 @@ mod tests {
     fn known_routes() {
         assert_eq!(route(Method::Get, b"/health", false), Ok(Route::Health));
         assert_eq!(route(Method::Head, b"/health", false), Ok(Route::Health));
-        assert_eq!(route(Method::Get, b"/plaintext", false), Ok(Route::Plaintext));
+        assert_eq!(
+            route(Method::Get, b"/plaintext", false),
+            Ok(Route::Plaintext)
+        );
         assert_eq!(route(Method::Get, b"/json", false), Ok(Route::Json));
         assert_eq!(route(Method::Post, b"/ingest", false), Ok(Route::Ingest));
+        assert_eq!(route(Method::Get, b"/db", false), Ok(Route::Db));
+        assert_eq!(route(Method::Get, b"/queries", false), Ok(Route::Queries));
+        assert_eq!(route(Method::Get, b"/updates", false), Ok(Route::Updates));
+        assert_eq!(route(Method::Get, b"/fortunes", false), Ok(Route::Fortunes));
+        assert_eq!(
+            route(Method::Get, b"/cached-queries", false),
+            Ok(Route::CachedQueries)
+        );
     }
 
     #[test]
     fn unknown_path_is_404() {
-        for p in [&b"/"[..], b"/nope", b"/health/", b"/health/x", b"health", b"*", b"//health"] {
-            assert_eq!(route(Method::Get, p, false), Err(AppError::NotFound), "{:?}", p);
+        for p in [
+            &b"/"[..],
+            b"/nope",
+            b"/health/",
+            b"/health/x",
+            b"health",
+            b"*",
+            b"//health",
+        ] {
+            assert_eq!(
+                route(Method::Get, p, false),
+                Err(AppError::NotFound),
+                "{:?}",
+                p
+            );
         }
     }
 
@@ -110,8 +149,14 @@ mod tests {
             route(Method::Post, b"/health", false),
             Err(AppError::MethodNotAllowed { allow: "GET, HEAD" })
         );
-        assert_eq!(route(Method::Get, b"/ingest", false), Err(AppError::MethodNotAllowed { allow: "POST" }));
-        assert_eq!(route(Method::Other, b"/json", false), Err(AppError::MethodNotAllowed { allow: "GET, HEAD" }));
+        assert_eq!(
+            route(Method::Get, b"/ingest", false),
+            Err(AppError::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(
+            route(Method::Other, b"/json", false),
+            Err(AppError::MethodNotAllowed { allow: "GET, HEAD" })
+        );
     }
 
     #[test]
@@ -143,8 +188,17 @@ mod test_route_tests {
 
     #[test]
     fn fault_routes_only_when_enabled() {
-        assert_eq!(route(Method::Get, b"/__test/panic", false), Err(AppError::NotFound));
-        assert_eq!(route(Method::Get, b"/__test/panic", true), Ok(Route::TestPanic));
-        assert_eq!(route(Method::Get, b"/__test/sleep", true), Ok(Route::TestSleep));
+        assert_eq!(
+            route(Method::Get, b"/__test/panic", false),
+            Err(AppError::NotFound)
+        );
+        assert_eq!(
+            route(Method::Get, b"/__test/panic", true),
+            Ok(Route::TestPanic)
+        );
+        assert_eq!(
+            route(Method::Get, b"/__test/sleep", true),
+            Ok(Route::TestSleep)
+        );
     }
 }

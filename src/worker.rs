@@ -27,11 +27,14 @@ use crate::connection::{self, Connection};
 use crate::date_cache;
 use crate::error::AppError;
 use crate::response::Response;
+use crate::storage::Storage;
 
 /// What every connection on this worker shares (through a plain `Rc`: this
 /// never leaves the thread).
 pub struct Worker {
     pub config: Config,
+    /// This worker's own PostgreSQL and Redis connections.
+    pub storage: Storage,
     pub limits: HeadLimits,
     shutting_down: Cell<bool>,
     /// Every open connection, by id.
@@ -93,12 +96,15 @@ pub fn run(
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let local = LocalSet::new();
     local.block_on(&runtime, async move {
         let listener = TcpListener::from_std(listener)?;
         let worker = Rc::new(Worker {
             limits: config.head_limits(),
+            storage: Storage::start(&config),
             config,
             shutting_down: Cell::new(false),
             connections: RefCell::new(HashMap::new()),
@@ -115,14 +121,22 @@ pub fn run(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if worker.open_connections() > 0 {
-            tracing::warn!(worker = index, open = worker.open_connections(), "shutdown timeout: closing connections still open");
+            tracing::warn!(
+                worker = index,
+                open = worker.open_connections(),
+                "shutdown timeout: closing connections still open"
+            );
         }
         date.abort();
         Ok(())
     })
 }
 
-async fn accept_until_shutdown(listener: &TcpListener, worker: &Rc<Worker>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_until_shutdown(
+    listener: &TcpListener,
+    worker: &Rc<Worker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         if *shutdown.borrow_and_update() {
             return;
@@ -149,9 +163,15 @@ async fn accept_until_shutdown(listener: &TcpListener, worker: &Rc<Worker>, mut 
         worker.next_id.set(id + 1);
         // Marked idle only while it actually waits (see Connection::read_more);
         // one not yet polled at shutdown sees the flag itself and closes.
-        let slot = Rc::new(ConnectionSlot { idle: Cell::new(false), task: OnceCell::new() });
+        let slot = Rc::new(ConnectionSlot {
+            idle: Cell::new(false),
+            task: OnceCell::new(),
+        });
         worker.connections.borrow_mut().insert(id, Rc::clone(&slot));
-        let registration = Registration { worker: Rc::clone(worker), id };
+        let registration = Registration {
+            worker: Rc::clone(worker),
+            id,
+        };
         let task_slot = Rc::clone(&slot);
         let task = tokio::task::spawn_local(async move {
             let worker = Rc::clone(&registration.worker);
@@ -170,5 +190,8 @@ fn refuse_overloaded(stream: &TcpStream, worker: &Worker) {
     let mut out = Vec::with_capacity(256);
     connection::write_response(&mut out, &response, ConnectionHeader::Close, true);
     let _ = stream.try_write(&out);
-    tracing::debug!(cap = worker.config.max_connections, "connection refused: at the per-worker cap");
+    tracing::debug!(
+        cap = worker.config.max_connections,
+        "connection refused: at the per-worker cap"
+    );
 }

@@ -99,9 +99,7 @@ impl HttpError {
             BareCarriageReturn => "bare CR in the request head",
             MissingHost => "HTTP/1.1 request without a Host header",
             DuplicateHost => "more than one Host header",
-            ContentLengthWithTransferEncoding => {
-                "Content-Length and Transfer-Encoding together"
-            }
+            ContentLengthWithTransferEncoding => "Content-Length and Transfer-Encoding together",
             InvalidContentLength => "Content-Length is not a valid number",
             ConflictingContentLength => "conflicting Content-Length values",
             UnsupportedTransferEncoding => "only a single chunked Transfer-Encoding is supported",
@@ -137,15 +135,35 @@ mod tests {
     fn messages_need_no_json_escaping() {
         use HttpError::*;
         let all = [
-            MalformedHead, InvalidHeaderName, InvalidHeaderValue, ObsoleteLineFolding,
-            BareCarriageReturn, MissingHost, DuplicateHost, ContentLengthWithTransferEncoding,
-            InvalidContentLength, ConflictingContentLength, UnsupportedTransferEncoding,
-            TransferEncodingInHttp10, InvalidChunkSize, ChunkSizeOverflow, InvalidChunkFraming,
-            HeadTooLarge, TooManyHeaders, TargetTooLong, PayloadTooLarge, ExpectationFailed,
-            UnsupportedVersion, HeadTimeout, BodyTimeout,
+            MalformedHead,
+            InvalidHeaderName,
+            InvalidHeaderValue,
+            ObsoleteLineFolding,
+            BareCarriageReturn,
+            MissingHost,
+            DuplicateHost,
+            ContentLengthWithTransferEncoding,
+            InvalidContentLength,
+            ConflictingContentLength,
+            UnsupportedTransferEncoding,
+            TransferEncodingInHttp10,
+            InvalidChunkSize,
+            ChunkSizeOverflow,
+            InvalidChunkFraming,
+            HeadTooLarge,
+            TooManyHeaders,
+            TargetTooLong,
+            PayloadTooLarge,
+            ExpectationFailed,
+            UnsupportedVersion,
+            HeadTimeout,
+            BodyTimeout,
         ];
         for e in all {
-            assert!(e.message().bytes().all(|b| b.is_ascii_graphic() || b == b' '));
+            assert!(e
+                .message()
+                .bytes()
+                .all(|b| b.is_ascii_graphic() || b == b' '));
             assert!(!e.message().contains(['"', '\\']));
             assert!(e.status().code() >= 400);
         }

@@ -1,4 +1,4 @@
-//! swiftlet's HTTP/1.1 wire code, with no IO in it.
+//! swiftlet's wire code (HTTP/1.1, and RESP for Redis), with no IO in it.
 //!
 //! Bytes go in, parsed request heads and decoded bodies come out, and response
 //! heads are encoded into a buffer the caller owns. Nothing here knows about
@@ -11,6 +11,7 @@
 //! - [`response`]: status codes and the response-head encoder.
 //! - [`date`]: the Date header value.
 //! - [`error`]: every way a request can be refused, each with its status.
+//! - [`resp`]: Redis commands and replies (RESP2), for the cache client.
 
 pub mod chunked;
 pub mod date;
@@ -18,6 +19,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod head;
+pub mod resp;
 pub mod response;
 
 pub use chunked::{Chunked, ChunkedDecoder};

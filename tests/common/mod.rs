@@ -7,6 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod storage;
+
 pub struct TestServer {
     pub addr: SocketAddr,
     child: Option<Child>,
@@ -15,8 +17,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// One worker (unless `args` say otherwise) with the fault-injection routes on.
+    /// One worker (unless `args` say otherwise) with the fault-injection routes
+    /// on, and no database or cache.
     pub fn start(args: &[&str]) -> TestServer {
+        TestServer::start_with_env(args, &[])
+    }
+
+    /// Like [`TestServer::start`], with extra environment (`DATABASE_URL`, …).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_swiftlet"));
         cmd.args(["--listen", "127.0.0.1:0", "--test-routes", "--log", "info"])
             .args(args)
@@ -24,7 +32,12 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         // Defaults come by environment so that `args` can override them.
-        cmd.env("SWIFTLET_WORKERS", "1");
+        cmd.env("SWIFTLET_WORKERS", "1")
+            .env("DATABASE_URL", "")
+            .env("REDIS_URL", "");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         // If the test thread dies without running Drop (the test binary killed
         // by a timeout or a closed pipe), the server must not outlive it.
         // SAFETY: the closure runs in the forked child before exec and only
@@ -56,14 +69,15 @@ impl TestServer {
             .expect("swiftlet did not log its address")
             .parse()
             .expect("address");
-        TestServer { addr, child: Some(child), log }
+        TestServer {
+            addr,
+            child: Some(child),
+            log,
+        }
     }
 
     pub fn connect(&self) -> Client {
-        let stream = TcpStream::connect(self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client { stream, buf: Vec::new() }
+        Client::connect_to(self.addr)
     }
 
     pub fn pid(&self) -> u32 {
@@ -71,7 +85,10 @@ impl TestServer {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -113,7 +130,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -127,6 +147,18 @@ pub struct Client {
 }
 
 impl Client {
+    pub fn connect_to(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn send(&mut self, raw: &[u8]) {
         self.stream.write_all(raw).expect("write");
     }
@@ -137,12 +169,20 @@ impl Client {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            self.fill().unwrap_or_else(|| panic!("connection closed mid-head: {:?}", String::from_utf8_lossy(&self.buf)));
+            self.fill().unwrap_or_else(|| {
+                panic!(
+                    "connection closed mid-head: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                )
+            });
         };
         let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("ascii head");
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap();
-        assert!(status_line.starts_with("HTTP/1.1 "), "status line {status_line:?}");
+        assert!(
+            status_line.starts_with("HTTP/1.1 "),
+            "status line {status_line:?}"
+        );
         let status: u16 = status_line[9..12].parse().unwrap();
         let headers: Vec<(String, String)> = lines
             .filter(|l| !l.is_empty())
@@ -156,13 +196,21 @@ impl Client {
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
             .map(|(_, v)| v.parse().unwrap())
             .unwrap_or(0);
-        let body_len = if head_request || status < 200 || status == 204 { 0 } else { len };
+        let body_len = if head_request || status < 200 || status == 204 {
+            0
+        } else {
+            len
+        };
         while self.buf.len() < head_end + body_len {
             self.fill().expect("connection closed mid-body");
         }
         let body = self.buf[head_end..head_end + body_len].to_vec();
         self.buf.drain(..head_end + body_len);
-        Response { status, headers, body }
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn read_response(&mut self) -> Response {
@@ -184,7 +232,7 @@ impl Client {
         if !self.buf.is_empty() {
             return false;
         }
-        matches!(self.fill(), None)
+        self.fill().is_none()
     }
 
     /// Reads more bytes; None on EOF or error.
@@ -196,7 +244,10 @@ impl Client {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Some(n)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 panic!("timed out waiting for the server")
             }
             Err(_) => None,

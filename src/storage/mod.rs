@@ -1,0 +1,51 @@
+//! The data path: each worker's own PostgreSQL and Redis connections.
+//!
+//! A worker owns its connections outright: they are driven by tasks on the
+//! worker's runtime and shared by its HTTP connections through `Rc`, so
+//! concurrent requests on one core pipeline onto the same sockets with no locks
+//! and no cross-thread hand-off. Every connection reconnects by itself with
+//! backoff; while one is down, calls on it fail at once instead of waiting.
+//!
+//! - [`postgres`]: the per-worker PostgreSQL connections and their statements.
+//! - [`redis`]: the pipelined Redis client.
+//! - [`migrations`]: the schema, applied once per database.
+//! - [`backoff`]: the reconnect schedule both share.
+
+pub mod backoff;
+pub mod migrations;
+pub mod postgres;
+pub mod redis;
+
+use crate::config::Config;
+
+pub use postgres::{PgError, PgSession, Postgres};
+pub use redis::{CacheError, Redis};
+
+/// One worker's storage connections.
+pub struct Storage {
+    pub pg: Postgres,
+    pub redis: Redis,
+    /// Prefix of every key this deployment writes to Redis, so deployments on
+    /// different databases sharing one Redis never read each other's rows.
+    pub cache_prefix: String,
+}
+
+impl Storage {
+    /// Starts the connection tasks on the current `LocalSet`; returns at once.
+    /// A URL that does not parse is logged and leaves that store disabled, which
+    /// callers see as "unavailable", never as a hang.
+    pub fn start(config: &Config) -> Storage {
+        let pg = Postgres::start(
+            &config.database_url,
+            config.pg_connections.into(),
+            config.storage_timeout,
+        );
+        let redis = Redis::start(&config.redis_url, config.storage_timeout);
+        let database = postgres::database_name(&config.database_url).unwrap_or_default();
+        Storage {
+            pg,
+            redis,
+            cache_prefix: format!("swiftlet:{database}:"),
+        }
+    }
+}

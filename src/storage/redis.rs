@@ -1,0 +1,517 @@
+//! A pipelined Redis client: one connection per worker, shared by every
+//! request on that worker.
+//!
+//! Callers encode their command into the link's output buffer and queue a
+//! waiter; one driver task writes everything queued since its last write in
+//! one go and completes the waiters in order as replies arrive (Redis answers
+//! a connection's commands in the order it sent them). So a hundred requests
+//! that each want one key cost one write and, usually, one read.
+//!
+//! Invariants:
+//! - `waiters` holds one entry per command that has been queued or written and
+//!   not yet answered, in command order; the n-th reply belongs to the front.
+//! - At most [`MAX_IN_FLIGHT`] commands are outstanding; callers beyond it wait
+//!   for room (within their timeout), which bounds memory on both ends.
+//! - While the link is down, calls fail at once with [`CacheError::Unavailable`]
+//!   (a cache treats that as a miss); when it goes down, every outstanding
+//!   waiter gets that error and the driver reconnects with backoff.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use swiftlet_protocol::resp::{decode_reply, encode_command, Reply};
+use swiftlet_protocol::Parse;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify};
+
+use super::backoff::Backoff;
+
+/// Outstanding commands per link before callers wait for room.
+pub const MAX_IN_FLIGHT: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheError {
+    /// Not connected, or the connection dropped before the reply.
+    Unavailable,
+    /// No reply within the storage timeout.
+    TimedOut,
+    /// Redis answered with an error.
+    Command(String),
+    /// Redis answered with a reply of the wrong type for the command.
+    UnexpectedReply,
+}
+
+impl std::fmt::Display for CacheError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheError::Unavailable => f.write_str("Redis unavailable"),
+            CacheError::TimedOut => f.write_str("Redis call timed out"),
+            CacheError::Command(e) => write!(f, "Redis error: {e}"),
+            CacheError::UnexpectedReply => f.write_str("unexpected Redis reply"),
+        }
+    }
+}
+
+/// Where and how to connect, from `redis://[[user]:password@]host[:port][/db]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+impl RedisTarget {
+    pub fn parse(url: &str) -> Result<RedisTarget, String> {
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or("must start with redis://")?;
+        let (authority, db) = match rest.split_once('/') {
+            Some((a, "")) => (a, 0),
+            Some((a, db)) => (
+                a,
+                db.parse()
+                    .map_err(|_| format!("{db:?} is not a database number"))?,
+            ),
+            None => (rest, 0),
+        };
+        let (credentials, hostport) = match authority.rsplit_once('@') {
+            Some((c, h)) => (Some(c), h),
+            None => (None, authority),
+        };
+        let (user, password) = match credentials {
+            None => (None, None),
+            Some(c) => match c.split_once(':') {
+                Some(("", p)) => (None, Some(p.to_owned())),
+                Some((u, p)) => (Some(u.to_owned()), Some(p.to_owned())),
+                None => (None, Some(c.to_owned())),
+            },
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, p) = v6.split_once(']').ok_or("unclosed [ in host")?;
+            (h, p.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| format!("{p:?} is not a port"))?,
+            None => 6379,
+        };
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        Ok(RedisTarget {
+            host: host.to_owned(),
+            port,
+            user,
+            password,
+            db,
+        })
+    }
+}
+
+enum Waiter {
+    Reply(oneshot::Sender<Result<Reply, CacheError>>),
+    /// A fire-and-forget command: its reply is read and dropped.
+    Discard,
+}
+
+struct Link {
+    up: Cell<bool>,
+    /// Commands encoded but not yet handed to the driver's write buffer.
+    out: RefCell<Vec<u8>>,
+    waiters: RefCell<VecDeque<Waiter>>,
+    /// Commands were queued.
+    queued: Notify,
+    /// In-flight dropped below the cap, or the link went down.
+    room: Notify,
+    /// Write calls on the socket, for the pipelining test.
+    writes: Cell<u64>,
+}
+
+impl Link {
+    fn queue(&self, args: &[&[u8]], waiter: Waiter) {
+        encode_command(&mut self.out.borrow_mut(), args);
+        self.waiters.borrow_mut().push_back(waiter);
+        self.queued.notify_one();
+    }
+
+    fn has_room(&self) -> bool {
+        self.waiters.borrow().len() < MAX_IN_FLIGHT
+    }
+
+    /// Fails every outstanding command: the link is gone.
+    fn fail_all(&self) {
+        self.up.set(false);
+        self.out.borrow_mut().clear();
+        for waiter in self.waiters.borrow_mut().drain(..) {
+            if let Waiter::Reply(tx) = waiter {
+                let _ = tx.send(Err(CacheError::Unavailable));
+            }
+        }
+        self.room.notify_waiters();
+    }
+}
+
+/// A worker's Redis connection.
+pub struct Redis {
+    link: Option<Rc<Link>>,
+    timeout: Duration,
+}
+
+impl Redis {
+    /// Starts the driver task on the current `LocalSet`. An empty or
+    /// unparsable `url` starts none: every call is then `Unavailable`.
+    pub fn start(url: &str, timeout: Duration) -> Redis {
+        if url.is_empty() {
+            return Redis {
+                link: None,
+                timeout,
+            };
+        }
+        let target = match RedisTarget::parse(url) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::error!(error = %e, "REDIS_URL does not parse; running without the cache");
+                return Redis {
+                    link: None,
+                    timeout,
+                };
+            }
+        };
+        let link = Rc::new(Link {
+            up: Cell::new(false),
+            out: RefCell::new(Vec::new()),
+            waiters: RefCell::new(VecDeque::new()),
+            queued: Notify::new(),
+            room: Notify::new(),
+            writes: Cell::new(0),
+        });
+        tokio::task::spawn_local(drive(Rc::clone(&link), target, timeout));
+        Redis {
+            link: Some(link),
+            timeout,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.up.get())
+    }
+
+    /// Socket writes so far (for tests that check commands share writes).
+    pub fn writes(&self) -> u64 {
+        self.link.as_ref().map_or(0, |l| l.writes.get())
+    }
+
+    /// Sends one command and waits for its reply. An error reply is `Err(Command)`.
+    pub async fn call(&self, args: &[&[u8]]) -> Result<Reply, CacheError> {
+        let link = self
+            .link
+            .as_ref()
+            .filter(|l| l.up.get())
+            .ok_or(CacheError::Unavailable)?;
+        let exchange = async {
+            while link.up.get() && !link.has_room() {
+                link.room.notified().await;
+            }
+            if !link.up.get() {
+                return Err(CacheError::Unavailable);
+            }
+            let (tx, rx) = oneshot::channel();
+            link.queue(args, Waiter::Reply(tx));
+            match rx.await {
+                Ok(Ok(Reply::Error(e))) => Err(CacheError::Command(e)),
+                Ok(result) => result,
+                Err(_) => Err(CacheError::Unavailable),
+            }
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(CacheError::TimedOut))
+    }
+
+    /// Queues a command whose reply nobody waits for. Returns false (and sends
+    /// nothing) when the link is down or full: a cache write may be skipped.
+    pub fn send(&self, args: &[&[u8]]) -> bool {
+        match &self.link {
+            Some(link) if link.up.get() && link.has_room() => {
+                link.queue(args, Waiter::Discard);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, CacheError> {
+        bulk(self.call(&[b"GET", key]).await?)
+    }
+
+    pub async fn mget(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
+        args.push(b"MGET");
+        args.extend_from_slice(keys);
+        match self.call(&args).await? {
+            Reply::Array(values) if values.len() == keys.len() => {
+                values.into_iter().map(bulk).collect()
+            }
+            _ => Err(CacheError::UnexpectedReply),
+        }
+    }
+
+    /// SET with a time to live, in seconds.
+    pub async fn set_ex(&self, key: &[u8], value: &[u8], ttl: u32) -> Result<(), CacheError> {
+        let ttl = ttl.to_string();
+        match self
+            .call(&[b"SET", key, value, b"EX", ttl.as_bytes()])
+            .await?
+        {
+            Reply::SimpleString(_) => Ok(()),
+            _ => Err(CacheError::UnexpectedReply),
+        }
+    }
+
+    /// Deletes keys; returns how many existed.
+    pub async fn del(&self, keys: &[&[u8]]) -> Result<i64, CacheError> {
+        let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
+        args.push(b"DEL");
+        args.extend_from_slice(keys);
+        integer(self.call(&args).await?)
+    }
+
+    pub async fn incr(&self, key: &[u8]) -> Result<i64, CacheError> {
+        integer(self.call(&[b"INCR", key]).await?)
+    }
+
+    /// Sets a key's time to live; false when the key does not exist.
+    pub async fn expire(&self, key: &[u8], seconds: u32) -> Result<bool, CacheError> {
+        let seconds = seconds.to_string();
+        Ok(integer(self.call(&[b"EXPIRE", key, seconds.as_bytes()]).await?)? == 1)
+    }
+}
+
+fn bulk(reply: Reply) -> Result<Option<Vec<u8>>, CacheError> {
+    match reply {
+        Reply::BulkString(v) => Ok(Some(v)),
+        Reply::Null => Ok(None),
+        _ => Err(CacheError::UnexpectedReply),
+    }
+}
+
+fn integer(reply: Reply) -> Result<i64, CacheError> {
+    match reply {
+        Reply::Integer(n) => Ok(n),
+        _ => Err(CacheError::UnexpectedReply),
+    }
+}
+
+/// Keeps the link connected for the life of the worker.
+async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut failures: u32 = 0;
+    loop {
+        match tokio::time::timeout(timeout, connect(&target)).await {
+            Ok(Ok(mut stream)) => {
+                if failures > 0 {
+                    tracing::info!(after_failures = failures, "Redis connected");
+                }
+                failures = 0;
+                backoff.reset();
+                link.up.set(true);
+                let error = serve(&link, &mut stream).await;
+                link.fail_all();
+                tracing::warn!(error = %error, "Redis connection lost; reconnecting");
+            }
+            Ok(Err(e)) => report_failure(&mut failures, &e.to_string()),
+            Err(_) => report_failure(&mut failures, "connect timed out"),
+        }
+        tokio::time::sleep(backoff.next_wait()).await;
+    }
+}
+
+fn report_failure(failures: &mut u32, error: &str) {
+    if *failures % 50 == 0 {
+        tracing::warn!(
+            failures = *failures + 1,
+            error,
+            "Redis unavailable; retrying (cache lookups are misses)"
+        );
+    } else {
+        tracing::debug!(error, "Redis still unavailable");
+    }
+    *failures += 1;
+}
+
+/// Opens the socket and authenticates and selects the database, if asked.
+async fn connect(target: &RedisTarget) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    stream.set_nodelay(true)?;
+    let mut hello = Vec::new();
+    let mut expected = 0;
+    if let Some(password) = &target.password {
+        match &target.user {
+            Some(user) => {
+                encode_command(&mut hello, &[b"AUTH", user.as_bytes(), password.as_bytes()])
+            }
+            None => encode_command(&mut hello, &[b"AUTH", password.as_bytes()]),
+        }
+        expected += 1;
+    }
+    if target.db != 0 {
+        encode_command(&mut hello, &[b"SELECT", target.db.to_string().as_bytes()]);
+        expected += 1;
+    }
+    if expected > 0 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        stream.write_all(&hello).await?;
+        let mut buf = Vec::with_capacity(256);
+        let mut pos = 0;
+        while expected > 0 {
+            match decode_reply(&buf[pos..])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            {
+                Parse::Complete((Reply::Error(e), _)) => {
+                    return Err(io::Error::other(format!("Redis refused: {e}")))
+                }
+                Parse::Complete((_, used)) => {
+                    pos += used;
+                    expected -= 1;
+                }
+                Parse::Incomplete => {
+                    if stream.read_buf(&mut buf).await? == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+            }
+        }
+        return Ok(stream);
+    }
+    Ok(stream)
+}
+
+/// Moves commands out and replies in until the connection fails; returns why.
+async fn serve(link: &Link, stream: &mut TcpStream) -> io::Error {
+    let mut rbuf: Vec<u8> = Vec::with_capacity(4096);
+    let mut wbuf: Vec<u8> = Vec::new();
+    let mut written = 0;
+    loop {
+        if written == wbuf.len() {
+            // Swap buffers: callers keep appending to `out` while this one is written.
+            wbuf.clear();
+            written = 0;
+            std::mem::swap(&mut wbuf, &mut *link.out.borrow_mut());
+        }
+        let want_write = written < wbuf.len();
+        let interest = if want_write {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        tokio::select! {
+            ready = stream.ready(interest) => {
+                let ready = match ready {
+                    Ok(ready) => ready,
+                    Err(e) => return e,
+                };
+                if ready.is_writable() && want_write {
+                    match stream.try_write(&wbuf[written..]) {
+                        Ok(n) => {
+                            written += n;
+                            link.writes.set(link.writes.get() + 1);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return e,
+                    }
+                }
+                if ready.is_readable() {
+                    if rbuf.capacity() - rbuf.len() < 1024 {
+                        rbuf.reserve(4096);
+                    }
+                    match stream.try_read_buf(&mut rbuf) {
+                        Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
+                        Ok(_) => {
+                            if let Err(e) = deliver(link, &mut rbuf) {
+                                return e;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return e,
+                    }
+                }
+            }
+            _ = link.queued.notified(), if !want_write => {}
+        }
+    }
+}
+
+/// Hands every complete reply in `rbuf` to its waiter, in order.
+fn deliver(link: &Link, rbuf: &mut Vec<u8>) -> io::Result<()> {
+    let mut pos = 0;
+    let had_room = link.has_room();
+    loop {
+        let (reply, used) = match decode_reply(&rbuf[pos..]) {
+            Ok(Parse::Complete(r)) => r,
+            Ok(Parse::Incomplete) => break,
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        };
+        pos += used;
+        match link.waiters.borrow_mut().pop_front() {
+            Some(Waiter::Reply(tx)) => {
+                // The caller may have timed out and gone; that is fine.
+                let _ = tx.send(Ok(reply));
+            }
+            Some(Waiter::Discard) => {
+                if let Reply::Error(e) = reply {
+                    tracing::debug!(error = %e, "a fire-and-forget Redis command failed");
+                }
+            }
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a reply nobody asked for",
+                ))
+            }
+        }
+    }
+    rbuf.drain(..pos);
+    if !had_room && link.has_room() {
+        link.room.notify_waiters();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = RedisTarget::parse("redis://127.0.0.1:6379").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.db, t.password),
+            ("127.0.0.1", 6379, 0, None)
+        );
+        let t = RedisTarget::parse("redis://:secret@cache:7000/3").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.db, t.password.as_deref(), t.user),
+            ("cache", 7000, 3, Some("secret"), None)
+        );
+        let t = RedisTarget::parse("redis://me:pw@[::1]/").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.user.as_deref()),
+            ("::1", 6379, Some("me"))
+        );
+        assert!(RedisTarget::parse("http://x").is_err());
+        assert!(RedisTarget::parse("redis://x:port").is_err());
+        assert!(RedisTarget::parse("redis://x/db").is_err());
+        assert!(RedisTarget::parse("redis://").is_err());
+    }
+}
