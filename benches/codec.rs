@@ -9,8 +9,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use swiftlet::router;
 use swiftlet_protocol::{
-    Chunked, ChunkedDecoder, ConnectionHeader, HeadLimits, HttpDate, Method, Parse, RequestHead,
-    ResponseHead, Status,
+    Chunked, ChunkedDecoder, ConnectionHeader, HeadLimits, HttpDate, Method, Parse, RequestHead, ResponseHead, Status,
 };
 
 /// What wrk sends, plus the headers a browser adds.
@@ -91,9 +90,7 @@ fn encode(c: &mut Criterion) {
             black_box(out.len())
         })
     });
-    c.bench_function("format_date", |b| {
-        b.iter(|| HttpDate::from_unix_secs(black_box(1_763_769_600)))
-    });
+    c.bench_function("format_date", |b| b.iter(|| HttpDate::from_unix_secs(black_box(1_763_769_600))));
 }
 
 criterion_group!(benches, parse, route, chunked, encode);

@@ -82,11 +82,7 @@ pub struct Config {
 
     /// PostgreSQL to use, as a URL or key=value string. Empty: no database
     /// (database routes answer 503).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/swiftlet"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/swiftlet")]
     pub database_url: String,
 
     /// PostgreSQL connections per worker. Each is pipelined: every query of every
@@ -124,9 +120,7 @@ pub enum Command {
 
 impl Config {
     pub fn workers(&self) -> usize {
-        self.workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
+        self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
     }
 
     pub fn head_limits(&self) -> HeadLimits {

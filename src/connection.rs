@@ -27,8 +27,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use swiftlet_protocol::{
-    BodyFraming, Chunked, ChunkedDecoder, ConnectionHeader, HttpError, Method, Parse, RequestHead,
-    ResponseHead, Version,
+    BodyFraming, Chunked, ChunkedDecoder, ConnectionHeader, HttpError, Method, Parse, RequestHead, ResponseHead,
+    Version,
 };
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -153,8 +153,7 @@ impl<'w> Connection<'w> {
             waiting = next;
 
             // Nothing of a request is in hand: shutdown may close it as it waits.
-            let idle =
-                waiting == Waiting::Idle || (waiting == Waiting::Head && self.rbuf.is_empty());
+            let idle = waiting == Waiting::Idle || (waiting == Waiting::Head && self.rbuf.is_empty());
             match self.read_more(timer.as_mut(), idle).await {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof | ReadOutcome::Failed | ReadOutcome::Shutdown => return,
@@ -193,18 +192,13 @@ impl<'w> Connection<'w> {
                     break Round::Close;
                 }
             };
-            let route = router::route(
-                head.method,
-                head.path(&self.rbuf[start..]),
-                self.worker.config.test_routes,
-            );
+            let route = router::route(head.method, head.path(&self.rbuf[start..]), self.worker.config.test_routes);
             let route = match route {
                 Ok(route) => route,
                 Err(e) => {
                     // The body of a refused request is not read, so the
                     // connection can only go on if there is none.
-                    let close =
-                        !keep_alive(&head, self.worker) || head.framing != BodyFraming::Empty;
+                    let close = !keep_alive(&head, self.worker) || head.framing != BodyFraming::Empty;
                     self.queue_error(&e, Some(&head), close);
                     if close {
                         break Round::Close;
@@ -220,11 +214,7 @@ impl<'w> Connection<'w> {
             let (body_len, consumed) = match head.framing {
                 BodyFraming::Empty => (0, head.head_len),
                 BodyFraming::Length(n) if n > limit => {
-                    self.queue_error(
-                        &AppError::Http(HttpError::PayloadTooLarge),
-                        Some(&head),
-                        true,
-                    );
+                    self.queue_error(&AppError::Http(HttpError::PayloadTooLarge), Some(&head), true);
                     break Round::Close;
                 }
                 BodyFraming::Length(n) => {
@@ -236,9 +226,7 @@ impl<'w> Connection<'w> {
                     (n, head.head_len + n)
                 }
                 BodyFraming::Chunked => {
-                    let decoder = self
-                        .chunked
-                        .get_or_insert_with(|| ChunkedDecoder::new(limit));
+                    let decoder = self.chunked.get_or_insert_with(|| ChunkedDecoder::new(limit));
                     match decoder.decode(region) {
                         Ok(Chunked::Complete { body_len, consumed }) => {
                             self.chunked = None;
@@ -263,13 +251,8 @@ impl<'w> Connection<'w> {
             let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
             let mut request = Request::new(head, head_bytes, &mut rest[..body_len]);
             let mut response = Response::new(&mut self.scratch);
-            let outcome = panic_guard::catch_panic(handlers::dispatch(
-                route,
-                self.worker,
-                &mut request,
-                &mut response,
-            ))
-            .await;
+            let outcome =
+                panic_guard::catch_panic(handlers::dispatch(route, self.worker, &mut request, &mut response)).await;
             match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => response.send_error(&e),
@@ -303,8 +286,7 @@ impl<'w> Connection<'w> {
     fn await_body(&mut self, head: &RequestHead) {
         self.body_pending = true;
         if head.expect_continue && !self.continue_sent {
-            self.wbuf
-                .extend_from_slice(swiftlet_protocol::response::CONTINUE);
+            self.wbuf.extend_from_slice(swiftlet_protocol::response::CONTINUE);
             self.continue_sent = true;
         }
     }
@@ -358,9 +340,8 @@ impl<'w> Connection<'w> {
                         // clears only if no new readiness event came in since
                         // (it compares event ticks), and epoll reports new data
                         // as a new event.
-                        let _ = self.stream.try_io(Interest::READABLE, || {
-                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                        });
+                        let _ =
+                            self.stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
                     }
                     return ReadOutcome::Data;
                 }

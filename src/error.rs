@@ -21,10 +21,7 @@ pub enum AppError {
     /// The body is not valid JSON.
     MalformedJson,
     /// A JSON field is missing or has the wrong type.
-    InvalidField {
-        field: &'static str,
-        problem: &'static str,
-    },
+    InvalidField { field: &'static str, problem: &'static str },
     /// This worker is at its connection cap.
     Overloaded,
     /// The handler panicked; the panic was logged.
@@ -67,9 +64,7 @@ impl AppError {
             AppError::InvalidField { .. } => Status::UNPROCESSABLE_ENTITY,
             AppError::Overloaded => Status::SERVICE_UNAVAILABLE,
             AppError::HandlerPanicked | AppError::Internal => Status::INTERNAL_SERVER_ERROR,
-            AppError::DatabaseUnavailable | AppError::DatabaseTimedOut => {
-                Status::SERVICE_UNAVAILABLE
-            }
+            AppError::DatabaseUnavailable | AppError::DatabaseTimedOut => Status::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -109,49 +104,25 @@ mod tests {
     #[test]
     fn bodies_are_the_errors_object() {
         let mut out = Vec::new();
-        AppError::InvalidField {
-            field: "event_id",
-            problem: "is missing",
-        }
-        .write_body(&mut out);
+        AppError::InvalidField { field: "event_id", problem: "is missing" }.write_body(&mut out);
         assert_eq!(out, br#"{"errors":{"event_id":["is missing"]}}"#);
         out.clear();
         AppError::Http(HttpError::ConflictingContentLength).write_body(&mut out);
-        assert_eq!(
-            out,
-            br#"{"errors":{"request":["conflicting Content-Length values"]}}"#
-        );
+        assert_eq!(out, br#"{"errors":{"request":["conflicting Content-Length values"]}}"#);
     }
 
     #[test]
     fn statuses() {
         assert_eq!(AppError::NotFound.status().code(), 404);
-        assert_eq!(
-            AppError::MethodNotAllowed { allow: "GET" }.status().code(),
-            405
-        );
+        assert_eq!(AppError::MethodNotAllowed { allow: "GET" }.status().code(), 405);
         assert_eq!(AppError::MalformedJson.status().code(), 400);
-        assert_eq!(
-            AppError::InvalidField {
-                field: "a",
-                problem: "b"
-            }
-            .status()
-            .code(),
-            422
-        );
+        assert_eq!(AppError::InvalidField { field: "a", problem: "b" }.status().code(), 422);
         assert_eq!(AppError::Overloaded.status().code(), 503);
         assert_eq!(AppError::HandlerPanicked.status().code(), 500);
         assert_eq!(AppError::Internal.status().code(), 500);
         assert_eq!(AppError::DatabaseUnavailable.status().code(), 503);
         assert_eq!(AppError::DatabaseTimedOut.status().code(), 503);
-        assert_eq!(
-            AppError::from(PgError::Unavailable),
-            AppError::DatabaseUnavailable
-        );
-        assert_eq!(
-            AppError::Http(HttpError::TooManyHeaders).status().code(),
-            431
-        );
+        assert_eq!(AppError::from(PgError::Unavailable), AppError::DatabaseUnavailable);
+        assert_eq!(AppError::Http(HttpError::TooManyHeaders).status().code(), 431);
     }
 }

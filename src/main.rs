@@ -30,11 +30,7 @@ fn main() -> std::process::ExitCode {
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_target(false)
-                .with_ansi(ansi),
-        )
+        .with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi))
         .with(filter)
         .init();
 

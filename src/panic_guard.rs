@@ -15,13 +15,11 @@ pub async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + S
     let mut fut = std::pin::pin!(fut);
     // AssertUnwindSafe: after a panic the future is dropped unpolled, and the
     // caller discards whatever partial response it had written.
-    std::future::poll_fn(
-        move |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(payload) => Poll::Ready(Err(payload)),
-        },
-    )
+    std::future::poll_fn(move |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        Ok(Poll::Pending) => Poll::Pending,
+        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+        Err(payload) => Poll::Ready(Err(payload)),
+    })
     .await
 }
 

@@ -16,11 +16,7 @@ pub struct Request<'b> {
 impl<'b> Request<'b> {
     /// `head_bytes` is the buffer the head was parsed from, starting where it starts.
     pub fn new(head: RequestHead, head_bytes: &'b [u8], body: &'b mut [u8]) -> Request<'b> {
-        Request {
-            head,
-            head_bytes,
-            body,
-        }
+        Request { head, head_bytes, body }
     }
 
     pub fn method(&self) -> Method {
@@ -67,10 +63,7 @@ mod tests {
     #[test]
     fn query_params() {
         assert_eq!(query_param(b"queries=20", "queries"), Some(&b"20"[..]));
-        assert_eq!(
-            query_param(b"a=1&queries=5&queries=7", "queries"),
-            Some(&b"5"[..])
-        );
+        assert_eq!(query_param(b"a=1&queries=5&queries=7", "queries"), Some(&b"5"[..]));
         assert_eq!(query_param(b"queries", "queries"), Some(&b""[..]));
         assert_eq!(query_param(b"queriesx=1&xqueries=2", "queries"), None);
         assert_eq!(query_param(b"", "queries"), None);

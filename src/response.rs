@@ -31,13 +31,7 @@ impl<'s> Response<'s> {
     /// An empty 204 response that a handler fills in.
     pub fn new(scratch: &'s mut Vec<u8>) -> Response<'s> {
         scratch.clear();
-        Response {
-            status: Status::NO_CONTENT,
-            content_type: None,
-            allow: None,
-            body: Body::Static(b""),
-            scratch,
-        }
+        Response { status: Status::NO_CONTENT, content_type: None, allow: None, body: Body::Static(b""), scratch }
     }
 
     pub fn status(&self) -> Status {
@@ -85,12 +79,7 @@ impl<'s> Response<'s> {
     }
 
     /// Responds with a body that `write` generates into the scratch buffer.
-    pub fn send_with(
-        &mut self,
-        status: Status,
-        content_type: &'static str,
-        write: impl FnOnce(&mut Vec<u8>),
-    ) {
+    pub fn send_with(&mut self, status: Status, content_type: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
         self.scratch.clear();
         write(self.scratch);
         self.status = status;

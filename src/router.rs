@@ -107,56 +107,28 @@ mod tests {
     fn known_routes() {
         assert_eq!(route(Method::Get, b"/health", false), Ok(Route::Health));
         assert_eq!(route(Method::Head, b"/health", false), Ok(Route::Health));
-        assert_eq!(
-            route(Method::Get, b"/plaintext", false),
-            Ok(Route::Plaintext)
-        );
+        assert_eq!(route(Method::Get, b"/plaintext", false), Ok(Route::Plaintext));
         assert_eq!(route(Method::Get, b"/json", false), Ok(Route::Json));
         assert_eq!(route(Method::Post, b"/ingest", false), Ok(Route::Ingest));
         assert_eq!(route(Method::Get, b"/db", false), Ok(Route::Db));
         assert_eq!(route(Method::Get, b"/queries", false), Ok(Route::Queries));
         assert_eq!(route(Method::Get, b"/updates", false), Ok(Route::Updates));
         assert_eq!(route(Method::Get, b"/fortunes", false), Ok(Route::Fortunes));
-        assert_eq!(
-            route(Method::Get, b"/cached-queries", false),
-            Ok(Route::CachedQueries)
-        );
+        assert_eq!(route(Method::Get, b"/cached-queries", false), Ok(Route::CachedQueries));
     }
 
     #[test]
     fn unknown_path_is_404() {
-        for p in [
-            &b"/"[..],
-            b"/nope",
-            b"/health/",
-            b"/health/x",
-            b"health",
-            b"*",
-            b"//health",
-        ] {
-            assert_eq!(
-                route(Method::Get, p, false),
-                Err(AppError::NotFound),
-                "{:?}",
-                p
-            );
+        for p in [&b"/"[..], b"/nope", b"/health/", b"/health/x", b"health", b"*", b"//health"] {
+            assert_eq!(route(Method::Get, p, false), Err(AppError::NotFound), "{:?}", p);
         }
     }
 
     #[test]
     fn wrong_method_is_405_with_allow() {
-        assert_eq!(
-            route(Method::Post, b"/health", false),
-            Err(AppError::MethodNotAllowed { allow: "GET, HEAD" })
-        );
-        assert_eq!(
-            route(Method::Get, b"/ingest", false),
-            Err(AppError::MethodNotAllowed { allow: "POST" })
-        );
-        assert_eq!(
-            route(Method::Other, b"/json", false),
-            Err(AppError::MethodNotAllowed { allow: "GET, HEAD" })
-        );
+        assert_eq!(route(Method::Post, b"/health", false), Err(AppError::MethodNotAllowed { allow: "GET, HEAD" }));
+        assert_eq!(route(Method::Get, b"/ingest", false), Err(AppError::MethodNotAllowed { allow: "POST" }));
+        assert_eq!(route(Method::Other, b"/json", false), Err(AppError::MethodNotAllowed { allow: "GET, HEAD" }));
     }
 
     #[test]
@@ -188,17 +160,8 @@ mod test_route_tests {
 
     #[test]
     fn fault_routes_only_when_enabled() {
-        assert_eq!(
-            route(Method::Get, b"/__test/panic", false),
-            Err(AppError::NotFound)
-        );
-        assert_eq!(
-            route(Method::Get, b"/__test/panic", true),
-            Ok(Route::TestPanic)
-        );
-        assert_eq!(
-            route(Method::Get, b"/__test/sleep", true),
-            Ok(Route::TestSleep)
-        );
+        assert_eq!(route(Method::Get, b"/__test/panic", false), Err(AppError::NotFound));
+        assert_eq!(route(Method::Get, b"/__test/panic", true), Ok(Route::TestPanic));
+        assert_eq!(route(Method::Get, b"/__test/sleep", true), Ok(Route::TestSleep));
     }
 }

@@ -27,45 +27,28 @@ impl Server {
         // holds the port (including another swiftlet, which SO_REUSEPORT would
         // otherwise silently share it with) and resolves port 0.
         let local_addr = std::net::TcpListener::bind(config.listen)?.local_addr()?;
-        let listeners = (0..count)
-            .map(|_| bind_reuseport(local_addr))
-            .collect::<io::Result<Vec<_>>>()?;
-        let cores = if config.pin {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let listeners = (0..count).map(|_| bind_reuseport(local_addr)).collect::<io::Result<Vec<_>>>()?;
+        let cores = if config.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
         let (shutdown, watcher) = watch::channel(false);
 
         let mut workers = Vec::with_capacity(count);
         for (index, listener) in listeners.into_iter().enumerate() {
             let config = config.clone();
             let watcher = watcher.clone();
-            let core =
-                (!cores.is_empty()).then(|| cores[(config.first_core + index) % cores.len()]);
-            let handle = std::thread::Builder::new()
-                .name(format!("swiftlet-worker-{index}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        if !core_affinity::set_for_current(core) {
-                            tracing::warn!(
-                                worker = index,
-                                core = core.id,
-                                "could not pin worker to core"
-                            );
-                        }
+            let core = (!cores.is_empty()).then(|| cores[(config.first_core + index) % cores.len()]);
+            let handle = std::thread::Builder::new().name(format!("swiftlet-worker-{index}")).spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        tracing::warn!(worker = index, core = core.id, "could not pin worker to core");
                     }
-                    if let Err(e) = worker::run(index, listener, config, watcher) {
-                        tracing::error!(worker = index, error = %e, "worker failed");
-                    }
-                })?;
+                }
+                if let Err(e) = worker::run(index, listener, config, watcher) {
+                    tracing::error!(worker = index, error = %e, "worker failed");
+                }
+            })?;
             workers.push(handle);
         }
-        Ok(Server {
-            local_addr,
-            workers,
-            shutdown,
-        })
+        Ok(Server { local_addr, workers, shutdown })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

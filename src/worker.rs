@@ -96,9 +96,7 @@ pub fn run(
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = LocalSet::new();
     local.block_on(&runtime, async move {
         let listener = TcpListener::from_std(listener)?;
@@ -132,11 +130,7 @@ pub fn run(
     })
 }
 
-async fn accept_until_shutdown(
-    listener: &TcpListener,
-    worker: &Rc<Worker>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn accept_until_shutdown(listener: &TcpListener, worker: &Rc<Worker>, mut shutdown: watch::Receiver<bool>) {
     loop {
         if *shutdown.borrow_and_update() {
             return;
@@ -163,15 +157,9 @@ async fn accept_until_shutdown(
         worker.next_id.set(id + 1);
         // Marked idle only while it actually waits (see Connection::read_more);
         // one not yet polled at shutdown sees the flag itself and closes.
-        let slot = Rc::new(ConnectionSlot {
-            idle: Cell::new(false),
-            task: OnceCell::new(),
-        });
+        let slot = Rc::new(ConnectionSlot { idle: Cell::new(false), task: OnceCell::new() });
         worker.connections.borrow_mut().insert(id, Rc::clone(&slot));
-        let registration = Registration {
-            worker: Rc::clone(worker),
-            id,
-        };
+        let registration = Registration { worker: Rc::clone(worker), id };
         let task_slot = Rc::clone(&slot);
         let task = tokio::task::spawn_local(async move {
             let worker = Rc::clone(&registration.worker);
@@ -190,8 +178,5 @@ fn refuse_overloaded(stream: &TcpStream, worker: &Worker) {
     let mut out = Vec::with_capacity(256);
     connection::write_response(&mut out, &response, ConnectionHeader::Close, true);
     let _ = stream.try_write(&out);
-    tracing::debug!(
-        cap = worker.config.max_connections,
-        "connection refused: at the per-worker cap"
-    );
+    tracing::debug!(cap = worker.config.max_connections, "connection refused: at the per-worker cap");
 }

@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use swiftlet::{Config, Server};
 use swiftlet_protocol::{
-    Chunked, ChunkedDecoder, ConnectionHeader, HeadLimits, HttpDate, Parse, RequestHead,
-    ResponseHead, Status,
+    Chunked, ChunkedDecoder, ConnectionHeader, HeadLimits, HttpDate, Parse, RequestHead, ResponseHead, Status,
 };
 
 struct Counting;
@@ -49,13 +48,7 @@ static ALLOCATOR: Counting = Counting;
 
 /// Sends `request` `rounds` times, `pipeline` per write, reading each batch's
 /// responses (each exactly `response_len` bytes) before the next.
-fn exchange(
-    stream: &mut TcpStream,
-    request: &[u8],
-    pipeline: usize,
-    rounds: usize,
-    response_len: usize,
-) {
+fn exchange(stream: &mut TcpStream, request: &[u8], pipeline: usize, rounds: usize, response_len: usize) {
     let mut out = [0u8; 8192];
     let mut inp = [0u8; 16384];
     let batch = request.len() * pipeline;
@@ -84,12 +77,7 @@ fn response_len(stream: &mut TcpStream, request: &[u8]) -> usize {
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..end]).unwrap();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .unwrap()
-                .parse()
-                .unwrap();
+            let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().parse().unwrap();
             if buf.len() >= end + 4 + len {
                 assert_eq!(buf.len(), end + 4 + len);
                 return buf.len();
@@ -98,11 +86,7 @@ fn response_len(stream: &mut TcpStream, request: &[u8]) -> usize {
     }
 }
 
-fn allocations_per_request(
-    stream: &mut TcpStream,
-    request: &[u8],
-    pipeline: usize,
-) -> (usize, usize) {
+fn allocations_per_request(stream: &mut TcpStream, request: &[u8], pipeline: usize) -> (usize, usize) {
     let len = response_len(stream, request);
     exchange(stream, request, pipeline, 200, len); // warm-up
     let rounds = 2000;
@@ -133,13 +117,7 @@ Accept: */*\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
         region.clear();
         region.extend_from_slice(body);
         let mut decoder = ChunkedDecoder::new(1 << 20);
-        assert_eq!(
-            decoder.decode(&mut region),
-            Ok(Chunked::Complete {
-                body_len: 11,
-                consumed: body.len()
-            })
-        );
+        assert_eq!(decoder.decode(&mut region), Ok(Chunked::Complete { body_len: 11, consumed: body.len() }));
         assert_eq!(&region[..11], b"hello world");
 
         out.clear();
@@ -160,10 +138,7 @@ Accept: */*\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
 #[test]
 fn hot_paths_do_not_allocate_after_warm_up() {
     let allocs = codec_allocations_in_1000_rounds();
-    assert_eq!(
-        allocs, 0,
-        "the codec allocated {allocs} times in 1000 rounds"
-    );
+    assert_eq!(allocs, 0, "the codec allocated {allocs} times in 1000 rounds");
 
     let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
     config.workers = Some(1);
@@ -174,39 +149,23 @@ fn hot_paths_do_not_allocate_after_warm_up() {
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_nodelay(true).unwrap();
 
-    let plaintext =
-        b"GET /plaintext HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n";
+    let plaintext = b"GET /plaintext HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n";
     let (allocs, requests) = allocations_per_request(&mut stream, plaintext, 1);
-    assert_eq!(
-        allocs, 0,
-        "/plaintext: {allocs} allocations in {requests} keep-alive requests"
-    );
+    assert_eq!(allocs, 0, "/plaintext: {allocs} allocations in {requests} keep-alive requests");
 
     let (allocs, requests) = allocations_per_request(&mut stream, plaintext, 16);
-    assert_eq!(
-        allocs, 0,
-        "/plaintext pipelined: {allocs} allocations in {requests} requests"
-    );
+    assert_eq!(allocs, 0, "/plaintext pipelined: {allocs} allocations in {requests} requests");
 
     let json = b"GET /json HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let (allocs, requests) = allocations_per_request(&mut stream, json, 1);
-    assert_eq!(
-        allocs, 0,
-        "/json: {allocs} allocations in {requests} requests"
-    );
+    assert_eq!(allocs, 0, "/json: {allocs} allocations in {requests} requests");
 
     let event = br#"{"event_id":"e-1","timestamp":1700000000000,"service":"api","message":"a \"quoted\" line","metadata":{"host":"h1","region":"eu"}}"#;
-    let mut ingest = format!(
-        "POST /ingest HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
-        event.len()
-    )
-    .into_bytes();
+    let mut ingest =
+        format!("POST /ingest HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n", event.len()).into_bytes();
     ingest.extend_from_slice(event);
     let (allocs, requests) = allocations_per_request(&mut stream, &ingest, 1);
-    assert_eq!(
-        allocs, 0,
-        "/ingest: {allocs} allocations in {requests} requests"
-    );
+    assert_eq!(allocs, 0, "/ingest: {allocs} allocations in {requests} requests");
 
     drop(stream);
     server.shutdown();

@@ -21,22 +21,16 @@ struct World {
 /// swiftlet on a fresh database, once it serves /db (the migrations have run).
 fn start(db: &TestDb) -> (TestServer, Client) {
     let redis_url = format!("redis://{}", redis_addr());
-    let server =
-        TestServer::start_with_env(&[], &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)]);
+    let server = TestServer::start_with_env(&[], &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)]);
     let mut client = server.connect();
     let ready = eventually(Duration::from_secs(30), || client.get("/db").status == 200);
-    assert!(
-        ready,
-        "/db never answered 200; log: {:#?}",
-        server.log_lines()
-    );
+    assert!(ready, "/db never answered 200; log: {:#?}", server.log_lines());
     (server, client)
 }
 
 fn worlds(body: &[u8]) -> Vec<World> {
     let mut body = body.to_vec();
-    simd_json::serde::from_slice(&mut body)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)))
+    simd_json::serde::from_slice(&mut body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)))
 }
 
 fn key(db: &TestDb, id: i64) -> Vec<u8> {
@@ -61,10 +55,7 @@ fn db_answers_one_stored_row() {
         db.sql("SELECT count(*), min(id), max(id) FROM world")[0],
         [Some("10000".into()), Some("1".into()), Some("10000".into())]
     );
-    assert_eq!(
-        db.sql("SELECT count(*) FROM fortune")[0][0].as_deref(),
-        Some("12")
-    );
+    assert_eq!(db.sql("SELECT count(*) FROM fortune")[0][0].as_deref(), Some("12"));
 }
 
 #[test]
@@ -110,11 +101,7 @@ fn updates_store_exactly_what_they_answer() {
         let rows = worlds(&res.body);
         assert_eq!(rows.len(), n);
         for w in &rows {
-            assert_eq!(
-                w.random_number,
-                db.world(w.id),
-                "/updates?queries={n}: {w:?}"
-            );
+            assert_eq!(w.random_number, db.world(w.id), "/updates?queries={n}: {w:?}");
         }
     }
     // Concurrent batches over the same rows (lock order, deadlock retry) all succeed.
@@ -123,9 +110,7 @@ fn updates_store_exactly_what_they_answer() {
             let addr = _server.addr;
             std::thread::spawn(move || {
                 let mut c = Client::connect_to(addr);
-                (0..10)
-                    .map(|_| c.get("/updates?queries=100").status)
-                    .collect::<Vec<_>>()
+                (0..10).map(|_| c.get("/updates?queries=100").status).collect::<Vec<_>>()
             })
         })
         .collect();
@@ -142,25 +127,14 @@ fn fortunes_page_is_sorted_and_escaped() {
     assert_eq!(res.status, 200);
     assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
     let html = res.text();
-    assert!(html.starts_with("<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>"));
+    assert!(html.starts_with(
+        "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>"
+    ));
     assert!(html.ends_with("</table></body></html>"));
     let rows: Vec<&str> = html.split("<tr><td>").skip(1).collect();
-    assert_eq!(
-        rows.len(),
-        13,
-        "12 stored fortunes and the one added at request time"
-    );
-    let messages: Vec<&str> = rows
-        .iter()
-        .map(|r| {
-            r.split("</td><td>")
-                .nth(1)
-                .unwrap()
-                .split("</td>")
-                .next()
-                .unwrap()
-        })
-        .collect();
+    assert_eq!(rows.len(), 13, "12 stored fortunes and the one added at request time");
+    let messages: Vec<&str> =
+        rows.iter().map(|r| r.split("</td><td>").nth(1).unwrap().split("</td>").next().unwrap()).collect();
     let mut sorted = messages.clone();
     sorted.sort();
     assert_eq!(messages, sorted);
@@ -169,10 +143,7 @@ fn fortunes_page_is_sorted_and_escaped() {
     assert!(html.contains("<tr><td>12</td><td>フレームワークのベンチマーク</td></tr>"));
     // A fortune added to the table shows up on the next request.
     db.sql("INSERT INTO fortune VALUES (13, 'A & B')");
-    assert!(client
-        .get("/fortunes")
-        .text()
-        .contains("<tr><td>13</td><td>A &amp; B</td></tr>"));
+    assert!(client.get("/fortunes").text().contains("<tr><td>13</td><td>A &amp; B</td></tr>"));
 }
 
 #[test]
@@ -190,8 +161,7 @@ fn cached_queries_fill_and_read_the_cache() {
         assert_eq!(w.random_number, db.world(w.id));
         let k = key(&db, w.id);
         let cached = eventually(Duration::from_secs(5), || {
-            redis(&redis_addr, &[b"GET", &k])
-                == Reply::BulkString(w.random_number.to_string().into_bytes())
+            redis(&redis_addr, &[b"GET", &k]) == Reply::BulkString(w.random_number.to_string().into_bytes())
         });
         assert!(cached, "row {} not cached", w.id);
         match redis(&redis_addr, &[b"TTL", &k]) {
@@ -208,10 +178,7 @@ fn cached_queries_fill_and_read_the_cache() {
         mset.push(k);
         mset.push(b"424242");
     }
-    assert_eq!(
-        redis(&redis_addr, &mset),
-        Reply::SimpleString(b"OK".to_vec())
-    );
+    assert_eq!(redis(&redis_addr, &mset), Reply::SimpleString(b"OK".to_vec()));
     let res = client.get("/cached-queries?count=50");
     let rows = worlds(&res.body);
     assert_eq!(rows.len(), 50);
@@ -221,24 +188,13 @@ fn cached_queries_fill_and_read_the_cache() {
     let updated = worlds(&client.get("/updates?queries=10").body);
     for w in &updated {
         let k = key(&db, w.id);
-        assert!(eventually(Duration::from_secs(5), || redis(
-            &redis_addr,
-            &[b"EXISTS", &k]
-        ) == Reply::Integer(
-            0
-        )));
+        assert!(eventually(Duration::from_secs(5), || redis(&redis_addr, &[b"EXISTS", &k]) == Reply::Integer(0)));
     }
 
     // Count rules as for /queries.
-    assert_eq!(
-        worlds(&client.get("/cached-queries?count=foo").body).len(),
-        1
-    );
+    assert_eq!(worlds(&client.get("/cached-queries?count=foo").body).len(), 1);
     assert_eq!(worlds(&client.get("/cached-queries").body).len(), 1);
-    assert_eq!(
-        worlds(&client.get("/cached-queries?count=900").body).len(),
-        500
-    );
+    assert_eq!(worlds(&client.get("/cached-queries?count=900").body).len(), 500);
 
     let mut del: Vec<&[u8]> = vec![b"DEL"];
     del.extend(keys.iter().map(Vec::as_slice));
@@ -250,19 +206,10 @@ fn wrong_methods_and_no_database() {
     // Without a database, the routes answer 503 at once with a JSON body.
     let server = TestServer::start(&[]);
     let mut client = server.connect();
-    for path in [
-        "/db",
-        "/queries?queries=3",
-        "/updates",
-        "/fortunes",
-        "/cached-queries?count=2",
-    ] {
+    for path in ["/db", "/queries?queries=3", "/updates", "/fortunes", "/cached-queries?count=2"] {
         let res = client.get(path);
         assert_eq!(res.status, 503, "{path}");
-        assert_eq!(
-            res.text(),
-            r#"{"errors":{"database":["is unavailable, try again shortly"]}}"#
-        );
+        assert_eq!(res.text(), r#"{"errors":{"database":["is unavailable, try again shortly"]}}"#);
     }
     let res = client.request(b"POST /db HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(res.status, 405);

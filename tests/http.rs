@@ -28,10 +28,7 @@ fn endpoints() {
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
 
     let r = c.get("/json");
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (200, r#"{"message":"Hello, World!"}"#)
-    );
+    assert_eq!((r.status, r.text().as_str()), (200, r#"{"message":"Hello, World!"}"#));
     assert_eq!(r.header("content-length"), Some("27"));
 }
 
@@ -69,10 +66,7 @@ fn unknown_path_is_404_and_wrong_method_405_with_allow() {
 fn ingest_with_content_length() {
     let server = TestServer::start(&[]);
     let mut c = server.connect();
-    let req = format!(
-        "POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{EVENT}",
-        EVENT.len()
-    );
+    let req = format!("POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{EVENT}", EVENT.len());
     let r = c.request(req.as_bytes());
     assert_eq!(r.status, 202);
     assert_eq!(r.text(), r#"{"status":"queued"}"#);
@@ -98,13 +92,7 @@ fn ingest_chunked_with_extensions_and_trailers() {
 fn ingest_body_split_across_many_writes() {
     let server = TestServer::start(&[]);
     let mut c = server.connect();
-    c.send(
-        format!(
-            "POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
-            EVENT.len()
-        )
-        .as_bytes(),
-    );
+    c.send(format!("POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", EVENT.len()).as_bytes());
     for piece in EVENT.as_bytes().chunks(7) {
         c.send(piece);
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -116,31 +104,16 @@ fn ingest_body_split_across_many_writes() {
 fn ingest_bad_json_is_400_and_bad_fields_422() {
     let server = TestServer::start(&[]);
     let mut c = server.connect();
-    let post = |body: &str| {
-        format!(
-            "POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
+    let post = |body: &str| format!("POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len());
     let r = c.request(post("{\"event_id\":").as_bytes());
     assert_eq!(r.status, 400);
-    assert_eq!(
-        json(&r.body),
-        r#"{"errors":{"body":["is not valid JSON"]}}"#
-    );
-    let r =
-        c.request(post(r#"{"timestamp":1,"service":"s","message":"m","metadata":{}}"#).as_bytes());
+    assert_eq!(json(&r.body), r#"{"errors":{"body":["is not valid JSON"]}}"#);
+    let r = c.request(post(r#"{"timestamp":1,"service":"s","message":"m","metadata":{}}"#).as_bytes());
     assert_eq!(r.status, 422);
     assert_eq!(json(&r.body), r#"{"errors":{"event_id":["is missing"]}}"#);
-    let r = c.request(
-        post(r#"{"event_id":"e","timestamp":1,"service":5,"message":"m","metadata":{}}"#)
-            .as_bytes(),
-    );
+    let r = c.request(post(r#"{"event_id":"e","timestamp":1,"service":5,"message":"m","metadata":{}}"#).as_bytes());
     assert_eq!(r.status, 422);
-    assert_eq!(
-        json(&r.body),
-        r#"{"errors":{"service":["must be a string"]}}"#
-    );
+    assert_eq!(json(&r.body), r#"{"errors":{"service":["must be a string"]}}"#);
     // An empty body is not JSON either.
     let r = c.request(b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(r.status, 400);
@@ -199,11 +172,7 @@ fn smuggling_vectors_get_400_and_close() {
         let r = c.read_response();
         assert_eq!(r.status, 400, "{name}: {}", r.text());
         assert_eq!(r.header("connection"), Some("close"), "{name}");
-        assert!(
-            r.text().starts_with(r#"{"errors":{"request":[""#),
-            "{name}: {}",
-            r.text()
-        );
+        assert!(r.text().starts_with(r#"{"errors":{"request":[""#), "{name}: {}", r.text());
         assert!(c.is_closed(), "{name}: connection left open");
     }
     // The server keeps serving everybody else.
@@ -212,19 +181,9 @@ fn smuggling_vectors_get_400_and_close() {
 
 #[test]
 fn limits_431_and_414() {
-    let server = TestServer::start(&[
-        "--max-head-bytes",
-        "1024",
-        "--max-headers",
-        "8",
-        "--max-target-len",
-        "256",
-    ]);
+    let server = TestServer::start(&["--max-head-bytes", "1024", "--max-headers", "8", "--max-target-len", "256"]);
     let mut c = server.connect();
-    let big = format!(
-        "GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(2000)
-    );
+    let big = format!("GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
     let r = c.request(big.as_bytes());
     assert_eq!(r.status, 431);
     assert!(c.is_closed());
@@ -241,11 +200,7 @@ fn limits_431_and_414() {
     // Within the limits all is well.
     let mut c = server.connect();
     let few: String = (0..7).map(|i| format!("X-{i}: v\r\n")).collect();
-    assert_eq!(
-        c.request(format!("GET /health HTTP/1.1\r\nHost: t\r\n{few}\r\n").as_bytes())
-            .status,
-        200
-    );
+    assert_eq!(c.request(format!("GET /health HTTP/1.1\r\nHost: t\r\n{few}\r\n").as_bytes()).status, 200);
 }
 
 #[test]
@@ -288,11 +243,7 @@ fn pipelined_requests_are_answered_in_order() {
         }
     }
     batch.extend_from_slice(
-        format!(
-            "POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{EVENT}",
-            EVENT.len()
-        )
-        .as_bytes(),
+        format!("POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{EVENT}", EVENT.len()).as_bytes(),
     );
     batch.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
     c.send(&batch);
@@ -311,7 +262,10 @@ fn pipelined_requests_are_answered_in_order() {
 fn expect_100_continue() {
     let server = TestServer::start(&["--ingest-body-limit", "4096"]);
     let mut c = server.connect();
-    c.send(format!("POST /ingest HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", EVENT.len()).as_bytes());
+    c.send(
+        format!("POST /ingest HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", EVENT.len())
+            .as_bytes(),
+    );
     let interim = c.read_response();
     assert_eq!(interim.status, 100);
     c.send(EVENT.as_bytes());
@@ -319,9 +273,7 @@ fn expect_100_continue() {
 
     // Over the limit: refused at once, no 100.
     let mut c = server.connect();
-    let r = c.request(
-        b"POST /ingest HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
-    );
+    let r = c.request(b"POST /ingest HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n");
     assert_eq!(r.status, 413);
 
     // An expectation we do not know: 417.
@@ -336,9 +288,5 @@ fn http2_and_garbage_are_refused() {
     let mut c = server.connect();
     assert_eq!(c.request(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n").status, 505);
     let mut c = server.connect();
-    assert_eq!(
-        c.request(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n")
-            .status,
-        400
-    );
+    assert_eq!(c.request(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n").status, 400);
 }

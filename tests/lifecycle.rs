@@ -17,10 +17,7 @@ fn header_timeout_starts_at_accept_and_ignores_trickling() {
     let started = Instant::now();
     assert!(silent.is_closed());
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "{waited:?}");
 
     // Slowloris: a byte every 100 ms never completes the head, and does not
     // extend the deadline.
@@ -29,9 +26,7 @@ fn header_timeout_starts_at_accept_and_ignores_trickling() {
     let head = b"GET /health HTTP/1.1\r\nHost: t\r\nX-Slow: ";
     let mut got_408 = false;
     for &b in head.iter().chain(std::iter::repeat(&b'a')) {
-        if slow.stream.write_all_ignoring_errors(&[b]).is_err()
-            || started.elapsed() > Duration::from_secs(3)
-        {
+        if slow.stream.write_all_ignoring_errors(&[b]).is_err() || started.elapsed() > Duration::from_secs(3) {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -43,11 +38,7 @@ fn header_timeout_starts_at_accept_and_ignores_trickling() {
         }
     }
     assert!(got_408, "no 408 within 3 s");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 }
 
 #[test]
@@ -71,10 +62,7 @@ fn idle_keep_alive_timeout_closes() {
     let started = Instant::now();
     assert!(c.is_closed());
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "{waited:?}");
 }
 
 #[test]
@@ -91,10 +79,7 @@ fn panicking_handler_gets_500_and_the_server_goes_on() {
     }
     assert_eq!(server.connect().get("/plaintext").text(), "Hello, World!");
     std::thread::sleep(Duration::from_millis(100));
-    assert!(server
-        .log_lines()
-        .iter()
-        .any(|l| l.contains("handler panicked")));
+    assert!(server.log_lines().iter().any(|l| l.contains("handler panicked")));
 }
 
 #[test]
@@ -146,9 +131,7 @@ fn shutdown_is_bounded_when_a_request_outlives_it() {
     busy.send(b"GET /__test/sleep?ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n");
     std::thread::sleep(Duration::from_millis(200));
     server.signal("INT");
-    let (took, status) = server
-        .wait_exit(Duration::from_secs(5))
-        .expect("exited within the bound");
+    let (took, status) = server.wait_exit(Duration::from_secs(5)).expect("exited within the bound");
     assert!(status.success());
     assert!(took < Duration::from_secs(3), "{took:?}");
     assert!(busy.is_closed());

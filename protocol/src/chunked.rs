@@ -119,10 +119,7 @@ impl ChunkedDecoder {
             self.read += 1;
             self.state = self.step(b)?;
         }
-        Ok(Chunked::Complete {
-            body_len: self.written,
-            consumed: self.read,
-        })
+        Ok(Chunked::Complete { body_len: self.written, consumed: self.read })
     }
 
     fn step(&mut self, b: u8) -> Result<State, HttpError> {
@@ -146,12 +143,8 @@ impl ChunkedDecoder {
                 } else {
                     match b {
                         b'\r' => SizeLf,
-                        b';' => Extension {
-                            after_semicolon: true,
-                        },
-                        b' ' | b'\t' => Extension {
-                            after_semicolon: false,
-                        },
+                        b';' => Extension { after_semicolon: true },
+                        b' ' | b'\t' => Extension { after_semicolon: false },
                         _ => return Err(HttpError::InvalidChunkSize),
                     }
                 }
@@ -164,9 +157,7 @@ impl ChunkedDecoder {
                 match b {
                     b'\r' => SizeLf,
                     b' ' | b'\t' => Extension { after_semicolon },
-                    b';' => Extension {
-                        after_semicolon: true,
-                    },
+                    b';' => Extension { after_semicolon: true },
                     // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ):
                     // anything but whitespace before the first ';' is junk.
                     0x21..=0x7e | 0x80..=0xff if after_semicolon => Extension { after_semicolon },
@@ -325,13 +316,7 @@ mod tests {
         assert_eq!(d.decode(&mut region), Ok(Chunked::Incomplete));
         assert_eq!(d.decoded_len(), 3);
         region.extend_from_slice(b"\r\n");
-        assert_eq!(
-            d.decode(&mut region),
-            Ok(Chunked::Complete {
-                body_len: 3,
-                consumed: 13
-            })
-        );
+        assert_eq!(d.decode(&mut region), Ok(Chunked::Complete { body_len: 3, consumed: 13 }));
     }
 
     #[test]
@@ -361,30 +346,15 @@ mod tests {
     #[test]
     fn smuggling_overflowing_chunk_size() {
         let raw = b"10000000000000000\r\n";
-        assert_eq!(
-            decode_all(raw, u64::MAX).unwrap_err(),
-            HttpError::ChunkSizeOverflow
-        );
+        assert_eq!(decode_all(raw, u64::MAX).unwrap_err(), HttpError::ChunkSizeOverflow);
         // Leading zeros are fine as long as the value fits.
-        assert_eq!(
-            decode_all(b"00000000000000000003\r\nabc\r\n0\r\n\r\n", 10)
-                .unwrap()
-                .0,
-            b"abc"
-        );
+        assert_eq!(decode_all(b"00000000000000000003\r\nabc\r\n0\r\n\r\n", 10).unwrap().0, b"abc");
     }
 
     #[test]
     fn smuggling_chunk_data_not_followed_by_crlf() {
-        for raw in [
-            &b"3\r\nabcd\r\n0\r\n\r\n"[..],
-            b"3\r\nabc\n0\r\n\r\n",
-            b"3\r\nabc\rX0\r\n\r\n",
-        ] {
-            assert_eq!(
-                decode_all(raw, 100).unwrap_err(),
-                HttpError::InvalidChunkFraming
-            );
+        for raw in [&b"3\r\nabcd\r\n0\r\n\r\n"[..], b"3\r\nabc\n0\r\n\r\n", b"3\r\nabc\rX0\r\n\r\n"] {
+            assert_eq!(decode_all(raw, 100).unwrap_err(), HttpError::InvalidChunkFraming);
         }
     }
 
@@ -397,10 +367,7 @@ mod tests {
             b"0\r\nX: a\n\r\n",
             b"0\r\n\rX",
         ] {
-            assert_eq!(
-                decode_all(raw, 100).unwrap_err(),
-                HttpError::InvalidChunkFraming
-            );
+            assert_eq!(decode_all(raw, 100).unwrap_err(), HttpError::InvalidChunkFraming);
         }
         let mut raw = b"0\r\nX: ".to_vec();
         raw.extend(std::iter::repeat_n(b'a', MAX_TRAILER_BYTES));
@@ -414,10 +381,7 @@ mod tests {
         let mut region = b"3\r\nabc\r\n3\r\n".to_vec();
         assert_eq!(d.decode(&mut region), Err(HttpError::PayloadTooLarge));
         assert_eq!(HttpError::PayloadTooLarge.status().code(), 413);
-        assert_eq!(
-            decode_all(b"5\r\nabcde\r\n0\r\n\r\n", 5).unwrap().0,
-            b"abcde"
-        );
+        assert_eq!(decode_all(b"5\r\nabcde\r\n0\r\n\r\n", 5).unwrap().0, b"abcde");
     }
 
     #[test]
@@ -425,9 +389,6 @@ mod tests {
         let mut raw = b"3;".to_vec();
         raw.extend(std::iter::repeat_n(b'a', MAX_CHUNK_LINE));
         raw.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
-        assert_eq!(
-            decode_all(&raw, 100).unwrap_err(),
-            HttpError::InvalidChunkSize
-        );
+        assert_eq!(decode_all(&raw, 100).unwrap_err(), HttpError::InvalidChunkSize);
     }
 }

@@ -160,10 +160,7 @@ mod tests {
             BodyTimeout,
         ];
         for e in all {
-            assert!(e
-                .message()
-                .bytes()
-                .all(|b| b.is_ascii_graphic() || b == b' '));
+            assert!(e.message().bytes().all(|b| b.is_ascii_graphic() || b == b' '));
             assert!(!e.message().contains(['"', '\\']));
             assert!(e.status().code() >= 400);
         }

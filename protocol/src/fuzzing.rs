@@ -9,11 +9,7 @@ use crate::Parse;
 /// Parsing arbitrary bytes never panics; a complete head's accessors stay in
 /// bounds; and no shorter prefix of a complete head parses as complete.
 pub fn check_head(data: &[u8]) {
-    let limits = HeadLimits {
-        max_head_bytes: 4096,
-        max_headers: 16,
-        max_target_len: 1024,
-    };
+    let limits = HeadLimits { max_head_bytes: 4096, max_headers: 16, max_target_len: 1024 };
     let head = match RequestHead::parse(data, &limits) {
         Ok(Parse::Complete(head)) => head,
         Ok(Parse::Incomplete) | Err(_) => return,
@@ -28,16 +24,10 @@ pub fn check_head(data: &[u8]) {
     }
     let _ = head.query(data);
     // The same head again, from exactly its own bytes.
-    assert_eq!(
-        RequestHead::parse(&data[..head.head_len], &limits),
-        Ok(Parse::Complete(head))
-    );
+    assert_eq!(RequestHead::parse(&data[..head.head_len], &limits), Ok(Parse::Complete(head)));
     for cut in [head.head_len - 1, head.head_len / 2] {
         assert!(
-            !matches!(
-                RequestHead::parse(&data[..cut], &limits),
-                Ok(Parse::Complete(_))
-            ),
+            !matches!(RequestHead::parse(&data[..cut], &limits), Ok(Parse::Complete(_))),
             "a prefix of {cut} bytes parsed as a complete head"
         );
     }

@@ -34,11 +34,7 @@ pub struct HeadLimits {
 
 impl Default for HeadLimits {
     fn default() -> Self {
-        HeadLimits {
-            max_head_bytes: 16 * 1024,
-            max_headers: 64,
-            max_target_len: 8 * 1024,
-        }
+        HeadLimits { max_head_bytes: 16 * 1024, max_headers: 64, max_target_len: 8 * 1024 }
     }
 }
 
@@ -99,10 +95,7 @@ impl Span {
         // of the two addresses is its offset. Plain integer arithmetic: no
         // pointer is dereferenced.
         let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        Span {
-            start,
-            end: start + part.len(),
-        }
+        Span { start, end: start + part.len() }
     }
 
     fn slice<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
@@ -152,23 +145,13 @@ impl RequestHead {
         if path.len() > limits.max_target_len {
             return Err(HttpError::TargetTooLong);
         }
-        let version = if minor == 0 {
-            Version::Http10
-        } else {
-            Version::Http11
-        };
+        let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
         let semantics = HeaderSemantics::read(req.headers, version)?;
         // From the first header name to the end of the head; the blank line
         // that ends it also ends the iteration in `HeaderLines`.
         let headers = match req.headers.first() {
-            Some(first) => Span {
-                start: Span::of(buf, first.name.as_bytes()).start,
-                end: head_len,
-            },
-            None => Span {
-                start: head_len,
-                end: head_len,
-            },
+            Some(first) => Span { start: Span::of(buf, first.name.as_bytes()).start, end: head_len },
+            None => Span { start: head_len, end: head_len },
         };
         Ok(Parse::Complete(RequestHead {
             method: Method::from_token(method),
@@ -212,16 +195,12 @@ impl RequestHead {
 
     /// The header lines, in order.
     pub fn headers<'b>(&self, buf: &'b [u8]) -> HeaderLines<'b> {
-        HeaderLines {
-            rest: self.headers.slice(buf),
-        }
+        HeaderLines { rest: self.headers.slice(buf) }
     }
 
     /// The value of the first header named `name` (ASCII case-insensitive).
     pub fn header<'b>(&self, buf: &'b [u8], name: &str) -> Option<&'b [u8]> {
-        self.headers(buf)
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        self.headers(buf).find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 }
 
@@ -360,11 +339,7 @@ impl HeaderSemantics {
             Version::Http11 => !close,
             Version::Http10 => keep_alive_token && !close,
         };
-        Ok(HeaderSemantics {
-            framing,
-            keep_alive,
-            expect_continue,
-        })
+        Ok(HeaderSemantics { framing, keep_alive, expect_continue })
     }
 }
 
@@ -470,14 +445,8 @@ mod tests {
     #[test]
     fn partial_head_is_incomplete_not_an_error() {
         let raw = b"GET / HTTP/1.1\r\nHost: a\r\n";
-        assert_eq!(
-            RequestHead::parse(raw, &HeadLimits::default()),
-            Ok(Parse::Incomplete)
-        );
-        assert_eq!(
-            RequestHead::parse(b"", &HeadLimits::default()),
-            Ok(Parse::Incomplete)
-        );
+        assert_eq!(RequestHead::parse(raw, &HeadLimits::default()), Ok(Parse::Incomplete));
+        assert_eq!(RequestHead::parse(b"", &HeadLimits::default()), Ok(Parse::Incomplete));
     }
 
     #[test]
@@ -531,34 +500,17 @@ mod tests {
 
     #[test]
     fn smuggling_content_length_not_plain_digits() {
-        for v in [
-            "+5",
-            "-5",
-            "0x10",
-            "5 5",
-            "5a",
-            "",
-            " ",
-            "1e3",
-            "5,",
-            "99999999999999999999",
-        ] {
+        for v in ["+5", "-5", "0x10", "5 5", "5a", "", " ", "1e3", "5,", "99999999999999999999"] {
             let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {v}\r\n\r\n");
-            assert_eq!(
-                err(raw.as_bytes()),
-                HttpError::InvalidContentLength,
-                "value {v:?}"
-            );
+            assert_eq!(err(raw.as_bytes()), HttpError::InvalidContentLength, "value {v:?}");
         }
     }
 
     #[test]
     fn smuggling_transfer_encoding_with_content_length() {
-        let raw =
-            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(err(raw), HttpError::ContentLengthWithTransferEncoding);
-        let raw =
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n";
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n";
         assert_eq!(err(raw), HttpError::ContentLengthWithTransferEncoding);
     }
 
@@ -584,10 +536,7 @@ mod tests {
             let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {v}\r\n\r\n");
             let e = err(raw.as_bytes());
             assert!(
-                matches!(
-                    e,
-                    HttpError::UnsupportedTransferEncoding | HttpError::InvalidHeaderValue
-                ),
+                matches!(e, HttpError::UnsupportedTransferEncoding | HttpError::InvalidHeaderValue),
                 "value {v:?} gave {e:?}"
             );
         }
@@ -623,11 +572,7 @@ mod tests {
     fn smuggling_invalid_header_names() {
         for name in ["X A", "X\"A", "X(A)", "", "X\x01", "Content-Length "] {
             let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{name}: v\r\n\r\n");
-            assert_eq!(
-                err(raw.as_bytes()),
-                HttpError::InvalidHeaderName,
-                "name {name:?}"
-            );
+            assert_eq!(err(raw.as_bytes()), HttpError::InvalidHeaderName, "name {name:?}");
         }
     }
 
@@ -635,28 +580,15 @@ mod tests {
     fn smuggling_invalid_header_values() {
         for value in ["a\x00b", "a\x01", "a\x7fb", "\x1b[31m"] {
             let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {value}\r\n\r\n");
-            assert_eq!(
-                err(raw.as_bytes()),
-                HttpError::InvalidHeaderValue,
-                "value {value:?}"
-            );
+            assert_eq!(err(raw.as_bytes()), HttpError::InvalidHeaderValue, "value {value:?}");
         }
     }
 
     #[test]
     fn rfc9112_3_2_host_rules() {
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nX: y\r\n\r\n"),
-            HttpError::MissingHost
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-            HttpError::DuplicateHost
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n"),
-            HttpError::DuplicateHost
-        );
+        assert_eq!(err(b"GET / HTTP/1.1\r\nX: y\r\n\r\n"), HttpError::MissingHost);
+        assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), HttpError::DuplicateHost);
+        assert_eq!(err(b"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n"), HttpError::DuplicateHost);
         // HTTP/1.0 predates Host.
         assert!(parse(b"GET / HTTP/1.0\r\n\r\n").is_ok());
     }
@@ -676,58 +608,28 @@ mod tests {
                 "{:?} gave {e:?}",
                 String::from_utf8_lossy(raw)
             );
-            assert_eq!(
-                e.status().code(),
-                if e == HttpError::UnsupportedVersion {
-                    505
-                } else {
-                    400
-                }
-            );
+            assert_eq!(e.status().code(), if e == HttpError::UnsupportedVersion { 505 } else { 400 });
         }
     }
 
     #[test]
     fn unsupported_version() {
-        assert_eq!(
-            err(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
-            HttpError::UnsupportedVersion
-        );
-        assert_eq!(
-            err(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
-            HttpError::UnsupportedVersion
-        );
+        assert_eq!(err(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), HttpError::UnsupportedVersion);
+        assert_eq!(err(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), HttpError::UnsupportedVersion);
     }
 
     #[test]
     fn keep_alive_defaults_by_version() {
-        assert!(
-            parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
-        assert!(
-            !parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
-        assert!(
-            !parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x, Close\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().keep_alive);
+        assert!(!parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().keep_alive);
+        assert!(!parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x, Close\r\n\r\n").unwrap().keep_alive);
         assert!(!parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
-        assert!(
-            parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
+        assert!(parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().keep_alive);
     }
 
     #[test]
     fn expect_100_continue() {
-        let raw =
-            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n";
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n";
         assert!(parse(raw).unwrap().expect_continue);
         let raw = b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n";
         assert_eq!(err(raw), HttpError::ExpectationFailed);
@@ -738,31 +640,19 @@ mod tests {
 
     #[test]
     fn limit_head_too_large_is_431() {
-        let limits = HeadLimits {
-            max_head_bytes: 64,
-            ..HeadLimits::default()
-        };
-        let raw = format!(
-            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
-            "v".repeat(100)
-        );
+        let limits = HeadLimits { max_head_bytes: 64, ..HeadLimits::default() };
+        let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(100));
         let e = RequestHead::parse(raw.as_bytes(), &limits).unwrap_err();
         assert_eq!(e, HttpError::HeadTooLarge);
         assert_eq!(e.status().code(), 431);
         // Also while still incomplete, so a slow sender cannot grow the buffer forever.
         let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "v".repeat(100));
-        assert_eq!(
-            RequestHead::parse(raw.as_bytes(), &limits),
-            Err(HttpError::HeadTooLarge)
-        );
+        assert_eq!(RequestHead::parse(raw.as_bytes(), &limits), Err(HttpError::HeadTooLarge));
     }
 
     #[test]
     fn limit_too_many_headers_is_431() {
-        let limits = HeadLimits {
-            max_headers: 3,
-            ..HeadLimits::default()
-        };
+        let limits = HeadLimits { max_headers: 3, ..HeadLimits::default() };
         let raw = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
         let e = RequestHead::parse(raw, &limits).unwrap_err();
         assert_eq!(e, HttpError::TooManyHeaders);
@@ -773,20 +663,14 @@ mod tests {
 
     #[test]
     fn limit_target_too_long_is_414() {
-        let limits = HeadLimits {
-            max_target_len: 16,
-            ..HeadLimits::default()
-        };
+        let limits = HeadLimits { max_target_len: 16, ..HeadLimits::default() };
         let raw = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(20));
         let e = RequestHead::parse(raw.as_bytes(), &limits).unwrap_err();
         assert_eq!(e, HttpError::TargetTooLong);
         assert_eq!(e.status().code(), 414);
         // Still arriving, and already longer than any allowed request line.
         let raw = format!("GET /{}", "a".repeat(100));
-        assert_eq!(
-            RequestHead::parse(raw.as_bytes(), &limits),
-            Err(HttpError::TargetTooLong)
-        );
+        assert_eq!(RequestHead::parse(raw.as_bytes(), &limits), Err(HttpError::TargetTooLong));
     }
 
     #[test]

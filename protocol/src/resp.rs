@@ -48,8 +48,7 @@ pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     let start = out.len();
     out.resize(start + command.encode_len(false), 0);
     // The slice is exactly encode_len long, so the codec cannot run short.
-    let written =
-        encode_borrowed(&mut out[start..], &command, false).expect("buffer sized by encode_len");
+    let written = encode_borrowed(&mut out[start..], &command, false).expect("buffer sized by encode_len");
     out.truncate(start + written);
 }
 
@@ -70,10 +69,7 @@ mod tests {
     fn commands_are_arrays_of_bulk_strings() {
         let mut out = Vec::new();
         encode_command(&mut out, &[b"SET", b"k", b"v", b"EX", b"60"]);
-        assert_eq!(
-            out,
-            b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nEX\r\n$2\r\n60\r\n"
-        );
+        assert_eq!(out, b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nEX\r\n$2\r\n60\r\n");
         // Appends, so many commands share one buffer (that is the pipeline).
         encode_command(&mut out, &[b"GET", b"k"]);
         assert!(out.ends_with(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"));
@@ -96,11 +92,7 @@ mod tests {
     fn replies_decode_once_complete() {
         let all = b"$5\r\nhello\r\n:42\r\n$-1\r\n*2\r\n$1\r\na\r\n$-1\r\n-ERR wrong\r\n+OK\r\n";
         for cut in 0..9 {
-            assert_eq!(
-                decode_reply(&all[..cut]),
-                Ok(Parse::Incomplete),
-                "cut at {cut}"
-            );
+            assert_eq!(decode_reply(&all[..cut]), Ok(Parse::Incomplete), "cut at {cut}");
         }
         let mut rest = &all[..];
         let mut replies = Vec::new();

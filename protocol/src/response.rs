@@ -34,8 +34,7 @@ impl Status {
     pub const EXPECTATION_FAILED: Status = Status::new(417, "Expectation Failed");
     pub const UNPROCESSABLE_ENTITY: Status = Status::new(422, "Unprocessable Content");
     pub const TOO_MANY_REQUESTS: Status = Status::new(429, "Too Many Requests");
-    pub const REQUEST_HEADER_FIELDS_TOO_LARGE: Status =
-        Status::new(431, "Request Header Fields Too Large");
+    pub const REQUEST_HEADER_FIELDS_TOO_LARGE: Status = Status::new(431, "Request Header Fields Too Large");
     pub const INTERNAL_SERVER_ERROR: Status = Status::new(500, "Internal Server Error");
     pub const NOT_IMPLEMENTED: Status = Status::new(501, "Not Implemented");
     pub const SERVICE_UNAVAILABLE: Status = Status::new(503, "Service Unavailable");

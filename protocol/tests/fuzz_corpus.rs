@@ -7,19 +7,13 @@ use std::path::PathBuf;
 use swiftlet_protocol::fuzzing::{check_chunked, check_head};
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
         let outcome = std::panic::catch_unwind(|| check(&data));
-        assert!(
-            outcome.is_ok(),
-            "{} fails its property check",
-            path.display()
-        );
+        assert!(outcome.is_ok(), "{} fails its property check", path.display());
         count += 1;
     }
     assert!(count > 0, "no corpus in {}", dir.display());

@@ -21,10 +21,5 @@ struct Message {
 
 /// Serialized on every request, as the benchmark's rules ask, not cached.
 pub fn json(res: &mut Response<'_>) {
-    res.send_json(
-        Status::OK,
-        &Message {
-            message: "Hello, World!",
-        },
-    );
+    res.send_json(Status::OK, &Message { message: "Hello, World!" });
 }

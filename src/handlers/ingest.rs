@@ -33,9 +33,7 @@ pub struct Metadata<'t, 'a>(Object<'t, 'a>);
 
 impl<'t, 'a> Metadata<'t, 'a> {
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
-        self.0
-            .iter()
-            .map(|(k, v)| (k, v.into_string().unwrap_or_default()))
+        self.0.iter().map(|(k, v)| (k, v.into_string().unwrap_or_default()))
     }
 
     pub fn len(&self) -> usize {
@@ -98,10 +96,8 @@ pub fn with_payload<R>(
 
 impl<'t, 'a> LogPayload<'t, 'a> {
     fn from_value(value: Value<'t, 'a>) -> Result<LogPayload<'t, 'a>, AppError> {
-        let object = value.as_object().ok_or(AppError::InvalidField {
-            field: "body",
-            problem: "must be a JSON object",
-        })?;
+        let object =
+            value.as_object().ok_or(AppError::InvalidField { field: "body", problem: "must be a JSON object" })?;
         let timestamp_value = field(&object, "timestamp")?;
         let timestamp = match (timestamp_value.as_i64(), timestamp_value.into_string()) {
             (Some(ms), _) => Timestamp::UnixMillis(ms),
@@ -114,15 +110,11 @@ impl<'t, 'a> LogPayload<'t, 'a> {
             }
         };
         let metadata_value = field(&object, "metadata")?;
-        let metadata_object = metadata_value.as_object().ok_or(AppError::InvalidField {
-            field: "metadata",
-            problem: "must be an object of strings",
-        })?;
+        let metadata_object = metadata_value
+            .as_object()
+            .ok_or(AppError::InvalidField { field: "metadata", problem: "must be an object of strings" })?;
         if metadata_object.values().any(|v| v.into_string().is_none()) {
-            return Err(AppError::InvalidField {
-                field: "metadata",
-                problem: "must be an object of strings",
-            });
+            return Err(AppError::InvalidField { field: "metadata", problem: "must be an object of strings" });
         }
         let metadata = Metadata(metadata_object);
         Ok(LogPayload {
@@ -136,19 +128,11 @@ impl<'t, 'a> LogPayload<'t, 'a> {
 }
 
 fn field<'t, 'a>(object: &Object<'t, 'a>, name: &'static str) -> Result<Value<'t, 'a>, AppError> {
-    object.get(name).ok_or(AppError::InvalidField {
-        field: name,
-        problem: "is missing",
-    })
+    object.get(name).ok_or(AppError::InvalidField { field: name, problem: "is missing" })
 }
 
 fn string_field<'a>(object: &Object<'_, 'a>, name: &'static str) -> Result<&'a str, AppError> {
-    field(object, name)?
-        .into_string()
-        .ok_or(AppError::InvalidField {
-            field: name,
-            problem: "must be a string",
-        })
+    field(object, name)?.into_string().ok_or(AppError::InvalidField { field: name, problem: "must be a string" })
 }
 
 #[cfg(test)]
@@ -163,19 +147,10 @@ mod tests {
             // Zero-copy: the strings point into the body buffer.
             for s in [p.event_id, p.service, p.message] {
                 let at = s.as_ptr() as usize;
-                assert!(
-                    s.is_empty() || (start..end).contains(&at),
-                    "{s:?} was copied"
-                );
+                assert!(s.is_empty() || (start..end).contains(&at), "{s:?} was copied");
             }
             let meta: Vec<String> = p.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            Ok((
-                format!(
-                    "{}|{:?}|{}|{}",
-                    p.event_id, p.timestamp, p.service, p.message
-                ),
-                meta.join(","),
-            ))
+            Ok((format!("{}|{:?}|{}|{}", p.event_id, p.timestamp, p.service, p.message), meta.join(",")))
         })
     }
 
@@ -192,20 +167,13 @@ mod tests {
     #[test]
     fn timestamp_may_be_text() {
         let body = r#"{"event_id":"e","timestamp":"2026-11-22T00:00:00Z","service":"s","message":"m","metadata":{}}"#;
-        assert_eq!(
-            parse(body).unwrap().0,
-            "e|Text(\"2026-11-22T00:00:00Z\")|s|m"
-        );
+        assert_eq!(parse(body).unwrap().0, "e|Text(\"2026-11-22T00:00:00Z\")|s|m");
     }
 
     #[test]
     fn malformed_json_is_400() {
         for body in ["", "{", "{\"event_id\":}", "nul", "{\"a\":1}}"] {
-            assert_eq!(
-                parse(body).unwrap_err(),
-                AppError::MalformedJson,
-                "{body:?}"
-            );
+            assert_eq!(parse(body).unwrap_err(), AppError::MalformedJson, "{body:?}");
         }
         assert_eq!(AppError::MalformedJson.status().code(), 400);
     }
@@ -216,13 +184,7 @@ mod tests {
             let mut v: serde_json_like::Obj = serde_json_like::good();
             v.retain(|(k, _)| *k != field);
             let err = parse(&serde_json_like::render(&v)).unwrap_err();
-            assert_eq!(
-                err,
-                AppError::InvalidField {
-                    field,
-                    problem: "is missing"
-                }
-            );
+            assert_eq!(err, AppError::InvalidField { field, problem: "is missing" });
             assert_eq!(err.status().code(), 422);
         }
     }
@@ -249,13 +211,7 @@ mod tests {
             }
         }
         let err = parse("[1,2]").unwrap_err();
-        assert_eq!(
-            err,
-            AppError::InvalidField {
-                field: "body",
-                problem: "must be a JSON object"
-            }
-        );
+        assert_eq!(err, AppError::InvalidField { field: "body", problem: "must be a JSON object" });
     }
 
     /// Builds test bodies field by field.

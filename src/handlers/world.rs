@@ -40,9 +40,7 @@ pub fn count(raw: Option<&[u8]>) -> usize {
         return 1;
     };
     // Saturates instead of overflowing on absurdly long numbers.
-    let n = digits.iter().fold(0usize, |n, d| {
-        n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
-    });
+    let n = digits.iter().fold(0usize, |n, d| n.saturating_mul(10).saturating_add(usize::from(d - b'0')));
     n.clamp(1, MAX_COUNT)
 }
 
@@ -55,10 +53,7 @@ fn random_ids(n: usize) -> Vec<i32> {
 }
 
 fn world(row: &Row) -> Result<World, PgError> {
-    Ok(World {
-        id: row.try_get(0).map_err(PgError::Failed)?,
-        random_number: row.try_get(1).map_err(PgError::Failed)?,
-    })
+    Ok(World { id: row.try_get(0).map_err(PgError::Failed)?, random_number: row.try_get(1).map_err(PgError::Failed)? })
 }
 
 /// Reads the rows with one query each, all in flight at once.
@@ -74,18 +69,12 @@ async fn read_worlds(pg: &PgSession, ids: &[i32]) -> Result<Vec<World>, PgError>
 pub async fn db(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
     let pg = worker.storage.pg.session()?;
     let id = random_id();
-    let row = pg
-        .bounded(pg.client.query_one(&pg.world_by_id, &[&id]))
-        .await?;
+    let row = pg.bounded(pg.client.query_one(&pg.world_by_id, &[&id])).await?;
     res.send_json(Status::OK, &world(&row)?);
     Ok(())
 }
 
-pub async fn queries(
-    worker: &Worker,
-    req: &Request<'_>,
-    res: &mut Response<'_>,
-) -> Result<(), AppError> {
+pub async fn queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let ids = random_ids(count(req.query_param("queries")));
     let pg = worker.storage.pg.session()?;
     let worlds = read_worlds(&pg, &ids).await?;
@@ -93,11 +82,7 @@ pub async fn queries(
     Ok(())
 }
 
-pub async fn updates(
-    worker: &Worker,
-    req: &Request<'_>,
-    res: &mut Response<'_>,
-) -> Result<(), AppError> {
+pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let ids = random_ids(count(req.query_param("queries")));
     let pg = worker.storage.pg.session()?;
     let mut worlds = read_worlds(&pg, &ids).await?;
@@ -111,19 +96,14 @@ pub async fn updates(
         change.1 = random_id();
     }
     for w in &mut worlds {
-        let i = changes
-            .binary_search_by_key(&w.id, |c| c.0)
-            .expect("every id has a change");
+        let i = changes.binary_search_by_key(&w.id, |c| c.0).expect("every id has a change");
         w.random_number = changes[i].1;
     }
     // Sorted ids keep concurrent batches locking rows in one order.
     let (ids, numbers): (Vec<i32>, Vec<i32>) = changes.iter().copied().unzip();
     let mut attempt = 1;
     loop {
-        match pg
-            .bounded(pg.client.execute(&pg.update_worlds, &[&ids, &numbers]))
-            .await
-        {
+        match pg.bounded(pg.client.execute(&pg.update_worlds, &[&ids, &numbers])).await {
             Err(PgError::Conflict) if attempt < UPDATE_ATTEMPTS => attempt += 1,
             result => {
                 result?;
@@ -134,10 +114,7 @@ pub async fn updates(
 
     // The cached copies are stale now. If Redis is down the keys simply
     // expire on their own (the cache TTL bounds the staleness).
-    let keys: Vec<Vec<u8>> = ids
-        .iter()
-        .map(|&id| cache_key(&worker.storage.cache_prefix, id))
-        .collect();
+    let keys: Vec<Vec<u8>> = ids.iter().map(|&id| cache_key(&worker.storage.cache_prefix, id)).collect();
     let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
     args.push(b"DEL");
     args.extend(keys.iter().map(Vec::as_slice));
@@ -147,17 +124,10 @@ pub async fn updates(
     Ok(())
 }
 
-pub async fn cached_queries(
-    worker: &Worker,
-    req: &Request<'_>,
-    res: &mut Response<'_>,
-) -> Result<(), AppError> {
+pub async fn cached_queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let storage = &worker.storage;
     let ids = random_ids(count(req.query_param("count")));
-    let keys: Vec<Vec<u8>> = ids
-        .iter()
-        .map(|&id| cache_key(&storage.cache_prefix, id))
-        .collect();
+    let keys: Vec<Vec<u8>> = ids.iter().map(|&id| cache_key(&storage.cache_prefix, id)).collect();
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
     let cached = match storage.redis.mget(&key_refs).await {
         Ok(values) => values,
@@ -171,20 +141,10 @@ pub async fn cached_queries(
     let mut worlds: Vec<Option<World>> = ids
         .iter()
         .zip(&cached)
-        .map(|(&id, value)| {
-            value
-                .as_deref()
-                .and_then(parse_number)
-                .map(|random_number| World { id, random_number })
-        })
+        .map(|(&id, value)| value.as_deref().and_then(parse_number).map(|random_number| World { id, random_number }))
         .collect();
 
-    let missing: Vec<i32> = ids
-        .iter()
-        .zip(&worlds)
-        .filter(|(_, w)| w.is_none())
-        .map(|(&id, _)| id)
-        .collect();
+    let missing: Vec<i32> = ids.iter().zip(&worlds).filter(|(_, w)| w.is_none()).map(|(&id, _)| id).collect();
     if !missing.is_empty() {
         let pg = storage.pg.session()?;
         let mut fetched = read_worlds(&pg, &missing).await?.into_iter();
@@ -192,9 +152,7 @@ pub async fn cached_queries(
         for (slot, key) in worlds.iter_mut().zip(&keys).filter(|(w, _)| w.is_none()) {
             let w = fetched.next().expect("one fetched row per miss");
             let value = w.random_number.to_string();
-            storage
-                .redis
-                .send(&[b"SET", key, value.as_bytes(), b"EX", ttl.as_bytes()]);
+            storage.redis.send(&[b"SET", key, value.as_bytes(), b"EX", ttl.as_bytes()]);
             *slot = Some(w);
         }
     }
@@ -232,11 +190,7 @@ mod tests {
 
     #[test]
     fn world_json_uses_the_benchmark_field_names() {
-        let json = simd_json::serde::to_string(&World {
-            id: 7,
-            random_number: 42,
-        })
-        .unwrap();
+        let json = simd_json::serde::to_string(&World { id: 7, random_number: 42 }).unwrap();
         assert_eq!(json, r#"{"id":7,"randomNumber":42}"#);
     }
 }

@@ -12,11 +12,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(first: Duration, cap: Duration) -> Backoff {
-        Backoff {
-            first,
-            cap,
-            next: first,
-        }
+        Backoff { first, cap, next: first }
     }
 
     /// The wait before the next attempt; each call doubles the one after, up to the cap.
@@ -43,10 +39,7 @@ mod tests {
         let mut b = Backoff::new(ms(100), ms(1000));
         let waits: Vec<Duration> = (0..6).map(|_| b.next_wait()).collect();
         for (wait, base) in waits.iter().zip([100, 200, 400, 800, 1000, 1000]) {
-            assert!(
-                *wait >= ms(base * 3 / 4) && *wait <= ms(base * 5 / 4),
-                "{wait:?} for base {base}"
-            );
+            assert!(*wait >= ms(base * 3 / 4) && *wait <= ms(base * 5 / 4), "{wait:?} for base {base}");
         }
         b.reset();
         assert!(b.next_wait() <= ms(125));

@@ -20,20 +20,15 @@ pub struct Migration {
 }
 
 /// Every migration, in the order they apply.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "world_and_fortune",
-    sql: include_str!("migrations/0001_world_and_fortune.sql"),
-}];
+pub const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "world_and_fortune", sql: include_str!("migrations/0001_world_and_fortune.sql") }];
 
 /// An arbitrary constant that names swiftlet's migration lock.
 const LOCK_KEY: i64 = 0x5357_4946_544c_4554; // "SWIFTLET"
 
 /// Applies the pending migrations over `client`; returns the versions applied now.
 pub async fn apply(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-        .await?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await?;
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -43,17 +38,9 @@ pub async fn apply(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Erro
             )",
         )
         .await?;
-    let done: Vec<i32> = client
-        .query("SELECT version FROM schema_migrations", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if let Some(newest) = done
-        .iter()
-        .max()
-        .filter(|&&v| MIGRATIONS.iter().all(|m| m.version < v))
-    {
+    let done: Vec<i32> =
+        client.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
+    if let Some(newest) = done.iter().max().filter(|&&v| MIGRATIONS.iter().all(|m| m.version < v)) {
         tracing::warn!(
             version = newest,
             "the database has a migration this binary does not know; a newer swiftlet ran here"
@@ -69,26 +56,17 @@ pub async fn apply(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Erro
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(
-            version = migration.version,
-            name = migration.name,
-            "migration applied"
-        );
+        tracing::info!(version = migration.version, name = migration.name, "migration applied");
         applied.push(migration.version);
     }
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-        .await?;
+    client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await?;
     Ok(applied)
 }
 
 /// Connects to `url` and applies the pending migrations, on a runtime of its
 /// own (for `swiftlet migrate` and the start-up thread).
 pub fn apply_once(url: &str, timeout: Duration) -> Result<Vec<i32>, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let connecting = tokio::time::timeout(timeout, tokio_postgres::connect(url, NoTls));
         let (mut client, connection) = match connecting.await {
@@ -97,9 +75,7 @@ pub fn apply_once(url: &str, timeout: Duration) -> Result<Vec<i32>, String> {
             Err(_) => return Err("connect timed out".to_owned()),
         };
         let driver = tokio::spawn(connection);
-        let result = apply(&mut client)
-            .await
-            .map_err(|e| super::postgres::describe(&e));
+        let result = apply(&mut client).await.map_err(|e| super::postgres::describe(&e));
         drop(client);
         let _ = driver.await;
         result
@@ -143,10 +119,7 @@ mod tests {
         }
         for m in MIGRATIONS {
             assert!(!m.sql.trim().is_empty(), "migration {} is empty", m.version);
-            assert!(
-                !m.sql.contains("BEGIN;") && !m.sql.contains("COMMIT;"),
-                "the runner owns the transaction"
-            );
+            assert!(!m.sql.contains("BEGIN;") && !m.sql.contains("COMMIT;"), "the runner owns the transaction");
         }
     }
 }

@@ -35,17 +35,9 @@ impl Storage {
     /// A URL that does not parse is logged and leaves that store disabled, which
     /// callers see as "unavailable", never as a hang.
     pub fn start(config: &Config) -> Storage {
-        let pg = Postgres::start(
-            &config.database_url,
-            config.pg_connections.into(),
-            config.storage_timeout,
-        );
+        let pg = Postgres::start(&config.database_url, config.pg_connections.into(), config.storage_timeout);
         let redis = Redis::start(&config.redis_url, config.storage_timeout);
         let database = postgres::database_name(&config.database_url).unwrap_or_default();
-        Storage {
-            pg,
-            redis,
-            cache_prefix: format!("swiftlet:{database}:"),
-        }
+        Storage { pg, redis, cache_prefix: format!("swiftlet:{database}:") }
     }
 }

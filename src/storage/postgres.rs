@@ -64,9 +64,7 @@ impl From<tokio_postgres::Error> for PgError {
         }
         if let Some(code) = e.code() {
             let class = &code.code()[..2];
-            return if *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::T_R_DEADLOCK_DETECTED
-            {
+            return if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
                 PgError::Conflict
             } else if class == "08" || class == "57" {
                 // Connection exceptions and operator intervention (shutdown, restart).
@@ -107,10 +105,7 @@ pub struct PgSession {
 
 impl PgSession {
     /// Awaits a call on this session's client, bounded by the storage timeout.
-    pub async fn bounded<T>(
-        &self,
-        call: impl Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, PgError> {
+    pub async fn bounded<T>(&self, call: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, PgError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result.map_err(PgError::from),
             Err(_) => Err(PgError::TimedOut),
@@ -134,11 +129,7 @@ impl Postgres {
     /// or unparsable `url` starts none: every call is then `Unavailable`.
     pub fn start(url: &str, connections: usize, timeout: Duration) -> Postgres {
         let stats = Rc::new(PgStats::default());
-        let mut pg = Postgres {
-            slots: Vec::new(),
-            next: Cell::new(0),
-            stats: Rc::clone(&stats),
-        };
+        let mut pg = Postgres { slots: Vec::new(), next: Cell::new(0), stats: Rc::clone(&stats) };
         if url.is_empty() {
             return pg;
         }
@@ -150,17 +141,9 @@ impl Postgres {
             }
         };
         for index in 0..connections {
-            let slot = Rc::new(Slot {
-                session: RefCell::new(None),
-            });
+            let slot = Rc::new(Slot { session: RefCell::new(None) });
             pg.slots.push(Rc::clone(&slot));
-            tokio::task::spawn_local(supervise(
-                slot,
-                Rc::clone(&config),
-                Rc::clone(&stats),
-                timeout,
-                index,
-            ));
+            tokio::task::spawn_local(supervise(slot, Rc::clone(&config), Rc::clone(&stats), timeout, index));
         }
         pg
     }
@@ -211,11 +194,7 @@ async fn supervise(
                 match tokio::time::timeout(timeout, prepare(client, timeout)).await {
                     Ok(Ok(session)) => {
                         if failures > 0 {
-                            tracing::info!(
-                                connection = index,
-                                after_failures = failures,
-                                "PostgreSQL connected"
-                            );
+                            tracing::info!(connection = index, after_failures = failures, "PostgreSQL connected");
                         }
                         failures = 0;
                         backoff.reset();
@@ -228,11 +207,7 @@ async fn supervise(
                             Ok(Err(e)) => e.to_string(),
                             Err(e) => e.to_string(),
                         };
-                        tracing::warn!(
-                            connection = index,
-                            error,
-                            "PostgreSQL connection lost; reconnecting"
-                        );
+                        tracing::warn!(connection = index, error, "PostgreSQL connection lost; reconnecting");
                     }
                     Ok(Err(e)) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => {
                         // Normal at first start: the migration thread has not created them yet.
@@ -242,11 +217,7 @@ async fn supervise(
                     }
                     Ok(Err(e)) => {
                         driver.abort();
-                        report_failure(
-                            &mut failures,
-                            index,
-                            &format!("preparing statements: {}", describe(&e)),
-                        );
+                        report_failure(&mut failures, index, &format!("preparing statements: {}", describe(&e)));
                     }
                     Err(_) => {
                         driver.abort();
@@ -274,12 +245,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 /// database that stays down does not flood the log.
 fn report_failure(failures: &mut u32, index: usize, error: &str) {
     if *failures % 50 == 0 {
-        tracing::warn!(
-            connection = index,
-            failures = *failures + 1,
-            error,
-            "PostgreSQL unavailable; retrying"
-        );
+        tracing::warn!(connection = index, failures = *failures + 1, error, "PostgreSQL unavailable; retrying");
     } else {
         tracing::debug!(connection = index, error, "PostgreSQL still unavailable");
     }
@@ -295,13 +261,7 @@ async fn prepare(client: Client, timeout: Duration) -> Result<PgSession, tokio_p
              FROM unnest($1::int4[], $2::int4[]) AS u(id, r) WHERE world.id = u.id"
         ),
     )?;
-    Ok(PgSession {
-        client,
-        world_by_id,
-        fortunes,
-        update_worlds,
-        timeout,
-    })
+    Ok(PgSession { client, world_by_id, fortunes, update_worlds, timeout })
 }
 
 /// Connects to the first host that answers (TCP or a Unix socket directory)
@@ -319,27 +279,17 @@ pub(crate) async fn open(
                 let _ = s.set_nodelay(true);
                 Socket::Tcp(s)
             }),
-            Host::Unix(dir) => UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
-                .await
-                .map(Socket::Unix),
+            Host::Unix(dir) => UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await.map(Socket::Unix),
         };
         match socket {
             Ok(socket) => {
-                let stream = CountedStream {
-                    socket,
-                    stats: Rc::clone(stats),
-                };
-                return config
-                    .connect_raw(stream, NoTls)
-                    .await
-                    .map_err(OpenError::Handshake);
+                let stream = CountedStream { socket, stats: Rc::clone(stats) };
+                return config.connect_raw(stream, NoTls).await.map_err(OpenError::Handshake);
             }
             Err(e) => last = Some(e),
         }
     }
-    Err(OpenError::Connect(last.unwrap_or_else(|| {
-        io::Error::other("DATABASE_URL names no host")
-    })))
+    Err(OpenError::Connect(last.unwrap_or_else(|| io::Error::other("DATABASE_URL names no host"))))
 }
 
 /// Why a connection could not be opened.
@@ -372,11 +322,7 @@ pub struct CountedStream {
 }
 
 impl AsyncRead for CountedStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = match &mut this.socket {
@@ -391,11 +337,7 @@ impl AsyncRead for CountedStream {
 }
 
 impl AsyncWrite for CountedStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = match &mut this.socket {
             Socket::Tcp(s) => Pin::new(s).poll_write(cx, data),

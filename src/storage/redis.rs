@@ -68,16 +68,10 @@ pub struct RedisTarget {
 
 impl RedisTarget {
     pub fn parse(url: &str) -> Result<RedisTarget, String> {
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or("must start with redis://")?;
+        let rest = url.strip_prefix("redis://").ok_or("must start with redis://")?;
         let (authority, db) = match rest.split_once('/') {
             Some((a, "")) => (a, 0),
-            Some((a, db)) => (
-                a,
-                db.parse()
-                    .map_err(|_| format!("{db:?} is not a database number"))?,
-            ),
+            Some((a, db)) => (a, db.parse().map_err(|_| format!("{db:?} is not a database number"))?),
             None => (rest, 0),
         };
         let (credentials, hostport) = match authority.rsplit_once('@') {
@@ -108,13 +102,7 @@ impl RedisTarget {
         if host.is_empty() {
             return Err("no host".into());
         }
-        Ok(RedisTarget {
-            host: host.to_owned(),
-            port,
-            user,
-            password,
-            db,
-        })
+        Ok(RedisTarget { host: host.to_owned(), port, user, password, db })
     }
 }
 
@@ -172,19 +160,13 @@ impl Redis {
     /// unparsable `url` starts none: every call is then `Unavailable`.
     pub fn start(url: &str, timeout: Duration) -> Redis {
         if url.is_empty() {
-            return Redis {
-                link: None,
-                timeout,
-            };
+            return Redis { link: None, timeout };
         }
         let target = match RedisTarget::parse(url) {
             Ok(target) => target,
             Err(e) => {
                 tracing::error!(error = %e, "REDIS_URL does not parse; running without the cache");
-                return Redis {
-                    link: None,
-                    timeout,
-                };
+                return Redis { link: None, timeout };
             }
         };
         let link = Rc::new(Link {
@@ -196,10 +178,7 @@ impl Redis {
             writes: Cell::new(0),
         });
         tokio::task::spawn_local(drive(Rc::clone(&link), target, timeout));
-        Redis {
-            link: Some(link),
-            timeout,
-        }
+        Redis { link: Some(link), timeout }
     }
 
     pub fn is_up(&self) -> bool {
@@ -213,11 +192,7 @@ impl Redis {
 
     /// Sends one command and waits for its reply. An error reply is `Err(Command)`.
     pub async fn call(&self, args: &[&[u8]]) -> Result<Reply, CacheError> {
-        let link = self
-            .link
-            .as_ref()
-            .filter(|l| l.up.get())
-            .ok_or(CacheError::Unavailable)?;
+        let link = self.link.as_ref().filter(|l| l.up.get()).ok_or(CacheError::Unavailable)?;
         let exchange = async {
             while link.up.get() && !link.has_room() {
                 link.room.notified().await;
@@ -233,9 +208,7 @@ impl Redis {
                 Err(_) => Err(CacheError::Unavailable),
             }
         };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .unwrap_or(Err(CacheError::TimedOut))
+        tokio::time::timeout(self.timeout, exchange).await.unwrap_or(Err(CacheError::TimedOut))
     }
 
     /// Queues a command whose reply nobody waits for. Returns false (and sends
@@ -259,9 +232,7 @@ impl Redis {
         args.push(b"MGET");
         args.extend_from_slice(keys);
         match self.call(&args).await? {
-            Reply::Array(values) if values.len() == keys.len() => {
-                values.into_iter().map(bulk).collect()
-            }
+            Reply::Array(values) if values.len() == keys.len() => values.into_iter().map(bulk).collect(),
             _ => Err(CacheError::UnexpectedReply),
         }
     }
@@ -269,10 +240,7 @@ impl Redis {
     /// SET with a time to live, in seconds.
     pub async fn set_ex(&self, key: &[u8], value: &[u8], ttl: u32) -> Result<(), CacheError> {
         let ttl = ttl.to_string();
-        match self
-            .call(&[b"SET", key, value, b"EX", ttl.as_bytes()])
-            .await?
-        {
+        match self.call(&[b"SET", key, value, b"EX", ttl.as_bytes()]).await? {
             Reply::SimpleString(_) => Ok(()),
             _ => Err(CacheError::UnexpectedReply),
         }
@@ -338,11 +306,7 @@ async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
 
 fn report_failure(failures: &mut u32, error: &str) {
     if *failures % 50 == 0 {
-        tracing::warn!(
-            failures = *failures + 1,
-            error,
-            "Redis unavailable; retrying (cache lookups are misses)"
-        );
+        tracing::warn!(failures = *failures + 1, error, "Redis unavailable; retrying (cache lookups are misses)");
     } else {
         tracing::debug!(error, "Redis still unavailable");
     }
@@ -357,9 +321,7 @@ async fn connect(target: &RedisTarget) -> io::Result<TcpStream> {
     let mut expected = 0;
     if let Some(password) = &target.password {
         match &target.user {
-            Some(user) => {
-                encode_command(&mut hello, &[b"AUTH", user.as_bytes(), password.as_bytes()])
-            }
+            Some(user) => encode_command(&mut hello, &[b"AUTH", user.as_bytes(), password.as_bytes()]),
             None => encode_command(&mut hello, &[b"AUTH", password.as_bytes()]),
         }
         expected += 1;
@@ -375,12 +337,8 @@ async fn connect(target: &RedisTarget) -> io::Result<TcpStream> {
         let mut buf = Vec::with_capacity(256);
         let mut pos = 0;
         while expected > 0 {
-            match decode_reply(&buf[pos..])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-            {
-                Parse::Complete((Reply::Error(e), _)) => {
-                    return Err(io::Error::other(format!("Redis refused: {e}")))
-                }
+            match decode_reply(&buf[pos..]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))? {
+                Parse::Complete((Reply::Error(e), _)) => return Err(io::Error::other(format!("Redis refused: {e}"))),
                 Parse::Complete((_, used)) => {
                     pos += used;
                     expected -= 1;
@@ -410,11 +368,7 @@ async fn serve(link: &Link, stream: &mut TcpStream) -> io::Error {
             std::mem::swap(&mut wbuf, &mut *link.out.borrow_mut());
         }
         let want_write = written < wbuf.len();
-        let interest = if want_write {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
+        let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
         tokio::select! {
             ready = stream.ready(interest) => {
                 let ready = match ready {
@@ -473,12 +427,7 @@ fn deliver(link: &Link, rbuf: &mut Vec<u8>) -> io::Result<()> {
                     tracing::debug!(error = %e, "a fire-and-forget Redis command failed");
                 }
             }
-            None => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a reply nobody asked for",
-                ))
-            }
+            None => return Err(io::Error::new(io::ErrorKind::InvalidData, "a reply nobody asked for")),
         }
     }
     rbuf.drain(..pos);
@@ -495,20 +444,14 @@ mod tests {
     #[test]
     fn urls() {
         let t = RedisTarget::parse("redis://127.0.0.1:6379").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.db, t.password),
-            ("127.0.0.1", 6379, 0, None)
-        );
+        assert_eq!((t.host.as_str(), t.port, t.db, t.password), ("127.0.0.1", 6379, 0, None));
         let t = RedisTarget::parse("redis://:secret@cache:7000/3").unwrap();
         assert_eq!(
             (t.host.as_str(), t.port, t.db, t.password.as_deref(), t.user),
             ("cache", 7000, 3, Some("secret"), None)
         );
         let t = RedisTarget::parse("redis://me:pw@[::1]/").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.user.as_deref()),
-            ("::1", 6379, Some("me"))
-        );
+        assert_eq!((t.host.as_str(), t.port, t.user.as_deref()), ("::1", 6379, Some("me")));
         assert!(RedisTarget::parse("http://x").is_err());
         assert!(RedisTarget::parse("redis://x:port").is_err());
         assert!(RedisTarget::parse("redis://x/db").is_err());

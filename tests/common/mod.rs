@@ -32,9 +32,7 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         // Defaults come by environment so that `args` can override them.
-        cmd.env("SWIFTLET_WORKERS", "1")
-            .env("DATABASE_URL", "")
-            .env("REDIS_URL", "");
+        cmd.env("SWIFTLET_WORKERS", "1").env("DATABASE_URL", "").env("REDIS_URL", "");
         for (key, value) in env {
             cmd.env(key, value);
         }
@@ -69,11 +67,7 @@ impl TestServer {
             .expect("swiftlet did not log its address")
             .parse()
             .expect("address");
-        TestServer {
-            addr,
-            child: Some(child),
-            log,
-        }
+        TestServer { addr, child: Some(child), log }
     }
 
     pub fn connect(&self) -> Client {
@@ -85,10 +79,7 @@ impl TestServer {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
+        let status = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap();
         assert!(status.success());
     }
 
@@ -130,10 +121,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -149,14 +137,9 @@ pub struct Client {
 impl Client {
     pub fn connect_to(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream.set_nodelay(true).unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        Client { stream, buf: Vec::new() }
     }
 
     pub fn send(&mut self, raw: &[u8]) {
@@ -169,20 +152,13 @@ impl Client {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            self.fill().unwrap_or_else(|| {
-                panic!(
-                    "connection closed mid-head: {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                )
-            });
+            self.fill()
+                .unwrap_or_else(|| panic!("connection closed mid-head: {:?}", String::from_utf8_lossy(&self.buf)));
         };
         let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("ascii head");
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap();
-        assert!(
-            status_line.starts_with("HTTP/1.1 "),
-            "status line {status_line:?}"
-        );
+        assert!(status_line.starts_with("HTTP/1.1 "), "status line {status_line:?}");
         let status: u16 = status_line[9..12].parse().unwrap();
         let headers: Vec<(String, String)> = lines
             .filter(|l| !l.is_empty())
@@ -196,21 +172,13 @@ impl Client {
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
             .map(|(_, v)| v.parse().unwrap())
             .unwrap_or(0);
-        let body_len = if head_request || status < 200 || status == 204 {
-            0
-        } else {
-            len
-        };
+        let body_len = if head_request || status < 200 || status == 204 { 0 } else { len };
         while self.buf.len() < head_end + body_len {
             self.fill().expect("connection closed mid-body");
         }
         let body = self.buf[head_end..head_end + body_len].to_vec();
         self.buf.drain(..head_end + body_len);
-        Response {
-            status,
-            headers,
-            body,
-        }
+        Response { status, headers, body }
     }
 
     pub fn read_response(&mut self) -> Response {
@@ -244,10 +212,7 @@ impl Client {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Some(n)
             }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
                 panic!("timed out waiting for the server")
             }
             Err(_) => None,

@@ -18,8 +18,7 @@ use swiftlet_protocol::Parse;
 
 /// The maintenance database URL of the PostgreSQL the tests use.
 pub fn admin_url() -> String {
-    std::env::var("SWIFTLET_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("SWIFTLET_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// The Redis the tests use, as host:port.
@@ -30,31 +29,21 @@ pub fn redis_addr() -> String {
 /// Runs `sql` (one or more statements, simple protocol) and returns the rows
 /// of the last one as text.
 pub fn sql(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| {
-                panic!("connect to {url}: {e} (run the tests through scripts/test.sh)")
-            });
+            .unwrap_or_else(|e| panic!("connect to {url}: {e} (run the tests through scripts/test.sh)"));
         let driver = tokio::spawn(connection);
-        let messages = client
-            .simple_query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         drop(client);
         let _ = driver.await;
         let mut rows = Vec::new();
         for m in messages {
             match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => rows.push(
-                    (0..row.len())
-                        .map(|i| row.get(i).map(str::to_owned))
-                        .collect(),
-                ),
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    rows.push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
+                }
                 tokio_postgres::SimpleQueryMessage::CommandComplete(_) => {}
                 _ => {}
             }
@@ -86,11 +75,7 @@ impl TestDb {
             Some((base, _)) => format!("{base}/{name}"),
             None => panic!("admin URL {admin} names no database"),
         };
-        TestDb {
-            name,
-            url,
-            admin: admin.to_owned(),
-        }
+        TestDb { name, url, admin: admin.to_owned() }
     }
 
     pub fn sql(&self, statement: &str) -> Vec<Vec<Option<String>>> {
@@ -107,10 +92,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let _ = std::panic::catch_unwind(|| {
-            sql(
-                &self.admin,
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            )
+            sql(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
         });
     }
 }
@@ -118,11 +100,8 @@ impl Drop for TestDb {
 /// One Redis command over a fresh connection.
 pub fn redis(addr: &str, args: &[&[u8]]) -> Reply {
     use std::io::{Read, Write};
-    let mut stream =
-        TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to Redis at {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to Redis at {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut out = Vec::new();
     encode_command(&mut out, args);
     stream.write_all(&out).unwrap();
@@ -139,11 +118,7 @@ pub fn redis(addr: &str, args: &[&[u8]]) -> Reply {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
@@ -173,41 +148,16 @@ pub struct PrivatePostgres {
 impl PrivatePostgres {
     pub fn start() -> PrivatePostgres {
         let bin = postgres_bin_dir();
-        let dir = std::env::temp_dir().join(format!(
-            "swiftlet-pg-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
+        let dir = std::env::temp_dir().join(format!("swiftlet-pg-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         if is_root() {
             // PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .unwrap();
+            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().unwrap();
             assert!(ok.success(), "chown {}", dir.display());
         }
-        let pg = PrivatePostgres {
-            port: free_port(),
-            dir,
-            bin,
-        };
+        let pg = PrivatePostgres { port: free_port(), dir, bin };
         let data = pg.dir.join("data");
-        pg.run(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        );
+        pg.run("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
         pg.start_server();
         pg
     }
@@ -224,28 +174,13 @@ impl PrivatePostgres {
             self.port,
             self.dir.display()
         );
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-o",
-                &options,
-                "start",
-            ],
-        );
+        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-o", &options, "start"]);
     }
 
     /// A fast shutdown: sessions are ended, as in a restart by an operator.
     pub fn stop_server(&self) {
         let data = self.dir.join("data");
-        self.run(
-            "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
-        );
+        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
     }
 
     fn run(&self, program: &str, args: &[&str]) {
@@ -270,12 +205,8 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.dir.join("data");
-        let _ = std::panic::catch_unwind(|| {
-            self.run(
-                "pg_ctl",
-                &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
-            )
-        });
+        let _ =
+            std::panic::catch_unwind(|| self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -286,12 +217,7 @@ fn postgres_bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.path().join("bin"))
-                .filter(|p| p.join("initdb").exists())
-                .collect()
-        })
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
         .unwrap_or_default();
     versions.sort();
     versions.pop().unwrap_or_else(|| {
@@ -309,14 +235,9 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
         let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("swiftlet-redis-{}-{port}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("swiftlet-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = PrivateRedis {
-            port,
-            dir,
-            child: None,
-        };
+        let mut redis = PrivateRedis { port, dir, child: None };
         redis.start_server();
         redis
     }
@@ -327,20 +248,11 @@ impl PrivateRedis {
 
     pub fn start_server(&mut self) {
         let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&self.dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         // SAFETY: only prctl(2), async-signal-safe, between fork and exec.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
@@ -348,14 +260,10 @@ impl PrivateRedis {
                 Ok(())
             });
         }
-        self.child = Some(
-            cmd.spawn()
-                .expect("start redis-server (scripts/test.sh installs it)"),
-        );
+        self.child = Some(cmd.spawn().expect("start redis-server (scripts/test.sh installs it)"));
         let addr = self.addr();
         assert!(
-            eventually(Duration::from_secs(10), || TcpStream::connect(&addr)
-                .is_ok()),
+            eventually(Duration::from_secs(10), || TcpStream::connect(&addr).is_ok()),
             "redis-server did not start"
         );
     }
