@@ -1,0 +1,135 @@
+//! Pipelining is really in effect: many concurrent calls on one worker's
+//! connection go out in a handful of socket writes, where the same calls made
+//! one after another take one write each. Counted on the sockets themselves,
+//! against a real PostgreSQL and Redis.
+
+mod common;
+
+use std::future::Future;
+use std::time::Duration;
+
+use common::storage::{redis_addr, TestDb};
+use futures_util::future::join_all;
+use swiftlet::storage::{migrations, CacheError, Postgres, Redis};
+
+/// Runs `f` the way a worker runs its tasks: a current-thread runtime with a LocalSet.
+fn on_worker<F: Future>(f: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, f)
+}
+
+async fn wait_until(what: &str, mut up: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if up() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what} never came up");
+}
+
+#[test]
+fn fifty_concurrent_queries_share_round_trips() {
+    let db = TestDb::create();
+    migrations::apply_once(&db.url, Duration::from_secs(10)).unwrap();
+    on_worker(async {
+        let pg = Postgres::start(&db.url, 1, Duration::from_secs(10));
+        wait_until("PostgreSQL", || pg.is_up()).await;
+        let session = pg.session().unwrap();
+        let ids: Vec<i32> = (1..=50).collect();
+
+        let before = pg.stats().writes.get();
+        let rows = join_all(ids.iter().map(|id| {
+            let session = &session;
+            async move { session.client.query_one(&session.world_by_id, &[id]).await }
+        }))
+        .await;
+        let concurrent = pg.stats().writes.get() - before;
+        for (id, row) in ids.iter().zip(rows) {
+            assert_eq!(row.unwrap().get::<_, i32>(0), *id, "replies matched to the wrong query");
+        }
+
+        let before = pg.stats().writes.get();
+        for id in &ids {
+            session.client.query_one(&session.world_by_id, &[id]).await.unwrap();
+        }
+        let sequential = pg.stats().writes.get() - before;
+
+        eprintln!("PostgreSQL: 50 concurrent queries in {concurrent} writes; 50 sequential in {sequential}");
+        assert!(sequential >= 50, "the counter sees one write per lone query ({sequential})");
+        assert!(concurrent <= 3, "50 concurrent queries took {concurrent} writes");
+        assert!(concurrent * 10 <= sequential, "concurrent {concurrent} vs sequential {sequential}");
+    });
+}
+
+#[test]
+fn hundred_concurrent_redis_commands_share_writes_and_keep_order() {
+    let db = TestDb::create(); // only for a key prefix of this test's own
+    let key = format!("swiftlet:{}:counter", db.name).into_bytes();
+    on_worker(async {
+        let redis = Redis::start(&format!("redis://{}", redis_addr()), Duration::from_secs(10));
+        wait_until("Redis", || redis.is_up()).await;
+
+        let before = redis.writes();
+        let counts = join_all((0..100).map(|_| redis.incr(&key))).await;
+        let concurrent = redis.writes() - before;
+        // Commands were queued in this order, so replies must come back 1..=100.
+        let counts: Vec<i64> = counts.into_iter().map(Result::unwrap).collect();
+        assert_eq!(counts, (1..=100).collect::<Vec<i64>>());
+
+        let before = redis.writes();
+        for _ in 0..100 {
+            redis.incr(&key).await.unwrap();
+        }
+        let sequential = redis.writes() - before;
+        eprintln!("Redis: 100 concurrent commands in {concurrent} writes; 100 sequential in {sequential}");
+        assert!(sequential >= 100, "{sequential}");
+        assert!(concurrent <= 3, "100 concurrent commands took {concurrent} writes");
+        assert_eq!(redis.del(&[&key]).await, Ok(1));
+    });
+}
+
+#[test]
+fn redis_commands() {
+    let db = TestDb::create();
+    let k = |s: &str| format!("swiftlet:{}:{s}", db.name).into_bytes();
+    let (a, b, missing) = (k("a"), k("b"), k("missing"));
+    on_worker(async {
+        let redis = Redis::start(&format!("redis://{}", redis_addr()), Duration::from_secs(10));
+        wait_until("Redis", || redis.is_up()).await;
+
+        redis.set_ex(&a, b"one", 100).await.unwrap();
+        redis.set_ex(&b, b"\x00two\r\n", 100).await.unwrap();
+        assert_eq!(redis.get(&a).await, Ok(Some(b"one".to_vec())));
+        assert_eq!(redis.get(&missing).await, Ok(None));
+        assert_eq!(
+            redis.mget(&[&a, &missing, &b]).await,
+            Ok(vec![Some(b"one".to_vec()), None, Some(b"\x00two\r\n".to_vec())])
+        );
+        assert_eq!(redis.expire(&a, 5).await, Ok(true));
+        assert_eq!(redis.expire(&missing, 5).await, Ok(false));
+        assert!(redis.send(&[b"SET", &missing, b"fire-and-forget"]));
+        // Replies stay in order after a discarded one.
+        assert_eq!(redis.get(&missing).await, Ok(Some(b"fire-and-forget".to_vec())));
+        // An error reply is an error, and the link goes on.
+        assert!(matches!(redis.incr(&a).await, Err(CacheError::Command(e)) if e.contains("not an integer")));
+        assert_eq!(redis.del(&[&a, &b, &missing]).await, Ok(3));
+        assert_eq!(redis.get(&a).await, Ok(None));
+    });
+}
+
+#[test]
+fn unreachable_stores_fail_at_once() {
+    let port = common::storage::free_port(); // nothing listens there
+    on_worker(async {
+        let pg = Postgres::start(&format!("postgres://postgres@127.0.0.1:{port}/x"), 1, Duration::from_secs(10));
+        let redis = Redis::start(&format!("redis://127.0.0.1:{port}"), Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = tokio::time::Instant::now();
+        assert!(matches!(pg.session(), Err(swiftlet::storage::PgError::Unavailable)));
+        assert_eq!(redis.get(b"k").await, Err(CacheError::Unavailable));
+        assert!(!redis.send(&[b"SET", b"k", b"v"]));
+        // Not after the 10 s timeout: straight away.
+        assert!(started.elapsed() < Duration::from_secs(1));
+    });
+}
