@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The run command: swiftlet with its PostgreSQL and Redis. Uses the servers on
+# 127.0.0.1:5432 and :6379 when they are running; otherwise starts private
+# ones under $SWIFTLET_DATA (installing the Debian packages if missing), which
+# keep their data between runs and are stopped when swiftlet exits. Creates the
+# `swiftlet` database if it is missing; swiftlet applies its migrations at
+# start. Extra arguments go to swiftlet (see --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+if [ "$(id -u)" = 0 ]; then default_data=/var/lib/swiftlet; else default_data=$HOME/.local/share/swiftlet; fi
+data=${SWIFTLET_DATA:-$default_data}
+
+trap stop_private_services EXIT
+ensure_packages
+ensure_postgres "$data"
+ensure_redis "$data"
+if [ -z "$(admin_psql -At -c "SELECT 1 FROM pg_database WHERE datname = 'swiftlet'")" ]; then
+    say "creating database swiftlet"
+    admin_psql -c "CREATE DATABASE swiftlet"
+fi
+export DATABASE_URL=${DATABASE_URL:-${PG_ADMIN_URL%/postgres}/swiftlet}
+export REDIS_URL=${REDIS_URL:-redis://$REDIS_ADDR}
+
+cargo build --release --locked
+# In the background so a SIGTERM to this script reaches swiftlet too (graceful
+# shutdown), after which the EXIT trap stops the private services.
+./target/release/swiftlet "$@" &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
+status=0
+while kill -0 "$pid" 2>/dev/null; do
+    if wait "$pid"; then status=0; else status=$?; fi
+done
+exit "$status"
