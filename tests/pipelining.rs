@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::storage::{redis_addr, TestDb};
 use futures_util::future::join_all;
-use swiftlet::storage::{migrations, CacheError, Postgres, Redis};
+use swiftlet::storage::statements::{UPDATE_WORLDS, WORLD_BY_ID};
+use swiftlet::storage::{migrations, CacheError, PgError, Postgres, Redis};
 
 /// Runs `f` the way a worker runs its tasks: a current-thread runtime with a LocalSet.
 fn on_worker<F: Future>(f: F) -> F::Output {
@@ -35,31 +36,86 @@ fn fifty_concurrent_queries_share_round_trips() {
     on_worker(async {
         let pg = Postgres::start(&db.url, 1, Duration::from_secs(10));
         wait_until("PostgreSQL", || pg.is_up()).await;
-        let session = pg.session().unwrap();
+        let link = pg.pipeline().unwrap();
         let ids: Vec<i32> = (1..=50).collect();
+        let read = |id: i32| {
+            let link = &link;
+            async move {
+                let rows = link.run(|batch| batch.query(&WORLD_BY_ID, &[&id])).await.unwrap();
+                let row = rows.query(0).next().expect("one row");
+                row.int4(0).unwrap()
+            }
+        };
 
-        let before = pg.stats().writes.get();
-        let rows = join_all(ids.iter().map(|id| {
-            let session = &session;
-            async move { session.client.query_one(&session.world_by_id, &[id]).await }
-        }))
-        .await;
-        let concurrent = pg.stats().writes.get() - before;
-        for (id, row) in ids.iter().zip(rows) {
-            assert_eq!(row.unwrap().get::<_, i32>(0), *id, "replies matched to the wrong query");
+        // 50 requests, one query each, in flight together (as 50 HTTP
+        // requests on one core would be).
+        let (writes, reads) = (pg.stats().writes.get(), pg.stats().reads.get());
+        let got = join_all(ids.iter().map(|&id| read(id))).await;
+        let concurrent = (pg.stats().writes.get() - writes, pg.stats().reads.get() - reads);
+        assert_eq!(got, ids, "results matched to the wrong batch");
+
+        // The same 50, one after another.
+        let writes = pg.stats().writes.get();
+        for &id in &ids {
+            assert_eq!(read(id).await, id);
+        }
+        let sequential = pg.stats().writes.get() - writes;
+
+        // One request with 50 queries: one batch, one Sync.
+        let (writes, reads) = (pg.stats().writes.get(), pg.stats().reads.get());
+        let rows = link
+            .run(|batch| {
+                for id in &ids {
+                    batch.query(&WORLD_BY_ID, &[id])?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let batched = (pg.stats().writes.get() - writes, pg.stats().reads.get() - reads);
+        assert_eq!(rows.queries(), 50);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(rows.query(i).next().unwrap().int4(0).unwrap(), *id);
         }
 
-        let before = pg.stats().writes.get();
-        for id in &ids {
-            session.client.query_one(&session.world_by_id, &[id]).await.unwrap();
-        }
-        let sequential = pg.stats().writes.get() - before;
-
-        eprintln!("PostgreSQL: 50 concurrent queries in {concurrent} writes; 50 sequential in {sequential}");
+        eprintln!(
+            "PostgreSQL, (writes, reads): 50 concurrent batches {concurrent:?}; one batch of 50 {batched:?}; \
+             50 sequential: {sequential} writes"
+        );
         assert!(sequential >= 50, "the counter sees one write per lone query ({sequential})");
-        assert!(concurrent <= 3, "50 concurrent queries took {concurrent} writes");
-        assert!(concurrent * 10 <= sequential, "concurrent {concurrent} vs sequential {sequential}");
+        assert!(concurrent.0 <= 3, "50 concurrent queries took {} writes", concurrent.0);
+        assert!(concurrent.0 * 10 <= sequential, "concurrent {} vs sequential {sequential}", concurrent.0);
+        assert_eq!(batched.0, 1, "one batch is one write");
+        assert!(batched.1 <= 3, "one batch's results took {} reads", batched.1);
     });
+}
+
+#[test]
+fn a_failing_query_fails_its_batch_only() {
+    let db = TestDb::create();
+    migrations::apply_once(&db.url, Duration::from_secs(10)).unwrap();
+    db.sql("ALTER TABLE world ADD CONSTRAINT small CHECK (randomnumber < 20000)");
+    let before = db.world(1);
+    on_worker(async {
+        let pg = Postgres::start(&db.url, 1, Duration::from_secs(10));
+        wait_until("PostgreSQL", || pg.is_up()).await;
+        let link = pg.pipeline().unwrap();
+        // A parameter of the wrong type is refused before anything is sent.
+        let wrong = link.run(|batch| batch.query(&WORLD_BY_ID, &[&"seven"])).await;
+        assert!(matches!(wrong, Err(PgError::Failed(ref e)) if e.contains("cannot encode")), "{wrong:?}");
+        // A batch PostgreSQL rejects (a CHECK violation), in flight beside a
+        // good one: only the bad batch fails.
+        let ids = vec![1i32, 2];
+        let numbers = vec![5i32, 30_000];
+        let (bad, good) = tokio::join!(
+            link.run(|batch| batch.query(&UPDATE_WORLDS, &[&ids, &numbers])),
+            link.run(|batch| batch.query(&WORLD_BY_ID, &[&3i32])),
+        );
+        assert!(matches!(bad, Err(PgError::Failed(ref e)) if e.starts_with("23514")), "{bad:?}");
+        assert_eq!(good.unwrap().query(0).next().unwrap().int4(0).unwrap(), 3);
+    });
+    // Nothing of the failed batch was applied.
+    assert_eq!(db.world(1), before);
 }
 
 #[test]
@@ -126,7 +182,7 @@ fn unreachable_stores_fail_at_once() {
         let redis = Redis::start(&format!("redis://127.0.0.1:{port}"), Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(200)).await;
         let started = tokio::time::Instant::now();
-        assert!(matches!(pg.session(), Err(swiftlet::storage::PgError::Unavailable)));
+        assert!(matches!(pg.pipeline(), Err(PgError::Unavailable)));
         assert_eq!(redis.get(b"k").await, Err(CacheError::Unavailable));
         assert!(!redis.send(&[b"SET", b"k", b"v"]));
         // Not after the 10 s timeout: straight away.

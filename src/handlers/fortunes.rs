@@ -8,19 +8,17 @@ use swiftlet_protocol::Status;
 
 use crate::error::AppError;
 use crate::response::{Response, HTML};
-use crate::storage::PgError;
+use crate::storage::statements::FORTUNES;
 use crate::worker::Worker;
 
 const EXTRA: (i32, &str) = (0, "Additional fortune added at request time.");
 
 pub async fn fortunes(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
-    let pg = worker.storage.pg.session()?;
-    let rows = pg.bounded(pg.client.query(&pg.fortunes, &[])).await?;
-    let mut fortunes = Vec::with_capacity(rows.len() + 1);
-    for row in &rows {
-        let id: i32 = row.try_get(0).map_err(PgError::Failed)?;
-        let message: &str = row.try_get(1).map_err(PgError::Failed)?;
-        fortunes.push((id, message));
+    let pg = worker.storage.pg.pipeline()?;
+    let rows = pg.run(|batch| batch.query(&FORTUNES, &[])).await?;
+    let mut fortunes = Vec::with_capacity(16);
+    for row in rows.query(0) {
+        fortunes.push((row.int4(0)?, row.text(1)?));
     }
     fortunes.push(EXTRA);
     fortunes.sort_unstable_by(|a, b| a.1.cmp(b.1));

@@ -8,15 +8,15 @@
 //! and reads only the misses from PostgreSQL; if Redis is down every row is a
 //! miss, so the endpoint still answers while the cache is away.
 
-use futures_util::future::try_join_all;
 use serde::Serialize;
 use swiftlet_protocol::Status;
-use tokio_postgres::Row;
 
 use crate::error::AppError;
 use crate::request::Request;
 use crate::response::Response;
-use crate::storage::{CacheError, PgError, PgSession};
+use crate::storage::postgres::Row;
+use crate::storage::statements::{UPDATE_WORLDS, WORLD_BY_ID};
+use crate::storage::{CacheError, PgError, PgPipeline};
 use crate::worker::Worker;
 
 /// Rows in `world`; ids are 1..=ROWS.
@@ -52,31 +52,35 @@ fn random_ids(n: usize) -> Vec<i32> {
     (0..n).map(|_| random_id()).collect()
 }
 
-fn world(row: &Row) -> Result<World, PgError> {
-    Ok(World { id: row.try_get(0).map_err(PgError::Failed)?, random_number: row.try_get(1).map_err(PgError::Failed)? })
+fn world(row: Row<'_>) -> Result<World, PgError> {
+    Ok(World { id: row.int4(0)?, random_number: row.int4(1)? })
 }
 
-/// Reads the rows with one query each, all in flight at once.
-async fn read_worlds(pg: &PgSession, ids: &[i32]) -> Result<Vec<World>, PgError> {
-    let reads = ids.iter().map(|id| async move {
-        let row = pg.client.query_one(&pg.world_by_id, &[id]).await?;
-        Ok::<_, tokio_postgres::Error>(row)
-    });
-    let rows = pg.bounded(try_join_all(reads)).await?;
-    rows.iter().map(world).collect()
+/// Reads the rows with one query each, sent together as one batch.
+async fn read_worlds(pg: &PgPipeline, ids: &[i32]) -> Result<Vec<World>, PgError> {
+    let rows = pg
+        .run(|batch| {
+            for id in ids {
+                batch.query(&WORLD_BY_ID, &[id])?;
+            }
+            Ok(())
+        })
+        .await?;
+    (0..ids.len())
+        .map(|i| rows.query(i).next().ok_or_else(|| PgError::Failed(format!("no World row {}", ids[i]))).and_then(world))
+        .collect()
 }
 
 pub async fn db(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
-    let pg = worker.storage.pg.session()?;
-    let id = random_id();
-    let row = pg.bounded(pg.client.query_one(&pg.world_by_id, &[&id])).await?;
-    res.send_json(Status::OK, &world(&row)?);
+    let pg = worker.storage.pg.pipeline()?;
+    let worlds = read_worlds(&pg, &[random_id()]).await?;
+    res.send_json(Status::OK, &worlds[0]);
     Ok(())
 }
 
 pub async fn queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let ids = random_ids(count(req.query_param("queries")));
-    let pg = worker.storage.pg.session()?;
+    let pg = worker.storage.pg.pipeline()?;
     let worlds = read_worlds(&pg, &ids).await?;
     res.send_json(Status::OK, &worlds);
     Ok(())
@@ -84,7 +88,7 @@ pub async fn queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>)
 
 pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let ids = random_ids(count(req.query_param("queries")));
-    let pg = worker.storage.pg.session()?;
+    let pg = worker.storage.pg.pipeline()?;
     let mut worlds = read_worlds(&pg, &ids).await?;
 
     // One new number per distinct id: a request that drew an id twice shows
@@ -103,7 +107,7 @@ pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>)
     let (ids, numbers): (Vec<i32>, Vec<i32>) = changes.iter().copied().unzip();
     let mut attempt = 1;
     loop {
-        match pg.bounded(pg.client.execute(&pg.update_worlds, &[&ids, &numbers])).await {
+        match pg.run(|batch| batch.query(&UPDATE_WORLDS, &[&ids, &numbers])).await {
             Err(PgError::Conflict) if attempt < UPDATE_ATTEMPTS => attempt += 1,
             result => {
                 result?;
@@ -146,7 +150,7 @@ pub async fn cached_queries(worker: &Worker, req: &Request<'_>, res: &mut Respon
 
     let missing: Vec<i32> = ids.iter().zip(&worlds).filter(|(_, w)| w.is_none()).map(|(&id, _)| id).collect();
     if !missing.is_empty() {
-        let pg = storage.pg.session()?;
+        let pg = storage.pg.pipeline()?;
         let mut fetched = read_worlds(&pg, &missing).await?.into_iter();
         let ttl = worker.config.cache_ttl.to_string();
         for (slot, key) in worlds.iter_mut().zip(&keys).filter(|(w, _)| w.is_none()) {

@@ -6,7 +6,8 @@
 //! and no cross-thread hand-off. Every connection reconnects by itself with
 //! backoff; while one is down, calls on it fail at once instead of waiting.
 //!
-//! - [`postgres`]: the per-worker PostgreSQL connections and their statements.
+//! - [`postgres`]: the per-worker pipelined PostgreSQL connections.
+//! - [`statements`]: the SQL they prepare.
 //! - [`redis`]: the pipelined Redis client.
 //! - [`migrations`]: the schema, applied once per database.
 //! - [`backoff`]: the reconnect schedule both share.
@@ -15,10 +16,11 @@ pub mod backoff;
 pub mod migrations;
 pub mod postgres;
 pub mod redis;
+pub mod statements;
 
 use crate::config::Config;
 
-pub use postgres::{PgError, PgSession, Postgres};
+pub use postgres::{PgError, PgPipeline, Postgres};
 pub use redis::{CacheError, Redis};
 
 /// One worker's storage connections.

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""The TechEmpower database tests, swiftlet against the axum baseline, in one
+run, alternating the two servers.
+
+For every endpoint and server: requests/s and p50/p99 latency at 256
+connections (wrk, 2 threads), the server's CPU seconds per request and
+PostgreSQL's (all its processes, from /proc), and the count of non-2xx
+answers. Server, PostgreSQL, Redis and wrk share this machine's cores, so the
+CPU per request is the figure to read beside requests/s.
+
+Each figure is the median over the rounds; within a round the servers
+alternate, and each measured run follows a 2 s warm-up on the same endpoint.
+Run it through perf/run-db.sh, which builds both servers and prepares the
+database (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/swiftlet_bench).
+"""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (shared helpers: CPU from /proc, wait for /health)
+
+ROOT = bench.ROOT
+DURATION = int(os.environ.get("PERF_DURATION", "5"))
+ROUNDS = int(os.environ.get("PERF_ROUNDS", "3"))
+CONNS = int(os.environ.get("PERF_CONNS", "256"))
+ENDPOINTS = os.environ.get(
+    "PERF_ENDPOINTS", "/db,/queries?queries=20,/updates?queries=20,/fortunes,/cached-queries?count=20"
+).split(",")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/swiftlet_bench")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+PORT = bench.PORT
+
+TARGETS = {  # requests/s ratio swiftlet/axum the issue asks for
+    "/db": 1.5, "/queries?queries=20": 2.0, "/updates?queries=20": 2.0, "/fortunes": 1.5,
+}
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def start(name):
+    addr = f"127.0.0.1:{PORT}"
+    cmd = [str(bench.SWIFTLET), "--listen", addr, "--log", "warn"] if name == "swiftlet" else [str(bench.AXUM), addr]
+    env = dict(os.environ, DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bench.wait_ready(proc)
+    return proc
+
+
+def postgres_cpu_seconds():
+    """CPU of every PostgreSQL process (the postmaster's and the backends')."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() not in ("postgres", "postmaster"):
+                    continue
+            total += bench.cpu_seconds(pid)
+        except OSError:
+            pass  # a backend that ended meanwhile
+    return total
+
+
+def wrk(path, duration):
+    cmd = ["wrk", "-t", "2", "-c", str(CONNS), "-d", f"{duration}s", "--latency", f"http://127.0.0.1:{PORT}{path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    total = re.search(r"(\d+) requests in ([\d.]+)s", out)
+    if not total:
+        raise RuntimeError(f"wrk failed:\n{out}")
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    res = {"requests": int(total.group(1)), "seconds": float(total.group(2)),
+           "non_2xx": int(errors.group(1)) if errors else 0,
+           "socket_errors": socket_errors.group(1) if socket_errors else ""}
+    res["rps"] = res["requests"] / res["seconds"]
+    for q in ("50", "99"):
+        m = re.match(r"([\d.]+)(us|ms|s)", lat[q])
+        res[f"p{q}_ms"] = bench.to_ms(m.group(1), m.group(2))
+    return res
+
+
+def measure(name, path):
+    proc = start(name)
+    try:
+        wrk(path, 2)
+        server_before, pg_before = bench.cpu_seconds(proc.pid), postgres_cpu_seconds()
+        res = wrk(path, DURATION)
+        server_cpu = bench.cpu_seconds(proc.pid) - server_before
+        pg_cpu = postgres_cpu_seconds() - pg_before
+    finally:
+        bench.stop(proc)
+    res["server_us_per_req"] = server_cpu / res["requests"] * 1e6
+    res["pg_us_per_req"] = pg_cpu / res["requests"] * 1e6
+    return res
+
+
+FIGURES = [
+    ("rps", "requests/s", "", "higher"),
+    ("p50_ms", "p50 latency", "ms", "lower"),
+    ("p99_ms", "p99 latency", "ms", "lower"),
+    ("server_us_per_req", "server CPU per request", "µs", "lower"),
+    ("pg_us_per_req", "PostgreSQL CPU per request", "µs", "lower"),
+    ("non_2xx", "non-2xx answers (sum over rounds)", "", "lower"),
+]
+
+
+def fmt(v, unit):
+    if unit == "ms":
+        return f"{v:.2f} ms"
+    if unit == "µs":
+        return f"{v:.1f} µs"
+    return f"{v:,.0f}"
+
+
+def main():
+    runs = {}
+    for path in ENDPOINTS:
+        runs[path] = {"swiftlet": [], "axum": []}
+        for r in range(ROUNDS):
+            order = ("swiftlet", "axum") if r % 2 == 0 else ("axum", "swiftlet")
+            for name in order:
+                log(f"{path} round {r + 1}/{ROUNDS}: {name}")
+                runs[path][name].append(measure(name, path))
+
+    out = [f"Each figure: median of {ROUNDS} rounds (non-2xx: sum), {DURATION} s per run after a 2 s warm-up, "
+           f"{CONNS} connections, wrk with 2 threads; server, PostgreSQL, Redis and wrk share the machine's "
+           f"{os.cpu_count()} cores; servers alternate within each round.\n"]
+    out.append("| endpoint | figure | swiftlet | axum | swiftlet/axum | target |")
+    out.append("|---|---|---:|---:|---:|---|")
+    for path in ENDPOINTS:
+        for key, label, unit, better in FIGURES:
+            if key == "non_2xx":
+                s = sum(x[key] for x in runs[path]["swiftlet"])
+                a = sum(x[key] for x in runs[path]["axum"])
+                out.append(f"| `{path}` | {label} | {s} | {a} | | |")
+                continue
+            s = statistics.median(x[key] for x in runs[path]["swiftlet"])
+            a = statistics.median(x[key] for x in runs[path]["axum"])
+            ratio = s / a if a else float("nan")
+            target = ""
+            if key == "rps" and path in TARGETS:
+                t = TARGETS[path]
+                target = f"≥ {t}×: {'met' if ratio >= t else '**not met**'}"
+            elif key in ("p99_ms", "server_us_per_req") and path in TARGETS:
+                target = f"lower: {'met' if ratio < 1 else '**not met**'}"
+            out.append(f"| `{path}` | {label} | {fmt(s, unit)} | {fmt(a, unit)} | {ratio:.2f} | {target} |")
+    print("\n".join(out))
+
+    (ROOT / "perf/out").mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (ROOT / f"perf/out/db-{stamp}.json").write_text(json.dumps(runs, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The database benchmark: builds swiftlet and the axum baseline, prepares the
+# benchmark database (created if missing, migrated by `swiftlet migrate`),
+# measures both servers in one run (perf/db.py) and appends the report to
+# perf/RESULTS.md with the date, commit and command. Uses the PostgreSQL and
+# Redis that are running, or starts private ones (scripts/services.sh).
+#
+#   perf/run-db.sh                                   # every endpoint (about 6 minutes)
+#   PERF_ENDPOINTS=/db,/fortunes perf/run-db.sh      # a subset
+#   PERF_DURATION=5 PERF_ROUNDS=3 PERF_CONNS=256 ... # the knobs (defaults shown)
+#   PERF_NO_RECORD=1 perf/run-db.sh                  # print only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+command -v wrk >/dev/null || install_packages wrk
+data=$(mktemp -d "${TMPDIR:-/tmp}/swiftlet-perf-XXXXXX")
+chmod 755 "$data"
+trap 'stop_private_services; rm -rf "$data"' EXIT
+ensure_packages
+ensure_postgres "$data"
+ensure_redis "$data"
+
+cargo build --release --locked --bin swiftlet
+(cd perf/baseline/axum && cargo build --release --locked)
+
+if [ -z "$(admin_psql -At -c "SELECT 1 FROM pg_database WHERE datname = 'swiftlet_bench'")" ]; then
+    admin_psql -c "CREATE DATABASE swiftlet_bench"
+fi
+export DATABASE_URL=${PG_ADMIN_URL%/postgres}/swiftlet_bench
+export REDIS_URL=redis://$REDIS_ADDR
+./target/release/swiftlet migrate
+
+if ss -ltn 2>/dev/null | grep -q ':18080 '; then
+    echo "port 18080 is busy; stop whatever holds it first" >&2
+    exit 1
+fi
+
+report=$(mktemp)
+python3 perf/db.py | tee "$report"
+
+if [ -z "${PERF_NO_RECORD:-}" ]; then
+    settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3} PERF_CONNS=${PERF_CONNS:-256}"
+    [ -n "${PERF_ENDPOINTS:-}" ] && settings="$settings PERF_ENDPOINTS=$PERF_ENDPOINTS"
+    dirty=""; git diff --quiet HEAD -- src protocol Cargo.toml Cargo.lock perf/baseline || dirty=" (with uncommitted changes)"
+    {
+        echo
+        echo "## Database tests: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)${dirty}"
+        echo
+        echo "Command: \`${settings} perf/run-db.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), PostgreSQL $(admin_psql -At -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)."
+        echo
+        cat "$report"
+    } >> perf/RESULTS.md
+    echo "appended to perf/RESULTS.md" >&2
+fi
+rm -f "$report"
