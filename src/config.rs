@@ -85,9 +85,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/swiftlet")]
     pub database_url: String,
 
-    /// PostgreSQL connections per worker. Each is pipelined: every query of every
-    /// request on that worker shares it, many in flight at once.
-    #[arg(long, env = "SWIFTLET_PG_CONNECTIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// PostgreSQL connections per worker, each pipelined: the requests on the
+    /// worker share them round-robin, many batches in flight on each. More than
+    /// one lets PostgreSQL run (and commit) several batches at once; 4 measured
+    /// best on 2 cores (perf/RESULTS.md).
+    #[arg(long, env = "SWIFTLET_PG_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub pg_connections: u16,
 
     /// Redis to use as the cache, as redis://[:password@]host[:port][/db]. Empty: no

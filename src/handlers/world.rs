@@ -87,33 +87,39 @@ pub async fn queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>)
 }
 
 pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let ids = random_ids(count(req.query_param("queries")));
-    let pg = worker.storage.pg.pipeline()?;
-    let mut worlds = read_worlds(&pg, &ids).await?;
-
+    let drawn = random_ids(count(req.query_param("queries")));
     // One new number per distinct id: a request that drew an id twice shows
-    // the same value for both, the value that is stored.
-    let mut changes: Vec<(i32, i32)> = worlds.iter().map(|w| (w.id, 0)).collect();
-    changes.sort_unstable();
+    // the same value for both, the value that is stored. Sorted ids keep
+    // concurrent updates locking rows in one order.
+    let mut changes: Vec<(i32, i32)> = drawn.iter().map(|&id| (id, random_id())).collect();
+    changes.sort_unstable_by_key(|c| c.0);
     changes.dedup_by_key(|c| c.0);
-    for change in &mut changes {
-        change.1 = random_id();
-    }
-    for w in &mut worlds {
-        let i = changes.binary_search_by_key(&w.id, |c| c.0).expect("every id has a change");
-        w.random_number = changes[i].1;
-    }
-    // Sorted ids keep concurrent batches locking rows in one order.
     let (ids, numbers): (Vec<i32>, Vec<i32>) = changes.iter().copied().unzip();
+
+    // The reads and the write go as one batch: one round-trip and, as one
+    // Sync, one implicit transaction, so the rows read are the rows written.
+    let pg = worker.storage.pg.pipeline()?;
     let mut attempt = 1;
-    loop {
-        match pg.run(|batch| batch.query(&UPDATE_WORLDS, &[&ids, &numbers])).await {
+    let rows = loop {
+        let result = pg
+            .run(|batch| {
+                for id in &drawn {
+                    batch.query(&WORLD_BY_ID, &[id])?;
+                }
+                batch.query(&UPDATE_WORLDS, &[&ids, &numbers])
+            })
+            .await;
+        match result {
             Err(PgError::Conflict) if attempt < UPDATE_ATTEMPTS => attempt += 1,
-            result => {
-                result?;
-                break;
-            }
+            result => break result?,
         }
+    };
+    let mut worlds = Vec::with_capacity(drawn.len());
+    for (i, &id) in drawn.iter().enumerate() {
+        let read = rows.query(i).next().ok_or_else(|| PgError::Failed(format!("no World row {id}")))?;
+        let w = world(read)?;
+        let change = changes.binary_search_by_key(&w.id, |c| c.0).map_err(|_| PgError::Failed("row mismatch".into()))?;
+        worlds.push(World { id: w.id, random_number: changes[change].1 });
     }
 
     // The cached copies are stale now. If Redis is down the keys simply
