@@ -284,7 +284,6 @@ struct Slot {
 /// A worker's PostgreSQL connections.
 pub struct Postgres {
     slots: Vec<Rc<Slot>>,
-    next: Cell<usize>,
     stats: Rc<PgStats>,
 }
 
@@ -293,7 +292,7 @@ impl Postgres {
     /// or unparsable `url` starts none: every call is then `Unavailable`.
     pub fn start(url: &str, connections: usize, timeout: Duration) -> Postgres {
         let stats = Rc::new(PgStats::default());
-        let mut pg = Postgres { slots: Vec::new(), next: Cell::new(0), stats: Rc::clone(&stats) };
+        let mut pg = Postgres { slots: Vec::new(), stats: Rc::clone(&stats) };
         if url.is_empty() {
             return pg;
         }
@@ -312,17 +311,20 @@ impl Postgres {
         pg
     }
 
-    /// A connection that is up, taken round-robin.
+    /// The connection that is up with the fewest batches outstanding. Under CPU
+    /// contention a backend that loses the CPU stalls every batch queued on it;
+    /// sending new batches elsewhere keeps that stall from reaching them.
     pub fn pipeline(&self) -> Result<Rc<PgPipeline>, PgError> {
-        let n = self.slots.len();
-        for _ in 0..n {
-            let i = self.next.get();
-            self.next.set((i + 1) % n);
-            if let Some(link) = &*self.slots[i].link.borrow() {
-                return Ok(Rc::clone(link));
+        let mut best: Option<(usize, Rc<PgPipeline>)> = None;
+        for slot in &self.slots {
+            if let Some(link) = &*slot.link.borrow() {
+                let load = link.waiters.borrow().len();
+                if best.as_ref().is_none_or(|(least, _)| load < *least) {
+                    best = Some((load, Rc::clone(link)));
+                }
             }
         }
-        Err(PgError::Unavailable)
+        best.map(|(_, link)| link).ok_or(PgError::Unavailable)
     }
 
     /// Whether any connection is up.
