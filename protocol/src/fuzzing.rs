@@ -63,3 +63,22 @@ pub fn check_chunked(data: &[u8]) {
         assert_eq!(whole[..body_len], region[..body_len]);
     }
 }
+
+/// Decoding arbitrary bytes as a Redis reply never panics; a complete reply
+/// decodes again from exactly its own bytes, and no shorter prefix of it is
+/// complete (so a reply split across reads is never taken early).
+pub fn check_resp(data: &[u8]) {
+    use crate::resp::decode_reply;
+    let (reply, used) = match decode_reply(data) {
+        Ok(Parse::Complete(found)) => found,
+        Ok(Parse::Incomplete) | Err(_) => return,
+    };
+    assert!(used > 0 && used <= data.len());
+    assert_eq!(decode_reply(&data[..used]), Ok(Parse::Complete((reply, used))));
+    for cut in [used - 1, used / 2] {
+        assert!(
+            !matches!(decode_reply(&data[..cut]), Ok(Parse::Complete(_))),
+            "a prefix of {cut} bytes decoded as a complete reply"
+        );
+    }
+}

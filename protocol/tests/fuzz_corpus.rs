@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use swiftlet_protocol::fuzzing::{check_chunked, check_head};
+use swiftlet_protocol::fuzzing::{check_chunked, check_head, check_resp};
 
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
@@ -28,4 +28,9 @@ fn head_corpus() {
 #[test]
 fn chunked_corpus() {
     replay("chunked", check_chunked);
+}
+
+#[test]
+fn resp_corpus() {
+    replay("resp", check_resp);
 }
