@@ -189,3 +189,32 @@ fn unreachable_stores_fail_at_once() {
         assert!(started.elapsed() < Duration::from_secs(1));
     });
 }
+
+#[test]
+fn every_connection_answers_sparse_traffic() {
+    // Each connection gets a lone batch now and then, with the others busy
+    // in between: a wake-up lost in a connection's driver would show up as a
+    // batch that waits for the next one (or for the timeout).
+    let db = TestDb::create();
+    migrations::apply_once(&db.url, Duration::from_secs(10)).unwrap();
+    on_worker(async {
+        let pg = Postgres::start(&db.url, 4, Duration::from_secs(10));
+        wait_until("PostgreSQL", || pg.pipelines().len() == 4).await;
+        let links = pg.pipelines();
+        let mut slowest = Duration::ZERO;
+        for round in 0..300 {
+            let link = &links[round % links.len()];
+            let started = tokio::time::Instant::now();
+            let rows = link.run(|batch| batch.query(&WORLD_BY_ID, &[&(1 + round as i32)])).await.unwrap();
+            assert_eq!(rows.query(0).next().unwrap().int4(0).unwrap(), 1 + round as i32);
+            slowest = slowest.max(started.elapsed());
+            if round % 7 == 0 {
+                // A burst on another connection while this one sits idle.
+                let other = &links[(round + 1) % links.len()];
+                join_all((0..20).map(|i| other.run(move |b| b.query(&WORLD_BY_ID, &[&(1 + i)])))).await;
+            }
+        }
+        eprintln!("slowest lone batch: {slowest:?}");
+        assert!(slowest < Duration::from_secs(1), "a lone batch took {slowest:?}");
+    });
+}

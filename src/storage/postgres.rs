@@ -327,6 +327,11 @@ impl Postgres {
         best.map(|(_, link)| link).ok_or(PgError::Unavailable)
     }
 
+    /// Every connection that is up (for tests and diagnostics).
+    pub fn pipelines(&self) -> Vec<Rc<PgPipeline>> {
+        self.slots.iter().filter_map(|s| s.link.borrow().clone()).collect()
+    }
+
     /// Whether any connection is up.
     pub fn is_up(&self) -> bool {
         self.slots.iter().any(|s| s.link.borrow().is_some())
