@@ -23,6 +23,7 @@ ensure_redis "$data"
 
 cargo build --release --locked --bin swiftlet
 (cd perf/baseline/axum && cargo build --release --locked)
+(cd perf/loadgen && cargo build --release --locked)
 
 if [ -z "$(admin_psql -At -c "SELECT 1 FROM pg_database WHERE datname = 'swiftlet_bench'")" ]; then
     admin_psql -c "CREATE DATABASE swiftlet_bench"
