@@ -44,6 +44,8 @@ PORT = bench.PORT
 RATES = {"/db": 15000, "/queries?queries=20": 3000, "/updates?queries=20": 1200, "/fortunes": 15000,
          "/cached-queries?count=20": 15000}
 RATE_SCALE = float(os.environ.get("PERF_RATE_SCALE", "1"))
+# Extra flags for swiftlet, e.g. PERF_SWIFTLET_ARGS="--pg-connections 2".
+SWIFTLET_ARGS = os.environ.get("PERF_SWIFTLET_ARGS", "").split()
 
 TARGETS = {  # requests/s ratio swiftlet/axum the issue asks for
     "/db": 1.5, "/queries?queries=20": 2.0, "/updates?queries=20": 2.0, "/fortunes": 1.5,
@@ -56,7 +58,10 @@ def log(*args):
 
 def start(name):
     addr = f"127.0.0.1:{PORT}"
-    cmd = [str(bench.SWIFTLET), "--listen", addr, "--log", "warn"] if name == "swiftlet" else [str(bench.AXUM), addr]
+    if name == "swiftlet":
+        cmd = [str(bench.SWIFTLET), "--listen", addr, "--log", "warn"] + SWIFTLET_ARGS
+    else:
+        cmd = [str(bench.AXUM), addr]
     env = dict(os.environ, DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bench.wait_ready(proc)

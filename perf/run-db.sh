@@ -8,6 +8,7 @@
 #   perf/run-db.sh                                   # every endpoint (about 6 minutes)
 #   PERF_ENDPOINTS=/db,/fortunes perf/run-db.sh      # a subset
 #   PERF_DURATION=5 PERF_ROUNDS=3 PERF_CONNS=256 ... # the knobs (defaults shown)
+#   PERF_SWIFTLET_ARGS="--pg-connections 2" ...      # flags for swiftlet
 #   PERF_NO_RECORD=1 perf/run-db.sh                  # print only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,7 @@ python3 perf/db.py | tee "$report"
 if [ -z "${PERF_NO_RECORD:-}" ]; then
     settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3} PERF_CONNS=${PERF_CONNS:-256}"
     [ -n "${PERF_ENDPOINTS:-}" ] && settings="$settings PERF_ENDPOINTS=$PERF_ENDPOINTS"
+    [ -n "${PERF_SWIFTLET_ARGS:-}" ] && settings="$settings PERF_SWIFTLET_ARGS=\"$PERF_SWIFTLET_ARGS\""
     dirty=""; git diff --quiet HEAD -- src protocol Cargo.toml Cargo.lock perf/baseline || dirty=" (with uncommitted changes)"
     {
         echo
