@@ -85,10 +85,9 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/swiftlet")]
     pub database_url: String,
 
-    /// PostgreSQL connections per worker, each pipelined: the requests on the
-    /// worker share them round-robin, many batches in flight on each. More than
-    /// one lets PostgreSQL run (and commit) several batches at once; 4 measured
-    /// best on 2 cores (perf/RESULTS.md).
+    /// PostgreSQL connections per worker, each pipelined, many batches in flight
+    /// on each. Reads go to the first; writes to the least loaded, so several
+    /// commits proceed at once (4 measured best for /updates on 2 cores).
     #[arg(long, env = "SWIFTLET_PG_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub pg_connections: u16,
 

@@ -36,7 +36,7 @@ fn fifty_concurrent_queries_share_round_trips() {
     on_worker(async {
         let pg = Postgres::start(&db.url, 1, Duration::from_secs(10));
         wait_until("PostgreSQL", || pg.is_up()).await;
-        let link = pg.pipeline().unwrap();
+        let link = pg.for_reads().unwrap();
         let ids: Vec<i32> = (1..=50).collect();
         let read = |id: i32| {
             let link = &link;
@@ -99,7 +99,7 @@ fn a_failing_query_fails_its_batch_only() {
     on_worker(async {
         let pg = Postgres::start(&db.url, 1, Duration::from_secs(10));
         wait_until("PostgreSQL", || pg.is_up()).await;
-        let link = pg.pipeline().unwrap();
+        let link = pg.for_reads().unwrap();
         // A parameter of the wrong type is refused before anything is sent.
         let wrong = link.run(|batch| batch.query(&WORLD_BY_ID, &[&"seven"])).await;
         assert!(matches!(wrong, Err(PgError::Failed(ref e)) if e.contains("cannot encode")), "{wrong:?}");
@@ -182,7 +182,7 @@ fn unreachable_stores_fail_at_once() {
         let redis = Redis::start(&format!("redis://127.0.0.1:{port}"), Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(200)).await;
         let started = tokio::time::Instant::now();
-        assert!(matches!(pg.pipeline(), Err(PgError::Unavailable)));
+        assert!(matches!(pg.for_reads(), Err(PgError::Unavailable)));
         assert_eq!(redis.get(b"k").await, Err(CacheError::Unavailable));
         assert!(!redis.send(&[b"SET", b"k", b"v"]));
         // Not after the 10 s timeout: straight away.

@@ -14,7 +14,7 @@ use crate::worker::Worker;
 const EXTRA: (i32, &str) = (0, "Additional fortune added at request time.");
 
 pub async fn fortunes(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
-    let pg = worker.storage.pg.pipeline()?;
+    let pg = worker.storage.pg.for_reads()?;
     let rows = pg.run(|batch| batch.query(&FORTUNES, &[])).await?;
     let mut fortunes = Vec::with_capacity(16);
     for row in rows.query(0) {

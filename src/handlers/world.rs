@@ -72,7 +72,7 @@ async fn read_worlds(pg: &PgPipeline, ids: &[i32]) -> Result<Vec<World>, PgError
 }
 
 pub async fn db(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
-    let pg = worker.storage.pg.pipeline()?;
+    let pg = worker.storage.pg.for_reads()?;
     let worlds = read_worlds(&pg, &[random_id()]).await?;
     res.send_json(Status::OK, &worlds[0]);
     Ok(())
@@ -80,7 +80,7 @@ pub async fn db(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError>
 
 pub async fn queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let ids = random_ids(count(req.query_param("queries")));
-    let pg = worker.storage.pg.pipeline()?;
+    let pg = worker.storage.pg.for_reads()?;
     let worlds = read_worlds(&pg, &ids).await?;
     res.send_json(Status::OK, &worlds);
     Ok(())
@@ -98,7 +98,7 @@ pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>)
 
     // The reads and the write go as one batch: one round-trip and, as one
     // Sync, one implicit transaction, so the rows read are the rows written.
-    let pg = worker.storage.pg.pipeline()?;
+    let pg = worker.storage.pg.for_writes()?;
     let mut attempt = 1;
     let rows = loop {
         let result = pg
@@ -156,7 +156,7 @@ pub async fn cached_queries(worker: &Worker, req: &Request<'_>, res: &mut Respon
 
     let missing: Vec<i32> = ids.iter().zip(&worlds).filter(|(_, w)| w.is_none()).map(|(&id, _)| id).collect();
     if !missing.is_empty() {
-        let pg = storage.pg.pipeline()?;
+        let pg = storage.pg.for_reads()?;
         let mut fetched = read_worlds(&pg, &missing).await?.into_iter();
         let ttl = worker.config.cache_ttl.to_string();
         for (slot, key) in worlds.iter_mut().zip(&keys).filter(|(w, _)| w.is_none()) {

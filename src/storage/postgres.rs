@@ -311,10 +311,21 @@ impl Postgres {
         pg
     }
 
-    /// The connection that is up with the fewest batches outstanding. Under CPU
-    /// contention a backend that loses the CPU stalls every batch queued on it;
-    /// sending new batches elsewhere keeps that stall from reaching them.
-    pub fn pipeline(&self) -> Result<Rc<PgPipeline>, PgError> {
+    /// The connection for a batch that only reads: the first one that is up.
+    /// Reads are cheap for PostgreSQL, and keeping them on one backend per
+    /// worker keeps the processes competing for the cores few: on 2 cores,
+    /// spreading `/db` over four backends per worker doubled its p99 at 256
+    /// connections, because a worker that loses its core stalls every request
+    /// it holds (perf/RESULTS.md, notes on the database tests).
+    pub fn for_reads(&self) -> Result<Rc<PgPipeline>, PgError> {
+        self.slots.iter().find_map(|slot| slot.link.borrow().clone()).ok_or(PgError::Unavailable)
+    }
+
+    /// The connection for a batch that writes: the one with the fewest batches
+    /// outstanding. A write's commit waits for the WAL flush; spread over
+    /// several backends, those waits overlap (and PostgreSQL groups the
+    /// flushes) instead of queueing on one.
+    pub fn for_writes(&self) -> Result<Rc<PgPipeline>, PgError> {
         let mut best: Option<(usize, Rc<PgPipeline>)> = None;
         for slot in &self.slots {
             if let Some(link) = &*slot.link.borrow() {
