@@ -29,7 +29,10 @@ fn migrate_applies_each_migration_once() {
     let again = migrate(&db.url);
     assert!(again.status.success(), "{again:?}");
     assert_eq!(stdout(&again), "schema up to date\n");
-    assert_eq!(db.sql("SELECT version, name FROM schema_migrations")[0], [Some("1".into()), Some("world_and_fortune".into())]);
+    assert_eq!(
+        db.sql("SELECT version, name FROM schema_migrations")[0],
+        [Some("1".into()), Some("world_and_fortune".into())]
+    );
     assert_eq!(db.sql("SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
 }
 

@@ -46,7 +46,11 @@ fn database_and_cache_restarts() {
 
     // PostgreSQL comes back on the same port: service resumes by itself.
     pg.start_server();
-    assert!(eventually(Duration::from_secs(30), || client.get("/db").status == 200), "no recovery: {:#?}", server.log_lines());
+    assert!(
+        eventually(Duration::from_secs(30), || client.get("/db").status == 200),
+        "no recovery: {:#?}",
+        server.log_lines()
+    );
     assert_eq!(client.get("/queries?queries=20").status, 200);
 
     // Redis goes down: the cache is a miss, the request is still answered.

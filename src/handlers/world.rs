@@ -67,7 +67,9 @@ async fn read_worlds(pg: &PgPipeline, ids: &[i32]) -> Result<Vec<World>, PgError
         })
         .await?;
     (0..ids.len())
-        .map(|i| rows.query(i).next().ok_or_else(|| PgError::Failed(format!("no World row {}", ids[i]))).and_then(world))
+        .map(|i| {
+            rows.query(i).next().ok_or_else(|| PgError::Failed(format!("no World row {}", ids[i]))).and_then(world)
+        })
         .collect()
 }
 
@@ -118,7 +120,8 @@ pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>)
     for (i, &id) in drawn.iter().enumerate() {
         let read = rows.query(i).next().ok_or_else(|| PgError::Failed(format!("no World row {id}")))?;
         let w = world(read)?;
-        let change = changes.binary_search_by_key(&w.id, |c| c.0).map_err(|_| PgError::Failed("row mismatch".into()))?;
+        let change =
+            changes.binary_search_by_key(&w.id, |c| c.0).map_err(|_| PgError::Failed("row mismatch".into()))?;
         worlds.push(World { id: w.id, random_number: changes[change].1 });
     }
 

@@ -149,10 +149,8 @@ impl<'r> Row<'r> {
     }
 
     pub fn int4(&self, index: usize) -> Result<i32, PgError> {
-        let bytes: [u8; 4] = self
-            .column(index)?
-            .try_into()
-            .map_err(|_| PgError::Failed(format!("column {index} is not an int4")))?;
+        let bytes: [u8; 4] =
+            self.column(index)?.try_into().map_err(|_| PgError::Failed(format!("column {index} is not an int4")))?;
         Ok(i32::from_be_bytes(bytes))
     }
 
@@ -172,7 +170,12 @@ impl Batch<'_> {
     /// the statement's declared types.
     pub fn query(&mut self, statement: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<(), PgError> {
         if params.len() != statement.params.len() {
-            return Err(PgError::Failed(format!("{}: {} parameters for {}", statement.name, params.len(), statement.params.len())));
+            return Err(PgError::Failed(format!(
+                "{}: {} parameters for {}",
+                statement.name,
+                params.len(),
+                statement.params.len()
+            )));
         }
         let values = params.iter().zip(statement.params);
         frontend::bind(
@@ -360,7 +363,13 @@ pub fn database_name(url: &str) -> Option<String> {
 }
 
 /// Keeps one slot connected for the life of the worker.
-async fn supervise(slot: Rc<Slot>, config: Rc<tokio_postgres::Config>, stats: Rc<PgStats>, timeout: Duration, index: usize) {
+async fn supervise(
+    slot: Rc<Slot>,
+    config: Rc<tokio_postgres::Config>,
+    stats: Rc<PgStats>,
+    timeout: Duration,
+    index: usize,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut failures: u32 = 0;
     loop {
