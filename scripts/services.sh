@@ -31,6 +31,13 @@ install_packages() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Whether the Redis on this port answers PING without authentication.
+redis_answers() {
+    local reply
+    reply=$( { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'PING\r\n' >&3 && timeout 2 head -c 5 <&3; } 2>/dev/null )
+    [ "$reply" = "+PONG" ]
+}
+
 # A TCP port nobody listens on, below the kernel's ephemeral range (32768+), where
 # an outgoing connection could hold it without listening.
 free_port() {
@@ -67,9 +74,14 @@ ensure_postgres() {
     local data=$1 port=${2:-25432}
     if [ -n "${SWIFTLET_TEST_PG:-}" ]; then PG_ADMIN_URL=$SWIFTLET_TEST_PG; return; fi
     if port_open "$SHARED_PG_PORT"; then
-        PG_ADMIN_URL="postgres://postgres@127.0.0.1:$SHARED_PG_PORT/postgres"
-        say "using the PostgreSQL on 127.0.0.1:$SHARED_PG_PORT"
-        return
+        local url="postgres://postgres@127.0.0.1:$SHARED_PG_PORT/postgres"
+        # Debian's own cluster asks for a password over TCP: use it only if it lets us in.
+        if psql "$url" -X -q -t -c 'SELECT 1' >/dev/null 2>&1; then
+            PG_ADMIN_URL=$url
+            say "using the PostgreSQL on 127.0.0.1:$SHARED_PG_PORT"
+            return
+        fi
+        say "the PostgreSQL on 127.0.0.1:$SHARED_PG_PORT does not let user postgres in without a password; starting a private one"
     fi
     local bin
     bin=$(pg_bin_dir) || { say "no PostgreSQL server programs"; return 1; }
@@ -96,9 +108,12 @@ ensure_redis() {
     local data=$1 port=${2:-26379}
     if [ -n "${SWIFTLET_TEST_REDIS:-}" ]; then REDIS_ADDR=$SWIFTLET_TEST_REDIS; return; fi
     if port_open "$SHARED_REDIS_PORT"; then
-        REDIS_ADDR="127.0.0.1:$SHARED_REDIS_PORT"
-        say "using the Redis on 127.0.0.1:$SHARED_REDIS_PORT"
-        return
+        if redis_answers "$SHARED_REDIS_PORT"; then
+            REDIS_ADDR="127.0.0.1:$SHARED_REDIS_PORT"
+            say "using the Redis on 127.0.0.1:$SHARED_REDIS_PORT"
+            return
+        fi
+        say "the Redis on 127.0.0.1:$SHARED_REDIS_PORT does not answer PING without a password; starting a private one"
     fi
     mkdir -p "$data"
     if ! port_open "$port"; then
