@@ -49,20 +49,20 @@ fn fifty_concurrent_queries_share_round_trips() {
 
         // 50 requests, one query each, in flight together (as 50 HTTP
         // requests on one core would be).
-        let (writes, reads) = (pg.stats().writes.get(), pg.stats().reads.get());
+        let (writes, reads) = (pg.stats().io.writes.get(), pg.stats().io.reads.get());
         let got = join_all(ids.iter().map(|&id| read(id))).await;
-        let concurrent = (pg.stats().writes.get() - writes, pg.stats().reads.get() - reads);
+        let concurrent = (pg.stats().io.writes.get() - writes, pg.stats().io.reads.get() - reads);
         assert_eq!(got, ids, "results matched to the wrong batch");
 
         // The same 50, one after another.
-        let writes = pg.stats().writes.get();
+        let writes = pg.stats().io.writes.get();
         for &id in &ids {
             assert_eq!(read(id).await, id);
         }
-        let sequential = pg.stats().writes.get() - writes;
+        let sequential = pg.stats().io.writes.get() - writes;
 
         // One request with 50 queries: one batch, one Sync.
-        let (writes, reads) = (pg.stats().writes.get(), pg.stats().reads.get());
+        let (writes, reads) = (pg.stats().io.writes.get(), pg.stats().io.reads.get());
         let rows = link
             .run(|batch| {
                 for id in &ids {
@@ -72,7 +72,7 @@ fn fifty_concurrent_queries_share_round_trips() {
             })
             .await
             .unwrap();
-        let batched = (pg.stats().writes.get() - writes, pg.stats().reads.get() - reads);
+        let batched = (pg.stats().io.writes.get() - writes, pg.stats().io.reads.get() - reads);
         assert_eq!(rows.queries(), 50);
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(rows.query(i).next().unwrap().int4(0).unwrap(), *id);

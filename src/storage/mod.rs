@@ -10,9 +10,11 @@
 //! - [`statements`]: the SQL they prepare.
 //! - [`redis`]: the pipelined Redis client.
 //! - [`migrations`]: the schema, applied once per database.
+//! - [`link`]: the socket loop both pipelined clients run.
 //! - [`backoff`]: the reconnect schedule both share.
 
 pub mod backoff;
+pub mod link;
 pub mod migrations;
 pub mod postgres;
 pub mod redis;

@@ -46,6 +46,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio_postgres::config::Host;
 
 use super::backoff::Backoff;
+use super::link::{pump, Duplex, IoCounts};
 use super::statements::{Statement, ALL};
 
 /// Batches outstanding per connection before callers wait for room.
@@ -267,13 +268,11 @@ impl PgPipeline {
     }
 }
 
-/// Socket-level counts, for the test that proves batches share round-trips.
+/// Counts across a worker's connections, for the tests that prove batches share round-trips.
 #[derive(Debug, Default)]
 pub struct PgStats {
-    /// Write calls on PostgreSQL sockets.
-    pub writes: Cell<u64>,
-    /// Read calls that brought bytes.
-    pub reads: Cell<u64>,
+    /// Socket writes and reads.
+    pub io: IoCounts,
     /// Queries sent.
     pub queries: Cell<u64>,
     /// Connections established and prepared.
@@ -374,7 +373,7 @@ async fn supervise(
     let mut failures: u32 = 0;
     loop {
         match tokio::time::timeout(timeout, open(&config)).await {
-            Ok(Ok(mut socket)) => {
+            Ok(Ok(socket)) => {
                 if failures > 0 {
                     tracing::info!(connection = index, after_failures = failures, "PostgreSQL connected");
                 }
@@ -391,7 +390,10 @@ async fn supervise(
                     stats: Rc::clone(&stats),
                 });
                 *slot.link.borrow_mut() = Some(Rc::clone(&link));
-                let error = serve(&link, &mut socket, &stats).await;
+                let mut collecting = Collecting::default();
+                let error =
+                    pump(&socket, &link.out, &link.queued, &stats.io, |rbuf| deliver(&link, rbuf, &mut collecting))
+                        .await;
                 slot.link.borrow_mut().take();
                 link.fail_all();
                 tracing::warn!(connection = index, error = %error, "PostgreSQL connection lost; reconnecting");
@@ -561,56 +563,6 @@ async fn prepare(socket: &mut Socket) -> Result<(), OpenError> {
     }
 }
 
-/// Moves batches out and results in until the connection fails; returns why.
-async fn serve(link: &PgPipeline, socket: &mut Socket, stats: &PgStats) -> io::Error {
-    let mut rbuf = BytesMut::with_capacity(8192);
-    let mut wbuf = BytesMut::new();
-    let mut collecting = Collecting::default();
-    loop {
-        if wbuf.is_empty() {
-            // Swap buffers: callers keep appending to `out` while this one is written.
-            std::mem::swap(&mut wbuf, &mut *link.out.borrow_mut());
-        }
-        let want_write = !wbuf.is_empty();
-        let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-        tokio::select! {
-            ready = socket.ready(interest) => {
-                let ready = match ready {
-                    Ok(ready) => ready,
-                    Err(e) => return e,
-                };
-                if ready.is_writable() && want_write {
-                    match socket.try_write(&wbuf) {
-                        Ok(n) => {
-                            let _ = wbuf.split_to(n);
-                            stats.writes.set(stats.writes.get() + 1);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return e,
-                    }
-                }
-                if ready.is_readable() {
-                    if rbuf.capacity() - rbuf.len() < 4096 {
-                        rbuf.reserve(8192);
-                    }
-                    match socket.try_read_buf(&mut rbuf) {
-                        Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
-                        Ok(_) => {
-                            stats.reads.set(stats.reads.get() + 1);
-                            if let Err(e) = deliver(link, &mut rbuf, &mut collecting) {
-                                return e;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return e,
-                    }
-                }
-            }
-            _ = link.queued.notified(), if !want_write => {}
-        }
-    }
-}
-
 /// Hands every complete batch result in `rbuf` to its waiter, in order.
 fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut Collecting) -> io::Result<()> {
     let had_room = link.waiters.borrow().len() < MAX_IN_FLIGHT;
@@ -659,7 +611,7 @@ enum Socket {
     Unix(UnixStream),
 }
 
-impl Socket {
+impl Duplex for Socket {
     async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
         match self {
             Socket::Tcp(s) => s.ready(interest).await,
@@ -680,7 +632,10 @@ impl Socket {
             Socket::Unix(s) => s.try_read_buf(buf),
         }
     }
+}
 
+/// The blocking-style calls of the start-up handshake.
+impl Socket {
     async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.read_buf(buf).await,

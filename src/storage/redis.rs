@@ -22,13 +22,15 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::{Buf, BytesMut};
+
 use swiftlet_protocol::resp::{decode_reply, encode_command, Reply};
 use swiftlet_protocol::Parse;
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
 use super::backoff::Backoff;
+use super::link::{pump, IoCounts};
 
 /// Outstanding commands per link before callers wait for room.
 pub const MAX_IN_FLIGHT: usize = 4096;
@@ -115,19 +117,24 @@ enum Waiter {
 struct Link {
     up: Cell<bool>,
     /// Commands encoded but not yet handed to the driver's write buffer.
-    out: RefCell<Vec<u8>>,
+    out: RefCell<BytesMut>,
+    /// Where one command is encoded before it is appended to `out`.
+    scratch: RefCell<Vec<u8>>,
     waiters: RefCell<VecDeque<Waiter>>,
     /// Commands were queued.
     queued: Notify,
     /// In-flight dropped below the cap, or the link went down.
     room: Notify,
-    /// Write calls on the socket, for the pipelining test.
-    writes: Cell<u64>,
+    /// Socket writes and reads, for the pipelining test.
+    io: IoCounts,
 }
 
 impl Link {
     fn queue(&self, args: &[&[u8]], waiter: Waiter) {
-        encode_command(&mut self.out.borrow_mut(), args);
+        let mut scratch = self.scratch.borrow_mut();
+        scratch.clear();
+        encode_command(&mut scratch, args);
+        self.out.borrow_mut().extend_from_slice(&scratch);
         self.waiters.borrow_mut().push_back(waiter);
         self.queued.notify_one();
     }
@@ -171,11 +178,12 @@ impl Redis {
         };
         let link = Rc::new(Link {
             up: Cell::new(false),
-            out: RefCell::new(Vec::new()),
+            out: RefCell::new(BytesMut::new()),
+            scratch: RefCell::new(Vec::new()),
             waiters: RefCell::new(VecDeque::new()),
             queued: Notify::new(),
             room: Notify::new(),
-            writes: Cell::new(0),
+            io: IoCounts::default(),
         });
         tokio::task::spawn_local(drive(Rc::clone(&link), target, timeout));
         Redis { link: Some(link), timeout }
@@ -187,7 +195,7 @@ impl Redis {
 
     /// Socket writes so far (for tests that check commands share writes).
     pub fn writes(&self) -> u64 {
-        self.link.as_ref().map_or(0, |l| l.writes.get())
+        self.link.as_ref().map_or(0, |l| l.io.writes.get())
     }
 
     /// Sends one command and waits for its reply. An error reply is `Err(Command)`.
@@ -286,14 +294,14 @@ async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
     let mut failures: u32 = 0;
     loop {
         match tokio::time::timeout(timeout, connect(&target)).await {
-            Ok(Ok(mut stream)) => {
+            Ok(Ok(stream)) => {
                 if failures > 0 {
                     tracing::info!(after_failures = failures, "Redis connected");
                 }
                 failures = 0;
                 backoff.reset();
                 link.up.set(true);
-                let error = serve(&link, &mut stream).await;
+                let error = pump(&stream, &link.out, &link.queued, &link.io, |rbuf| deliver(&link, rbuf)).await;
                 link.fail_all();
                 tracing::warn!(error = %error, "Redis connection lost; reconnecting");
             }
@@ -355,59 +363,8 @@ async fn connect(target: &RedisTarget) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Moves commands out and replies in until the connection fails; returns why.
-async fn serve(link: &Link, stream: &mut TcpStream) -> io::Error {
-    let mut rbuf: Vec<u8> = Vec::with_capacity(4096);
-    let mut wbuf: Vec<u8> = Vec::new();
-    let mut written = 0;
-    loop {
-        if written == wbuf.len() {
-            // Swap buffers: callers keep appending to `out` while this one is written.
-            wbuf.clear();
-            written = 0;
-            std::mem::swap(&mut wbuf, &mut *link.out.borrow_mut());
-        }
-        let want_write = written < wbuf.len();
-        let interest = if want_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-        tokio::select! {
-            ready = stream.ready(interest) => {
-                let ready = match ready {
-                    Ok(ready) => ready,
-                    Err(e) => return e,
-                };
-                if ready.is_writable() && want_write {
-                    match stream.try_write(&wbuf[written..]) {
-                        Ok(n) => {
-                            written += n;
-                            link.writes.set(link.writes.get() + 1);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return e,
-                    }
-                }
-                if ready.is_readable() {
-                    if rbuf.capacity() - rbuf.len() < 1024 {
-                        rbuf.reserve(4096);
-                    }
-                    match stream.try_read_buf(&mut rbuf) {
-                        Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
-                        Ok(_) => {
-                            if let Err(e) = deliver(link, &mut rbuf) {
-                                return e;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return e,
-                    }
-                }
-            }
-            _ = link.queued.notified(), if !want_write => {}
-        }
-    }
-}
-
 /// Hands every complete reply in `rbuf` to its waiter, in order.
-fn deliver(link: &Link, rbuf: &mut Vec<u8>) -> io::Result<()> {
+fn deliver(link: &Link, rbuf: &mut BytesMut) -> io::Result<()> {
     let mut pos = 0;
     let had_room = link.has_room();
     loop {
@@ -430,7 +387,7 @@ fn deliver(link: &Link, rbuf: &mut Vec<u8>) -> io::Result<()> {
             None => return Err(io::Error::new(io::ErrorKind::InvalidData, "a reply nobody asked for")),
         }
     }
-    rbuf.drain(..pos);
+    rbuf.advance(pos);
     if !had_room && link.has_room() {
         link.room.notify_waiters();
     }
