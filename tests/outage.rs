@@ -73,3 +73,48 @@ fn database_and_cache_restarts() {
     assert!(logs.contains("PostgreSQL connection lost"), "{logs}");
     assert!(logs.contains("Redis connection lost"), "{logs}");
 }
+
+#[test]
+fn a_query_that_never_returns_gets_503_after_the_storage_timeout() {
+    use common::storage::sql;
+    let db = TestDb::create();
+    let redis_url = format!("redis://{}", common::storage::redis_addr());
+    let server = TestServer::start_with_env(
+        &["--storage-timeout", "1"],
+        &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)],
+    );
+    let mut client = server.connect();
+    assert!(eventually(Duration::from_secs(30), || client.get("/db").status == 200), "{:#?}", server.log_lines());
+
+    // Another session holds an exclusive lock on `world`, so every read of it waits.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = std::sync::mpsc::channel::<()>();
+    let url = db.url.clone();
+    let holder = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            let driver = tokio::spawn(connection);
+            client.batch_execute("BEGIN; LOCK TABLE world IN ACCESS EXCLUSIVE MODE").await.unwrap();
+            locked.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || released.recv()).await;
+            client.batch_execute("ROLLBACK").await.unwrap();
+            drop(client);
+            let _ = driver.await;
+        });
+    });
+    is_locked.recv().unwrap();
+
+    let started = Instant::now();
+    let res = client.get("/db");
+    let waited = started.elapsed();
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert_eq!(res.text(), r#"{"errors":{"database":["did not answer in time, try again shortly"]}}"#);
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "answered after {waited:?}");
+
+    // The lock goes; the connection that waited is still usable.
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(eventually(Duration::from_secs(10), || client.get("/db").status == 200));
+    assert_eq!(sql(&db.url, "SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
+}
