@@ -128,12 +128,21 @@ def wrk(mode, path, conns, pipeline=1):
     cmd = client_prefix(mode) + ["wrk", "-t", threads, "-c", str(conns), "-d", f"{DURATION}s",
                                  "--latency", "-s", str(LUA), f"http://127.0.0.1:{PORT}{path}"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=DURATION + 60).stdout
+    res = parse_wrk(out)
+    if res["non_2xx"]:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return res
+
+
+def parse_wrk(out):
+    """requests, seconds, rps, p50_ms, p99_ms and non_2xx from wrk --latency output."""
     total = re.search(r"(\d+) requests in ([\d.]+)s", out)
+    if not total:
+        raise RuntimeError(f"wrk failed:\n{out}")
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if not total or errors:
-        raise RuntimeError(f"wrk failed or saw errors:\n{out}")
-    res = {"requests": int(total.group(1)), "seconds": float(total.group(2))}
+    res = {"requests": int(total.group(1)), "seconds": float(total.group(2)),
+           "non_2xx": int(errors.group(1)) if errors else 0}
     res["rps"] = res["requests"] / res["seconds"]
     for q in ("50", "99"):
         m = re.match(r"([\d.]+)(us|ms|s)", lat[q])

@@ -18,7 +18,6 @@ database (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/swiftlet_benc
 
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -87,20 +86,7 @@ def postgres_cpu_seconds():
 def wrk(path, duration):
     cmd = ["wrk", "-t", "2", "-c", str(CONNS), "-d", f"{duration}s", "--latency", f"http://127.0.0.1:{PORT}{path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-    total = re.search(r"(\d+) requests in ([\d.]+)s", out)
-    if not total:
-        raise RuntimeError(f"wrk failed:\n{out}")
-    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
-    res = {"requests": int(total.group(1)), "seconds": float(total.group(2)),
-           "non_2xx": int(errors.group(1)) if errors else 0,
-           "socket_errors": socket_errors.group(1) if socket_errors else ""}
-    res["rps"] = res["requests"] / res["seconds"]
-    for q in ("50", "99"):
-        m = re.match(r"([\d.]+)(us|ms|s)", lat[q])
-        res[f"p{q}_ms"] = bench.to_ms(m.group(1), m.group(2))
-    return res
+    return bench.parse_wrk(out)
 
 
 def fixed_rate(path):

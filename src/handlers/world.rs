@@ -161,11 +161,10 @@ pub async fn cached_queries(worker: &Worker, req: &Request<'_>, res: &mut Respon
     if !missing.is_empty() {
         let pg = storage.pg.for_reads()?;
         let mut fetched = read_worlds(&pg, &missing).await?.into_iter();
-        let ttl = worker.config.cache_ttl.to_string();
         for (slot, key) in worlds.iter_mut().zip(&keys).filter(|(w, _)| w.is_none()) {
             let w = fetched.next().expect("one fetched row per miss");
             let value = w.random_number.to_string();
-            storage.redis.send(&[b"SET", key, value.as_bytes(), b"EX", ttl.as_bytes()]);
+            storage.redis.send(&[b"SET", key, value.as_bytes(), b"EX", storage.cache_ttl.as_bytes()]);
             *slot = Some(w);
         }
     }

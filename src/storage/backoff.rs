@@ -1,6 +1,7 @@
 //! How long to wait before the next reconnect attempt: doubling from a short
 //! first wait to a cap, with jitter so the workers (and a fleet of servers)
-//! do not all knock on a restarted database in the same millisecond.
+//! do not all knock on a restarted database in the same millisecond. And
+//! [`Reconnect`], the schedule plus the logging both storage clients share.
 
 use std::time::Duration;
 
@@ -26,6 +27,52 @@ impl Backoff {
     /// After a success: the next failure starts from the first wait again.
     pub fn reset(&mut self) {
         self.next = self.first;
+    }
+}
+
+/// One connection's reconnect state: the backoff and the failures in a row,
+/// logged so that a store that stays down does not flood the log (the first
+/// failure in a row is a warning, later ones only every 50th).
+pub struct Reconnect {
+    store: &'static str,
+    connection: usize,
+    backoff: Backoff,
+    failures: u32,
+}
+
+impl Reconnect {
+    /// `store` names it in the log ("PostgreSQL", "Redis").
+    pub fn new(store: &'static str, connection: usize) -> Reconnect {
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        Reconnect { store, connection, backoff, failures: 0 }
+    }
+
+    pub fn connected(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(
+                store = self.store,
+                connection = self.connection,
+                after_failures = self.failures,
+                "connected"
+            );
+        }
+        self.failures = 0;
+        self.backoff.reset();
+    }
+
+    pub fn failed(&mut self, error: &str) {
+        if self.failures % 50 == 0 {
+            let failures = self.failures + 1;
+            tracing::warn!(store = self.store, connection = self.connection, failures, error, "unavailable; retrying");
+        } else {
+            tracing::debug!(store = self.store, connection = self.connection, error, "still unavailable");
+        }
+        self.failures += 1;
+    }
+
+    /// Sleeps until the next attempt.
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.backoff.next_wait()).await;
     }
 }
 

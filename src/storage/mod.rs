@@ -32,6 +32,8 @@ pub struct Storage {
     /// Prefix of every key this deployment writes to Redis, so deployments on
     /// different databases sharing one Redis never read each other's rows.
     pub cache_prefix: String,
+    /// `--cache-ttl` as the decimal text SET … EX takes, formatted once.
+    pub cache_ttl: String,
 }
 
 impl Storage {
@@ -42,6 +44,6 @@ impl Storage {
         let pg = Postgres::start(&config.database_url, config.pg_connections.into(), config.storage_timeout);
         let redis = Redis::start(&config.redis_url, config.storage_timeout);
         let database = postgres::database_name(&config.database_url).unwrap_or_default();
-        Storage { pg, redis, cache_prefix: format!("swiftlet:{database}:") }
+        Storage { pg, redis, cache_prefix: format!("swiftlet:{database}:"), cache_ttl: config.cache_ttl.to_string() }
     }
 }

@@ -45,7 +45,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{oneshot, Notify};
 use tokio_postgres::config::Host;
 
-use super::backoff::Backoff;
+use super::backoff::Reconnect;
 use super::link::{pump, Duplex, IoCounts};
 use super::statements::{Statement, ALL};
 
@@ -369,16 +369,11 @@ async fn supervise(
     timeout: Duration,
     index: usize,
 ) {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut failures: u32 = 0;
+    let mut reconnect = Reconnect::new("PostgreSQL", index);
     loop {
         match tokio::time::timeout(timeout, open(&config)).await {
             Ok(Ok(socket)) => {
-                if failures > 0 {
-                    tracing::info!(connection = index, after_failures = failures, "PostgreSQL connected");
-                }
-                failures = 0;
-                backoff.reset();
+                reconnect.connected();
                 stats.sessions.set(stats.sessions.get() + 1);
                 let link = Rc::new(PgPipeline {
                     up: Cell::new(true),
@@ -402,22 +397,11 @@ async fn supervise(
                 // Normal at first start: the migration thread has not created them yet.
                 tracing::debug!(connection = index, error = %e, "tables not there yet; waiting for migrations");
             }
-            Ok(Err(e)) => report_failure(&mut failures, index, &e.to_string()),
-            Err(_) => report_failure(&mut failures, index, "connect timed out"),
+            Ok(Err(e)) => reconnect.failed(&e.to_string()),
+            Err(_) => reconnect.failed("connect timed out"),
         }
-        tokio::time::sleep(backoff.next_wait()).await;
+        reconnect.wait().await;
     }
-}
-
-/// The first failure in a row is a warning; later ones only every 50th, so a
-/// database that stays down does not flood the log.
-fn report_failure(failures: &mut u32, index: usize, error: &str) {
-    if *failures % 50 == 0 {
-        tracing::warn!(connection = index, failures = *failures + 1, error, "PostgreSQL unavailable; retrying");
-    } else {
-        tracing::debug!(connection = index, error, "PostgreSQL still unavailable");
-    }
-    *failures += 1;
 }
 
 /// Why a connection could not be opened.

@@ -29,7 +29,7 @@ use swiftlet_protocol::Parse;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
-use super::backoff::Backoff;
+use super::backoff::Reconnect;
 use super::link::{pump, IoCounts};
 
 /// Outstanding commands per link before callers wait for room.
@@ -290,35 +290,22 @@ fn integer(reply: Reply) -> Result<i64, CacheError> {
 
 /// Keeps the link connected for the life of the worker.
 async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut failures: u32 = 0;
+    let mut reconnect = Reconnect::new("Redis", 0);
     loop {
         match tokio::time::timeout(timeout, connect(&target)).await {
             Ok(Ok(stream)) => {
-                if failures > 0 {
-                    tracing::info!(after_failures = failures, "Redis connected");
-                }
-                failures = 0;
-                backoff.reset();
+                reconnect.connected();
                 link.up.set(true);
                 let error = pump(&stream, &link.out, &link.queued, &link.io, |rbuf| deliver(&link, rbuf)).await;
                 link.fail_all();
                 tracing::warn!(error = %error, "Redis connection lost; reconnecting");
             }
-            Ok(Err(e)) => report_failure(&mut failures, &e.to_string()),
-            Err(_) => report_failure(&mut failures, "connect timed out"),
+            // While Redis is down, cache lookups are misses.
+            Ok(Err(e)) => reconnect.failed(&e.to_string()),
+            Err(_) => reconnect.failed("connect timed out"),
         }
-        tokio::time::sleep(backoff.next_wait()).await;
+        reconnect.wait().await;
     }
-}
-
-fn report_failure(failures: &mut u32, error: &str) {
-    if *failures % 50 == 0 {
-        tracing::warn!(failures = *failures + 1, error, "Redis unavailable; retrying (cache lookups are misses)");
-    } else {
-        tracing::debug!(error, "Redis still unavailable");
-    }
-    *failures += 1;
 }
 
 /// Opens the socket and authenticates and selects the database, if asked.
