@@ -105,6 +105,28 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_CACHE_TTL", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     pub cache_ttl: u32,
 
+    /// Secret that signs the API's tokens (HS256), at least 32 bytes. Required
+    /// unless --dev is given. Every node of a deployment needs the same one.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Days an API token stays valid after login or registration.
+    #[arg(long, env = "SWIFTLET_TOKEN_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub token_days: u32,
+
+    /// Development mode: without JWT_SECRET, generate a random secret for this
+    /// run (tokens then die with the process). Never in production.
+    #[arg(long, env = "SWIFTLET_DEV", default_value_t = false)]
+    pub dev: bool,
+
+    /// Threads that hash and check passwords, off the workers [default: half the cores, at least 1].
+    #[arg(long, env = "SWIFTLET_HASH_THREADS")]
+    pub hash_threads: Option<usize>,
+
+    /// Largest JSON body the product API accepts, in bytes (413 beyond).
+    #[arg(long, env = "SWIFTLET_API_BODY_LIMIT", default_value_t = 256 * 1024)]
+    pub api_body_limit: u64,
+
     /// Log filter: a level ("warn", "info", "debug") or per-target levels ("info,swiftlet=debug").
     #[arg(long, env = "SWIFTLET_LOG", default_value = "info")]
     pub log: String,
@@ -122,6 +144,14 @@ pub enum Command {
 impl Config {
     pub fn workers(&self) -> usize {
         self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
+    }
+
+    pub fn hash_threads(&self) -> usize {
+        self.hash_threads.unwrap_or_else(|| self.workers() / 2).max(1)
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.token_days) * 86_400)
     }
 
     pub fn head_limits(&self) -> HeadLimits {

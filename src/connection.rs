@@ -39,7 +39,7 @@ use crate::error::AppError;
 use crate::handlers;
 use crate::panic_guard;
 use crate::request::Request;
-use crate::response::Response;
+use crate::response::{Cors, Response};
 use crate::router;
 use crate::worker::{ConnectionSlot, Worker};
 
@@ -432,14 +432,23 @@ pub(crate) fn write_response(
     with_body: bool,
 ) {
     let date = date_cache::current();
-    let allow;
-    let extra: &[(&str, &[u8])] = match response.allow() {
-        Some(methods) => {
-            allow = [("Allow", methods.as_bytes())];
-            &allow
-        }
-        None => &[],
-    };
+    let mut headers: [(&str, &[u8]); 5] = [("", b""); 5];
+    let mut n = 0;
+    if let Some(methods) = response.allow() {
+        headers[n] = ("Allow", methods.as_bytes());
+        n += 1;
+    }
+    if response.cors() != Cors::None {
+        headers[n] = ("Access-Control-Allow-Origin", b"*");
+        n += 1;
+    }
+    if response.cors() == Cors::Preflight {
+        headers[n] = ("Access-Control-Allow-Methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS");
+        headers[n + 1] = ("Access-Control-Allow-Headers", b"Authorization, Content-Type, X-Requested-With");
+        headers[n + 2] = ("Access-Control-Max-Age", b"86400");
+        n += 3;
+    }
+    let extra = &headers[..n];
     let body = response.body();
     ResponseHead {
         status: response.status(),

@@ -32,6 +32,17 @@ pub enum AppError {
     DatabaseTimedOut,
     /// Something that should not happen did; it was logged where it happened.
     Internal,
+    /// A route that needs a caller got no token, or one that is malformed,
+    /// badly signed, expired or names a user who is gone.
+    Unauthenticated { problem: &'static str },
+    /// Login with an e-mail or password that does not match an account.
+    BadCredentials,
+    /// The caller is known but may not change this resource (not its author).
+    Forbidden { resource: &'static str },
+    /// The path names a resource (article, profile, comment) that does not exist.
+    ResourceNotFound { resource: &'static str },
+    /// Every password-hashing thread is busy and their queue is full.
+    HashingBusy,
 }
 
 impl From<PgError> for AppError {
@@ -39,7 +50,7 @@ impl From<PgError> for AppError {
         match e {
             PgError::Unavailable => AppError::DatabaseUnavailable,
             PgError::TimedOut => AppError::DatabaseTimedOut,
-            PgError::Conflict | PgError::Failed(_) => {
+            PgError::Conflict | PgError::Failed(_) | PgError::Violation { .. } => {
                 tracing::error!(error = %e, "database call failed");
                 AppError::Internal
             }
@@ -65,6 +76,10 @@ impl AppError {
             AppError::Overloaded => Status::SERVICE_UNAVAILABLE,
             AppError::HandlerPanicked | AppError::Internal => Status::INTERNAL_SERVER_ERROR,
             AppError::DatabaseUnavailable | AppError::DatabaseTimedOut => Status::SERVICE_UNAVAILABLE,
+            AppError::Unauthenticated { .. } | AppError::BadCredentials => Status::UNAUTHORIZED,
+            AppError::Forbidden { .. } => Status::FORBIDDEN,
+            AppError::ResourceNotFound { .. } => Status::NOT_FOUND,
+            AppError::HashingBusy => Status::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -88,6 +103,11 @@ impl AppError {
             AppError::HandlerPanicked | AppError::Internal => ("server", "internal error"),
             AppError::DatabaseUnavailable => ("database", "is unavailable, try again shortly"),
             AppError::DatabaseTimedOut => ("database", "did not answer in time, try again shortly"),
+            AppError::Unauthenticated { problem } => ("token", *problem),
+            AppError::BadCredentials => ("email or password", "is invalid"),
+            AppError::Forbidden { resource } => (*resource, "may only be changed by its author"),
+            AppError::ResourceNotFound { resource } => (*resource, "not found"),
+            AppError::HashingBusy => ("server", "too many logins at once, try again shortly"),
         };
         out.extend_from_slice(b"{\"errors\":{");
         json::write_str(out, key);
@@ -124,5 +144,10 @@ mod tests {
         assert_eq!(AppError::DatabaseTimedOut.status().code(), 503);
         assert_eq!(AppError::from(PgError::Unavailable), AppError::DatabaseUnavailable);
         assert_eq!(AppError::Http(HttpError::TooManyHeaders).status().code(), 431);
+        assert_eq!(AppError::Unauthenticated { problem: "x" }.status().code(), 401);
+        assert_eq!(AppError::BadCredentials.status().code(), 401);
+        assert_eq!(AppError::Forbidden { resource: "article" }.status().code(), 403);
+        assert_eq!(AppError::ResourceNotFound { resource: "article" }.status().code(), 404);
+        assert_eq!(AppError::HashingBusy.status().code(), 503);
     }
 }

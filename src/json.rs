@@ -1,5 +1,71 @@
-//! The little JSON writing the server does by hand: strings in error bodies.
-//! Response documents go through serde and simd-json instead.
+//! JSON in both directions, without a document tree.
+//!
+//! Reading: [`parse_in_place`] runs simd-json over a request body where it
+//! lies, onto a tape kept per core and reused, and hands the caller a view of
+//! it; strings in the view borrow from the body, so a parsed request copies
+//! nothing and a warm core allocates nothing to parse one.
+//!
+//! Writing: [`write_str`] and friends append to the response's scratch buffer;
+//! the product API writes its documents with them field by field, so a
+//! response costs no allocation per field. Small fixed documents go through
+//! serde instead.
+
+use std::cell::RefCell;
+
+use simd_json::tape::{Tape, Value};
+
+/// The per-core state simd-json reuses between parses.
+struct TapeScratch {
+    buffers: simd_json::Buffers,
+    /// Empty between parses; `reset` gives it the lifetime of the next body.
+    tape: Option<Tape<'static>>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<TapeScratch> = RefCell::new(TapeScratch {
+        buffers: simd_json::Buffers::new(4096),
+        tape: None,
+    });
+}
+
+/// Parses `body` in place and hands its root value to `f`; `malformed` is what
+/// a body that is not JSON gets. Strings `f` takes from the value live as long
+/// as the body (`'a`), so `f` may return them; the value itself cannot escape.
+pub fn parse_in_place<'a, R, E>(
+    body: &'a mut [u8],
+    malformed: E,
+    f: impl for<'t> FnOnce(Value<'t, 'a>) -> Result<R, E>,
+) -> Result<R, E> {
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        let scratch = &mut *scratch;
+        let mut tape: Tape<'a> = scratch.tape.take().unwrap_or_else(Tape::null).reset();
+        let result = match simd_json::fill_tape(body, &mut scratch.buffers, &mut tape) {
+            Ok(()) => f(tape.as_value()),
+            Err(_) => Err(malformed),
+        };
+        scratch.tape = Some(tape.reset());
+        result
+    })
+}
+
+/// Appends an integer.
+pub fn write_int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(v).as_bytes());
+}
+
+/// Appends `s` as a JSON string, or `null`.
+pub fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => write_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+pub fn write_bool(out: &mut Vec<u8>, v: bool) {
+    out.extend_from_slice(if v { b"true" } else { b"false" });
+}
 
 /// Appends `s` as a JSON string literal (RFC 8259 §7).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {

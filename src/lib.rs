@@ -4,10 +4,12 @@
 //! the threads; [`worker`] runs one thread's runtime and accept loop;
 //! [`connection`] is the per-connection read/decode/answer/write loop; it asks
 //! [`router`] for the route and calls into [`handlers`], which reach
-//! PostgreSQL and Redis through the worker's own [`storage`] connections. The HTTP wire rules
+//! PostgreSQL and Redis through the worker's own [`storage`] connections. The
+//! product API (the Conduit backend) is [`api`], one module per resource. The HTTP wire rules
 //! themselves live in the `swiftlet-protocol` crate (`protocol/`), which has no
 //! IO at all.
 
+pub mod api;
 pub mod config;
 pub mod connection;
 pub mod date_cache;

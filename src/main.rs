@@ -2,6 +2,7 @@
 //! SIGINT or SIGTERM, then shut down gracefully.
 
 use clap::Parser;
+use swiftlet::api::password;
 use swiftlet::config::Command;
 use swiftlet::storage::migrations;
 use swiftlet::{Config, Server};
@@ -12,10 +13,17 @@ use tracing_subscriber::prelude::*;
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let mut config = Config::parse();
     if let Some(Command::Migrate) = config.command {
         return migrate(&config);
     }
+    let generated_secret = match settle_jwt_secret(&mut config) {
+        Ok(generated) => generated,
+        Err(why) => {
+            eprintln!("swiftlet: {why}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     // Before anything else that could take a moment: bind and start the
     // workers, so their runtimes start up while this thread sets up logging.
     let started = Server::start(config.clone());
@@ -47,6 +55,14 @@ fn main() -> std::process::ExitCode {
         tracing::warn!(error = %e, "could not enable jemalloc background purging");
     }
 
+    if generated_secret {
+        tracing::warn!(
+            "DEV MODE: no JWT_SECRET, so tokens are signed with a random secret made for this run; \
+             they stop working when it ends and other nodes refuse them. Never run like this in production."
+        );
+    }
+    password::start(config.hash_threads());
+
     if !config.database_url.is_empty() {
         migrations::apply_in_background(config.database_url.clone(), config.storage_timeout);
     }
@@ -67,6 +83,26 @@ fn main() -> std::process::ExitCode {
     server.shutdown();
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
+}
+
+/// Makes sure tokens can be signed: a configured secret must be long enough;
+/// without one, only --dev may go on, with a random secret for this run.
+/// Returns whether the secret was generated.
+fn settle_jwt_secret(config: &mut Config) -> Result<bool, String> {
+    const MIN_LEN: usize = 32;
+    match &config.jwt_secret {
+        Some(secret) if secret.len() >= MIN_LEN => Ok(false),
+        Some(_) => Err(format!("JWT_SECRET must be at least {MIN_LEN} bytes (HS256 wants a 256-bit key)")),
+        None if config.dev => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a dev secret: {e}"))?;
+            config.jwt_secret = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+            Ok(true)
+        }
+        None => Err("JWT_SECRET (or --jwt-secret) is required to sign API tokens; \
+                     for local development only, start with --dev to use a random one"
+            .to_owned()),
+    }
 }
 
 /// Blocks this (otherwise idle) thread until SIGINT or SIGTERM.

@@ -13,6 +13,19 @@ use crate::error::AppError;
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
 pub const HTML: &str = "text/html; charset=utf-8";
+/// The product API's JSON, with the charset its spec asks for (shared/conduit-api.md §1).
+pub const API_JSON: &str = "application/json; charset=utf-8";
+
+/// Which CORS headers a response carries (the product API's, for browser
+/// front ends on another origin; shared/conduit-api.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cors {
+    None,
+    /// `Access-Control-Allow-Origin: *` on an ordinary response.
+    Simple,
+    /// The answer to an OPTIONS preflight: origin, methods and headers allowed.
+    Preflight,
+}
 
 enum Body {
     Static(&'static [u8]),
@@ -23,6 +36,7 @@ pub struct Response<'s> {
     status: Status,
     content_type: Option<&'static str>,
     allow: Option<&'static str>,
+    cors: Cors,
     body: Body,
     scratch: &'s mut Vec<u8>,
 }
@@ -31,7 +45,14 @@ impl<'s> Response<'s> {
     /// An empty 204 response that a handler fills in.
     pub fn new(scratch: &'s mut Vec<u8>) -> Response<'s> {
         scratch.clear();
-        Response { status: Status::NO_CONTENT, content_type: None, allow: None, body: Body::Static(b""), scratch }
+        Response {
+            status: Status::NO_CONTENT,
+            content_type: None,
+            allow: None,
+            cors: Cors::None,
+            body: Body::Static(b""),
+            scratch,
+        }
     }
 
     pub fn status(&self) -> Status {
@@ -45,6 +66,15 @@ impl<'s> Response<'s> {
     /// The value of the Allow header, for a 405.
     pub fn allow(&self) -> Option<&'static str> {
         self.allow
+    }
+
+    pub fn cors(&self) -> Cors {
+        self.cors
+    }
+
+    /// Kept whatever the handler sends afterwards, errors included.
+    pub fn set_cors(&mut self, cors: Cors) {
+        self.cors = cors;
     }
 
     pub fn body(&self) -> &[u8] {
@@ -85,6 +115,22 @@ impl<'s> Response<'s> {
         self.status = status;
         self.content_type = Some(content_type);
         self.body = Body::Scratch;
+    }
+
+    /// Like [`send_with`](Self::send_with) for a writer that can fail; on
+    /// failure the response is left as it was and the error returned.
+    pub fn try_send_with<E>(
+        &mut self,
+        status: Status,
+        content_type: &'static str,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.scratch.clear();
+        write(self.scratch)?;
+        self.status = status;
+        self.content_type = Some(content_type);
+        self.body = Body::Scratch;
+        Ok(())
     }
 
     /// Replaces whatever was set with the error's status and JSON body.

@@ -32,6 +32,47 @@ pub enum Route {
     Fortunes,
     /// `GET /cached-queries?count=N`: N random World rows through the Redis cache.
     CachedQueries,
+    // The product API (shared/conduit-api.md §3), in the spec's order.
+    /// `POST /api/users/login`
+    Login,
+    /// `POST /api/users`
+    Register,
+    /// `GET /api/user`
+    CurrentUser,
+    /// `PUT /api/user`
+    UpdateUser,
+    /// `GET /api/profiles/:username`
+    Profile,
+    /// `POST /api/profiles/:username/follow`
+    Follow,
+    /// `DELETE /api/profiles/:username/follow`
+    Unfollow,
+    /// `GET /api/articles`
+    ListArticles,
+    /// `GET /api/articles/feed`
+    Feed,
+    /// `GET /api/articles/:slug`
+    Article,
+    /// `POST /api/articles`
+    CreateArticle,
+    /// `PUT /api/articles/:slug`
+    UpdateArticle,
+    /// `DELETE /api/articles/:slug`
+    DeleteArticle,
+    /// `POST /api/articles/:slug/comments`
+    AddComment,
+    /// `GET /api/articles/:slug/comments`
+    Comments,
+    /// `DELETE /api/articles/:slug/comments/:id`
+    DeleteComment,
+    /// `POST /api/articles/:slug/favorite`
+    Favorite,
+    /// `DELETE /api/articles/:slug/favorite`
+    Unfavorite,
+    /// `GET /api/tags`
+    Tags,
+    /// `OPTIONS` on any `/api` path: a CORS preflight.
+    Preflight,
     /// `GET /__test/panic`: a handler that panics (only with `--test-routes`).
     TestPanic,
     /// `GET /__test/sleep?ms=N`: a handler that takes N ms (only with `--test-routes`).
@@ -67,36 +108,99 @@ impl<'p> Segments<'p> {
     }
 }
 
+/// The route for each method a path has; `allow` lists them for a 405.
+struct Methods {
+    get: Option<Route>,
+    post: Option<Route>,
+    put: Option<Route>,
+    delete: Option<Route>,
+    allow: &'static str,
+}
+
+const NONE: Methods = Methods { get: None, post: None, put: None, delete: None, allow: "" };
+
+const fn get(route: Route) -> Methods {
+    Methods { get: Some(route), allow: "GET, HEAD", ..NONE }
+}
+
+const fn post(route: Route) -> Methods {
+    Methods { post: Some(route), allow: "POST", ..NONE }
+}
+
+/// Routes under `/api`. `feed` is matched before `:slug`, so it is never a slug.
+fn api_route(rest: &[&[u8]]) -> Option<Methods> {
+    use Route::*;
+    Some(match rest {
+        [b"users", b"login"] => post(Login),
+        [b"users"] => post(Register),
+        [b"user"] => Methods { get: Some(CurrentUser), put: Some(UpdateUser), allow: "GET, HEAD, PUT", ..NONE },
+        [b"profiles", _] => get(Profile),
+        [b"profiles", _, b"follow"] => {
+            Methods { post: Some(Follow), delete: Some(Unfollow), allow: "POST, DELETE", ..NONE }
+        }
+        [b"articles"] => {
+            Methods { get: Some(ListArticles), post: Some(CreateArticle), allow: "GET, HEAD, POST", ..NONE }
+        }
+        [b"articles", b"feed"] => get(Feed),
+        [b"articles", _] => Methods {
+            get: Some(Article),
+            put: Some(UpdateArticle),
+            delete: Some(DeleteArticle),
+            allow: "GET, HEAD, PUT, DELETE",
+            ..NONE
+        },
+        [b"articles", _, b"comments"] => {
+            Methods { get: Some(Comments), post: Some(AddComment), allow: "GET, HEAD, POST", ..NONE }
+        }
+        [b"articles", _, b"comments", _] => Methods { delete: Some(DeleteComment), allow: "DELETE", ..NONE },
+        [b"articles", _, b"favorite"] => {
+            Methods { post: Some(Favorite), delete: Some(Unfavorite), allow: "POST, DELETE", ..NONE }
+        }
+        [b"tags"] => get(Tags),
+        _ => return None,
+    })
+}
+
 /// Finds the route for a request. The fault-injection routes exist only when
 /// `test_routes` is set.
 pub fn route(method: Method, path: &[u8], test_routes: bool) -> Result<Route, AppError> {
-    use Method::*;
-    const GET: &str = "GET, HEAD";
-    const POST: &str = "POST";
     let segments = Segments::split(path).ok_or(AppError::NotFound)?;
-    let (route, allow) = match segments.as_slice() {
-        [b"health"] => (Route::Health, GET),
-        [b"plaintext"] => (Route::Plaintext, GET),
-        [b"json"] => (Route::Json, GET),
-        [b"ingest"] => (Route::Ingest, POST),
-        [b"db"] => (Route::Db, GET),
-        [b"queries"] => (Route::Queries, GET),
-        [b"updates"] => (Route::Updates, GET),
-        [b"fortunes"] => (Route::Fortunes, GET),
-        [b"cached-queries"] => (Route::CachedQueries, GET),
-        [b"__test", b"panic"] if test_routes => (Route::TestPanic, GET),
-        [b"__test", b"sleep"] if test_routes => (Route::TestSleep, GET),
-        _ => return Err(AppError::NotFound),
+    let methods = match segments.as_slice() {
+        [b"api", rest @ ..] => {
+            let methods = api_route(rest).ok_or(AppError::NotFound)?;
+            if method == Method::Options {
+                return Ok(Route::Preflight);
+            }
+            methods
+        }
+        other => benchmark_route(other, test_routes).ok_or(AppError::NotFound)?,
     };
-    let allowed = match allow {
-        GET => matches!(method, Get | Head),
-        _ => method == Post,
+    let found = match method {
+        Method::Get | Method::Head => methods.get,
+        Method::Post => methods.post,
+        Method::Put => methods.put,
+        Method::Delete => methods.delete,
+        _ => None,
     };
-    if allowed {
-        Ok(route)
-    } else {
-        Err(AppError::MethodNotAllowed { allow })
-    }
+    found.ok_or(AppError::MethodNotAllowed { allow: methods.allow })
+}
+
+/// The benchmark and operations routes outside `/api`.
+fn benchmark_route(segments: &[&[u8]], test_routes: bool) -> Option<Methods> {
+    Some(match segments {
+        [b"health"] => get(Route::Health),
+        [b"plaintext"] => get(Route::Plaintext),
+        [b"json"] => get(Route::Json),
+        [b"ingest"] => post(Route::Ingest),
+        [b"db"] => get(Route::Db),
+        [b"queries"] => get(Route::Queries),
+        [b"updates"] => get(Route::Updates),
+        [b"fortunes"] => get(Route::Fortunes),
+        [b"cached-queries"] => get(Route::CachedQueries),
+        [b"__test", b"panic"] if test_routes => get(Route::TestPanic),
+        [b"__test", b"sleep"] if test_routes => get(Route::TestSleep),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -129,6 +233,35 @@ mod tests {
         assert_eq!(route(Method::Post, b"/health", false), Err(AppError::MethodNotAllowed { allow: "GET, HEAD" }));
         assert_eq!(route(Method::Get, b"/ingest", false), Err(AppError::MethodNotAllowed { allow: "POST" }));
         assert_eq!(route(Method::Other, b"/json", false), Err(AppError::MethodNotAllowed { allow: "GET, HEAD" }));
+    }
+
+    #[test]
+    fn api_routes() {
+        use Method::*;
+        let r = |m, p: &str| route(m, p.as_bytes(), false);
+        assert_eq!(r(Post, "/api/users/login"), Ok(Route::Login));
+        assert_eq!(r(Post, "/api/users"), Ok(Route::Register));
+        assert_eq!(r(Get, "/api/user"), Ok(Route::CurrentUser));
+        assert_eq!(r(Put, "/api/user"), Ok(Route::UpdateUser));
+        assert_eq!(r(Get, "/api/profiles/jake"), Ok(Route::Profile));
+        assert_eq!(r(Post, "/api/profiles/jake/follow"), Ok(Route::Follow));
+        assert_eq!(r(Delete, "/api/profiles/jake/follow"), Ok(Route::Unfollow));
+        assert_eq!(r(Get, "/api/articles"), Ok(Route::ListArticles));
+        assert_eq!(r(Post, "/api/articles"), Ok(Route::CreateArticle));
+        assert_eq!(r(Get, "/api/articles/feed"), Ok(Route::Feed));
+        assert_eq!(r(Get, "/api/articles/how-to"), Ok(Route::Article));
+        assert_eq!(r(Put, "/api/articles/how-to"), Ok(Route::UpdateArticle));
+        assert_eq!(r(Delete, "/api/articles/how-to"), Ok(Route::DeleteArticle));
+        assert_eq!(r(Post, "/api/articles/how-to/comments"), Ok(Route::AddComment));
+        assert_eq!(r(Get, "/api/articles/how-to/comments"), Ok(Route::Comments));
+        assert_eq!(r(Delete, "/api/articles/how-to/comments/7"), Ok(Route::DeleteComment));
+        assert_eq!(r(Post, "/api/articles/how-to/favorite"), Ok(Route::Favorite));
+        assert_eq!(r(Delete, "/api/articles/how-to/favorite"), Ok(Route::Unfavorite));
+        assert_eq!(r(Get, "/api/tags"), Ok(Route::Tags));
+        assert_eq!(r(Options, "/api/articles/x"), Ok(Route::Preflight));
+        assert_eq!(r(Delete, "/api/user"), Err(AppError::MethodNotAllowed { allow: "GET, HEAD, PUT" }));
+        assert_eq!(r(Get, "/api/nope"), Err(AppError::NotFound));
+        assert_eq!(r(Options, "/api/nope"), Err(AppError::NotFound));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::{AbortHandle, LocalSet};
 use tokio::time::Instant;
 
+use crate::api::auth::Tokens;
 use crate::config::Config;
 use crate::connection::{self, Connection};
 use crate::date_cache;
@@ -36,6 +37,8 @@ pub struct Worker {
     /// This worker's own PostgreSQL and Redis connections.
     pub storage: Storage,
     pub limits: HeadLimits,
+    /// Signs and checks the product API's tokens.
+    pub tokens: Tokens,
     shutting_down: Cell<bool>,
     /// Every open connection, by id.
     connections: RefCell<HashMap<u64, Rc<ConnectionSlot>>>,
@@ -102,6 +105,7 @@ pub fn run(
         let listener = TcpListener::from_std(listener)?;
         let worker = Rc::new(Worker {
             limits: config.head_limits(),
+            tokens: Tokens::new(config.jwt_secret.as_deref().unwrap_or_default().as_bytes(), config.token_ttl()),
             storage: Storage::start(&config),
             config,
             shutting_down: Cell::new(false),

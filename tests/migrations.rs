@@ -16,6 +16,9 @@ fn migrate(url: &str) -> Output {
         .expect("run swiftlet migrate")
 }
 
+/// What `swiftlet migrate` prints on an empty database.
+const ALL_APPLIED: &str = "applied migration 1\napplied migration 2\n";
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -25,13 +28,13 @@ fn migrate_applies_each_migration_once() {
     let db = TestDb::create();
     let first = migrate(&db.url);
     assert!(first.status.success(), "{first:?}");
-    assert_eq!(stdout(&first), "applied migration 1\n");
+    assert_eq!(stdout(&first), ALL_APPLIED);
     let again = migrate(&db.url);
     assert!(again.status.success(), "{again:?}");
     assert_eq!(stdout(&again), "schema up to date\n");
     assert_eq!(
-        db.sql("SELECT version, name FROM schema_migrations")[0],
-        [Some("1".into()), Some("world_and_fortune".into())]
+        db.sql("SELECT version, name FROM schema_migrations ORDER BY version"),
+        [[Some("1".into()), Some("world_and_fortune".into())], [Some("2".into()), Some("conduit".into())]]
     );
     assert_eq!(db.sql("SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
 }
@@ -47,9 +50,9 @@ fn concurrent_migrations_apply_once() {
         .collect();
     let outputs: Vec<Output> = runs.into_iter().map(|r| r.join().unwrap()).collect();
     assert!(outputs.iter().all(|o| o.status.success()), "{outputs:?}");
-    let applied = outputs.iter().filter(|o| stdout(o) == "applied migration 1\n").count();
+    let applied = outputs.iter().filter(|o| stdout(o) == ALL_APPLIED).count();
     assert_eq!(applied, 1, "{outputs:?}");
-    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations")[0][0].as_deref(), Some("1"));
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations")[0][0].as_deref(), Some("2"));
     assert_eq!(db.sql("SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
     assert_eq!(db.sql("SELECT count(*) FROM fortune")[0][0].as_deref(), Some("12"));
 }

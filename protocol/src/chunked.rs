@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn upper_and_lower_hex_sizes() {
-        let body = vec![b'x'; 0x1aF];
+        let body = vec![b'x'; 0x1af];
         let mut raw = b"1aF\r\n".to_vec();
         raw.extend_from_slice(&body);
         raw.extend_from_slice(b"\r\n0\r\n\r\n");

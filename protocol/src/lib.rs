@@ -23,7 +23,7 @@ pub mod resp;
 pub mod response;
 
 pub use chunked::{Chunked, ChunkedDecoder};
-pub use date::HttpDate;
+pub use date::{HttpDate, Rfc3339Millis};
 pub use error::HttpError;
 pub use head::{BodyFraming, HeadLimits, HeaderLines, Method, RequestHead, Version};
 pub use response::{ConnectionHeader, ResponseHead, Status};

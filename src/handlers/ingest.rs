@@ -3,18 +3,18 @@
 //! The body is parsed by simd-json in place, in the connection's read buffer,
 //! and [`LogPayload`]'s strings point into that buffer: no string of the event
 //! is copied. The tape simd-json builds, and its working buffers, are kept per
-//! core and reused, so a warm core parses an event without allocating.
+//! core and reused ([`json::parse_in_place`]), so a warm core parses an event
+//! without allocating.
 //!
 //! The event is validated and acknowledged with 202; storing it comes with the
 //! storage layer (a later issue), so for now an acknowledged event is not kept.
 
-use std::cell::RefCell;
-
 use simd_json::prelude::*;
-use simd_json::tape::{Object, Tape, Value};
+use simd_json::tape::{Object, Value};
 use swiftlet_protocol::Status;
 
 use crate::error::AppError;
+use crate::json;
 use crate::request::Request;
 use crate::response::{Response, JSON};
 
@@ -52,20 +52,6 @@ pub enum Timestamp<'a> {
     Text(&'a str),
 }
 
-/// The per-core state simd-json reuses between parses.
-struct JsonScratch {
-    buffers: simd_json::Buffers,
-    /// Empty between parses; `reset` gives it the lifetime of the next body.
-    tape: Option<Tape<'static>>,
-}
-
-thread_local! {
-    static SCRATCH: RefCell<JsonScratch> = RefCell::new(JsonScratch {
-        buffers: simd_json::Buffers::new(4096),
-        tape: None,
-    });
-}
-
 pub fn ingest(req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     with_payload(req.body, |_event| {
         // Storage arrives with the storage layer; see the module doc.
@@ -81,17 +67,7 @@ pub fn with_payload<R>(
     body: &mut [u8],
     f: impl FnOnce(&LogPayload<'_, '_>) -> Result<R, AppError>,
 ) -> Result<R, AppError> {
-    SCRATCH.with(|cell| {
-        let mut scratch = cell.borrow_mut();
-        let scratch = &mut *scratch;
-        let mut tape: Tape<'_> = scratch.tape.take().unwrap_or_else(Tape::null).reset();
-        let result = match simd_json::fill_tape(body, &mut scratch.buffers, &mut tape) {
-            Ok(()) => LogPayload::from_value(tape.as_value()).and_then(|p| f(&p)),
-            Err(_) => Err(AppError::MalformedJson),
-        };
-        scratch.tape = Some(tape.reset());
-        result
-    })
+    json::parse_in_place(body, AppError::MalformedJson, |value| LogPayload::from_value(value).and_then(|p| f(&p)))
 }
 
 impl<'t, 'a> LogPayload<'t, 'a> {

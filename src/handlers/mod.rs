@@ -5,6 +5,8 @@
 //! connections; the fixed ones finish in their first poll. A handler writes its answer into the
 //! [`Response`] and returns `Err` for anything the client did wrong.
 
+use crate::api;
+
 mod fault;
 mod fortunes;
 mod hello;
@@ -14,25 +16,22 @@ pub mod world;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::request::Request;
-use crate::response::Response;
+use crate::response::{Cors, Response};
 use crate::router::Route;
 use crate::worker::Worker;
 
 /// The largest body each route accepts. Routes that take no body accept none:
 /// a body sent to them is refused with 413 before it is read.
 pub fn body_limit(route: Route, config: &Config) -> u64 {
+    if is_api(route) {
+        // Clients send a JSON content type, and sometimes an irrelevant body,
+        // even where the route reads none (shared/conduit-api.md §1): accept
+        // and ignore it rather than refuse it.
+        return config.api_body_limit;
+    }
     match route {
         Route::Ingest => config.ingest_body_limit,
-        Route::Health
-        | Route::Plaintext
-        | Route::Json
-        | Route::Db
-        | Route::Queries
-        | Route::Updates
-        | Route::Fortunes
-        | Route::CachedQueries
-        | Route::TestPanic
-        | Route::TestSleep => 0,
+        _ => 0,
     }
 }
 
@@ -42,6 +41,11 @@ pub async fn dispatch(
     req: &mut Request<'_>,
     res: &mut Response<'_>,
 ) -> Result<(), AppError> {
+    if is_api(route) {
+        // Set first, so an error answer carries it too: browsers on another
+        // origin must be able to read the error body.
+        res.set_cors(Cors::Simple);
+    }
     match route {
         Route::Health => hello::health(res),
         Route::Plaintext => hello::plaintext(res),
@@ -52,8 +56,46 @@ pub async fn dispatch(
         Route::Updates => world::updates(worker, req, res).await?,
         Route::Fortunes => fortunes::fortunes(worker, res).await?,
         Route::CachedQueries => world::cached_queries(worker, req, res).await?,
+        Route::Login => api::users::login(worker, req, res).await?,
+        Route::Register => api::users::register(worker, req, res).await?,
+        Route::CurrentUser => api::users::current(worker, req, res).await?,
+        Route::UpdateUser => api::users::update(worker, req, res).await?,
+        Route::Profile => api::profiles::get(worker, req, res).await?,
+        Route::Follow => api::profiles::follow(worker, req, res).await?,
+        Route::Unfollow => api::profiles::unfollow(worker, req, res).await?,
+        Route::ListArticles => api::articles::list(worker, req, res).await?,
+        Route::Feed => api::articles::feed(worker, req, res).await?,
+        Route::Article => api::articles::get(worker, req, res).await?,
+        Route::CreateArticle => api::articles::create(worker, req, res).await?,
+        Route::UpdateArticle => api::articles::update(worker, req, res).await?,
+        Route::DeleteArticle => api::articles::delete(worker, req, res).await?,
+        Route::AddComment => api::comments::add(worker, req, res).await?,
+        Route::Comments => api::comments::list(worker, req, res).await?,
+        Route::DeleteComment => api::comments::delete(worker, req, res).await?,
+        Route::Favorite => api::articles::favorite(worker, req, res).await?,
+        Route::Unfavorite => api::articles::unfavorite(worker, req, res).await?,
+        Route::Tags => api::articles::tags(worker, res).await?,
+        Route::Preflight => res.set_cors(Cors::Preflight),
         Route::TestPanic => fault::panic(),
         Route::TestSleep => fault::sleep(req, res).await,
     }
     Ok(())
+}
+
+/// Whether a route belongs to the product API (and answers CORS).
+fn is_api(route: Route) -> bool {
+    !matches!(
+        route,
+        Route::Health
+            | Route::Plaintext
+            | Route::Json
+            | Route::Ingest
+            | Route::Db
+            | Route::Queries
+            | Route::Updates
+            | Route::Fortunes
+            | Route::CachedQueries
+            | Route::TestPanic
+            | Route::TestSleep
+    )
 }

@@ -20,8 +20,10 @@ pub struct Migration {
 }
 
 /// Every migration, in the order they apply.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "world_and_fortune", sql: include_str!("migrations/0001_world_and_fortune.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "world_and_fortune", sql: include_str!("migrations/0001_world_and_fortune.sql") },
+    Migration { version: 2, name: "conduit", sql: include_str!("migrations/0002_conduit.sql") },
+];
 
 /// An arbitrary constant that names swiftlet's migration lock.
 const LOCK_KEY: i64 = 0x5357_4946_544c_4554; // "SWIFTLET"

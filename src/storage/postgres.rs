@@ -1,7 +1,7 @@
 //! Each worker's PostgreSQL connections, pipelined: [`PgPipeline`].
 //!
 //! A worker opens `--pg-connections` connections and prepares every statement
-//! in [`statements::ALL`](super::statements::ALL) once per connection. A
+//! in [`statements::all`](super::statements::all) once per connection. A
 //! request encodes its queries as one *batch* — Bind/Execute for each query
 //! and a single Sync — into the connection's output buffer and queues one
 //! waiter; a driver task writes everything queued since its last write in one
@@ -47,7 +47,7 @@ use tokio_postgres::config::Host;
 
 use super::backoff::Reconnect;
 use super::link::{pump, Duplex, IoCounts};
-use super::statements::{Statement, ALL};
+use super::statements::{self, Statement};
 
 /// Batches outstanding per connection before callers wait for room.
 pub const MAX_IN_FLIGHT: usize = 4096;
@@ -63,6 +63,9 @@ pub enum PgError {
     TimedOut,
     /// The batch lost a serialization or deadlock race; retrying may work.
     Conflict,
+    /// A unique, check or foreign-key constraint refused a row: the caller
+    /// maps the constraint's name to what the client did wrong.
+    Violation { constraint: String },
     /// Anything else (a bug, a schema mismatch), with PostgreSQL's words.
     /// Logged by whoever turns it into a response.
     Failed(String),
@@ -74,33 +77,46 @@ impl std::fmt::Display for PgError {
             PgError::Unavailable => f.write_str("database unavailable"),
             PgError::TimedOut => f.write_str("database call timed out"),
             PgError::Conflict => f.write_str("transaction conflict"),
+            PgError::Violation { constraint } => write!(f, "constraint {constraint} refused a row"),
             PgError::Failed(e) => write!(f, "database error: {e}"),
         }
     }
 }
 
 /// An ErrorResponse's SQLSTATE class decides what the caller may do about it.
-fn classify(code: &str, message: String) -> PgError {
+fn classify(code: &str, message: String, constraint: String) -> PgError {
     match code {
         "40001" | "40P01" => PgError::Conflict,
+        // unique_violation, check_violation, foreign_key_violation
+        "23505" | "23514" | "23503" => PgError::Violation { constraint },
         // Connection exceptions and operator intervention (shutdown, restart).
         c if c.starts_with("08") || c.starts_with("57") => PgError::Unavailable,
         _ => PgError::Failed(message),
     }
 }
 
-fn error_fields(body: &ErrorResponseBody) -> (String, String) {
-    let (mut code, mut message) = (String::new(), String::new());
+/// What an ErrorResponse says: its SQLSTATE, "code: message", and the name
+/// of the constraint it is about (empty if none).
+struct ServerError {
+    code: String,
+    text: String,
+    constraint: String,
+}
+
+fn error_fields(body: &ErrorResponseBody) -> ServerError {
+    let (mut code, mut message, mut constraint) = (String::new(), String::new(), String::new());
     let mut fields = body.fields();
     while let Ok(Some(field)) = fields.next() {
+        let value = || String::from_utf8_lossy(field.value_bytes()).into_owned();
         match field.type_() {
-            b'C' => code = String::from_utf8_lossy(field.value_bytes()).into_owned(),
-            b'M' => message = String::from_utf8_lossy(field.value_bytes()).into_owned(),
+            b'C' => code = value(),
+            b'M' => message = value(),
+            b'n' => constraint = value(),
             _ => {}
         }
     }
     let text = format!("{code}: {message}");
-    (code, text)
+    ServerError { code, text, constraint }
 }
 
 /// tokio-postgres prints a server error as just "db error"; this adds what the server said.
@@ -149,15 +165,65 @@ impl<'r> Row<'r> {
         Ok(&self.0.buffer()[range])
     }
 
+    /// The raw bytes of a column, `None` when it is NULL.
+    fn nullable(&self, index: usize) -> Result<Option<&'r [u8]>, PgError> {
+        let range = self.0.ranges().nth(index).ok().flatten().ok_or_else(|| missing(index))?;
+        Ok(range.map(|r| &self.0.buffer()[r]))
+    }
+
     pub fn int4(&self, index: usize) -> Result<i32, PgError> {
-        let bytes: [u8; 4] =
-            self.column(index)?.try_into().map_err(|_| PgError::Failed(format!("column {index} is not an int4")))?;
-        Ok(i32::from_be_bytes(bytes))
+        Ok(i32::from_be_bytes(fixed(self.column(index)?, index, "int4")?))
+    }
+
+    pub fn int8(&self, index: usize) -> Result<i64, PgError> {
+        Ok(i64::from_be_bytes(fixed(self.column(index)?, index, "int8")?))
+    }
+
+    pub fn bool(&self, index: usize) -> Result<bool, PgError> {
+        let [b] = fixed(self.column(index)?, index, "bool")?;
+        Ok(b != 0)
+    }
+
+    /// A timestamptz as microseconds since the Unix epoch (PostgreSQL sends
+    /// microseconds since 2000-01-01).
+    pub fn timestamp_micros(&self, index: usize) -> Result<i64, PgError> {
+        const UNIX_TO_PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+        let pg = i64::from_be_bytes(fixed(self.column(index)?, index, "timestamptz")?);
+        Ok(pg.saturating_add(UNIX_TO_PG_EPOCH_MICROS))
     }
 
     pub fn text(&self, index: usize) -> Result<&'r str, PgError> {
-        std::str::from_utf8(self.column(index)?).map_err(|_| PgError::Failed(format!("column {index} is not UTF-8")))
+        utf8(self.column(index)?, index)
     }
+
+    pub fn opt_text(&self, index: usize) -> Result<Option<&'r str>, PgError> {
+        self.nullable(index)?.map(|b| utf8(b, index)).transpose()
+    }
+
+    /// A one-dimensional text[] without NULL elements, as borrowed strings.
+    pub fn text_array(&self, index: usize) -> Result<Vec<&'r str>, PgError> {
+        let bad = || PgError::Failed(format!("column {index} is not a text[]"));
+        let array = postgres_protocol::types::array_from_sql(self.column(index)?).map_err(|_| bad())?;
+        let mut values = array.values();
+        let mut out = Vec::new();
+        while let Some(value) = values.next().map_err(|_| bad())? {
+            out.push(utf8(value.ok_or_else(bad)?, index)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cold]
+fn missing(index: usize) -> PgError {
+    PgError::Failed(format!("column {index} is missing"))
+}
+
+fn fixed<const N: usize>(bytes: &[u8], index: usize, ty: &str) -> Result<[u8; N], PgError> {
+    bytes.try_into().map_err(|_| PgError::Failed(format!("column {index} is not an {ty}")))
+}
+
+fn utf8(bytes: &[u8], index: usize) -> Result<&str, PgError> {
+    std::str::from_utf8(bytes).map_err(|_| PgError::Failed(format!("column {index} is not UTF-8")))
 }
 
 /// Encodes the queries of one batch.
@@ -513,7 +579,7 @@ async fn start_up(socket: &mut Socket, config: &tokio_postgres::Config) -> Resul
                 let s = scram.as_mut().ok_or_else(|| OpenError::Refused("unexpected SASL message".into()))?;
                 s.finish(body.data())?;
             }
-            Message::ErrorResponse(body) => return Err(OpenError::Refused(error_fields(&body).1)),
+            Message::ErrorResponse(body) => return Err(OpenError::Refused(error_fields(&body).text)),
             Message::ReadyForQuery(_) => return Ok(()),
             _ => return Err(OpenError::Refused("unsupported authentication method".into())),
         }
@@ -526,7 +592,7 @@ async fn start_up(socket: &mut Socket, config: &tokio_postgres::Config) -> Resul
 /// Parses every statement once, in one round-trip.
 async fn prepare(socket: &mut Socket) -> Result<(), OpenError> {
     let mut out = BytesMut::new();
-    for statement in ALL {
+    for statement in statements::all() {
         frontend::parse(statement.name, statement.sql, statement.params.iter().map(|t| t.oid()), &mut out)?;
     }
     frontend::sync(&mut out);
@@ -541,8 +607,8 @@ async fn prepare(socket: &mut Socket) -> Result<(), OpenError> {
         }
     }
     match error {
-        Some((code, text)) if code == "42P01" => Err(OpenError::MissingTables(text)),
-        Some((_, text)) => Err(OpenError::Refused(text)),
+        Some(e) if e.code == "42P01" => Err(OpenError::MissingTables(e.text)),
+        Some(e) => Err(OpenError::Refused(e.text)),
         None => Ok(()),
     }
 }
@@ -557,12 +623,12 @@ fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut Collecting) 
                 collecting.rows.ends.push(collecting.rows.rows.len())
             }
             Message::ErrorResponse(body) => {
-                let (code, text) = error_fields(&body);
+                let e = error_fields(&body);
                 if link.waiters.borrow().is_empty() {
                     // A FATAL outside any batch (an administrator's shutdown): the end is near.
-                    return Err(io::Error::other(text));
+                    return Err(io::Error::other(e.text));
                 }
-                collecting.error.get_or_insert(classify(&code, text));
+                collecting.error.get_or_insert(classify(&e.code, e.text, e.constraint));
             }
             Message::ReadyForQuery(_) => {
                 let done = std::mem::take(collecting);
@@ -641,10 +707,12 @@ mod tests {
 
     #[test]
     fn error_classes() {
-        assert_eq!(classify("40P01", "x".into()), PgError::Conflict);
-        assert_eq!(classify("40001", "x".into()), PgError::Conflict);
-        assert_eq!(classify("57P01", "x".into()), PgError::Unavailable);
-        assert_eq!(classify("08006", "x".into()), PgError::Unavailable);
-        assert_eq!(classify("42P01", "no table".into()), PgError::Failed("no table".into()));
+        let classify = |code: &str, text: &str| classify(code, text.into(), "c".into());
+        assert_eq!(classify("40P01", "x"), PgError::Conflict);
+        assert_eq!(classify("40001", "x"), PgError::Conflict);
+        assert_eq!(classify("57P01", "x"), PgError::Unavailable);
+        assert_eq!(classify("08006", "x"), PgError::Unavailable);
+        assert_eq!(classify("23505", "dup"), PgError::Violation { constraint: "c".into() });
+        assert_eq!(classify("42P01", "no table"), PgError::Failed("no table".into()));
     }
 }

@@ -1,4 +1,6 @@
-//! Every SQL statement the request path runs, prepared once per connection.
+//! The SQL statements of the TechEmpower tests, and [`all`], every statement
+//! the request path runs (these and the product API's, `api::sql`), which
+//! each connection prepares once.
 //!
 //! A statement has a fixed name and declared parameter types, so a request
 //! sends only Bind/Execute with the name; PostgreSQL parsed and planned it
@@ -29,4 +31,9 @@ pub const UPDATE_WORLDS: Statement = Statement {
     params: &[Type::INT4_ARRAY, Type::INT4_ARRAY],
 };
 
-pub const ALL: &[&Statement] = &[&WORLD_BY_ID, &FORTUNES, &UPDATE_WORLDS];
+const BENCHMARK: &[&Statement] = &[&WORLD_BY_ID, &FORTUNES, &UPDATE_WORLDS];
+
+/// Every statement a connection prepares.
+pub fn all() -> impl Iterator<Item = &'static Statement> {
+    BENCHMARK.iter().chain(crate::api::sql::ALL).copied()
+}

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 pub mod storage;
 
+/// The secret test servers sign tokens with (tests forge tokens with it too).
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
+
 pub struct TestServer {
     pub addr: SocketAddr,
     child: Option<Child>,
@@ -33,6 +36,7 @@ impl TestServer {
             .stderr(Stdio::inherit());
         // Defaults come by environment so that `args` can override them.
         cmd.env("SWIFTLET_WORKERS", "1").env("DATABASE_URL", "").env("REDIS_URL", "");
+        cmd.env("JWT_SECRET", TEST_JWT_SECRET);
         for (key, value) in env {
             cmd.env(key, value);
         }

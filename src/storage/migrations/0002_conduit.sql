@@ -35,7 +35,8 @@ CREATE TABLE follows (
     follower_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     followee_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     PRIMARY KEY (follower_id, followee_id),
-    CHECK (follower_id <> followee_id)
+    -- The API answers following yourself with 422, keyed on this name.
+    CONSTRAINT follows_not_self CHECK (follower_id <> followee_id)
 );
 CREATE INDEX follows_followee ON follows (followee_id);
 

@@ -1,0 +1,239 @@
+//! Articles: `GET /api/articles` (filters, pagination), `GET /api/articles/feed`,
+//! `GET/PUT/DELETE /api/articles/:slug`, `POST /api/articles`,
+//! `POST/DELETE /api/articles/:slug/favorite`, and `GET /api/tags`.
+//!
+//! Each list is one batch of two statements, the page and the total count
+//! (`articlesCount` counts every match, not the page). Writes return the
+//! article as the caller now sees it, read in the same batch after the change.
+//! Slugs are unique by index; a clash retries with a random suffix, so a
+//! second article with the same title is created, never refused.
+
+use swiftlet_protocol::Status;
+
+use super::auth::id_or_anonymous;
+use super::input::{self, with_root};
+use super::{change_then_read, path_param, render, slug, sql};
+use crate::error::AppError;
+use crate::request::Request;
+use crate::response::{Response, API_JSON};
+use crate::storage::postgres::BatchRows;
+use crate::storage::statements::Statement;
+use crate::storage::PgError;
+use crate::worker::Worker;
+
+const ARTICLE: &str = "article";
+/// Default and largest page (shared/conduit-api.md §6.3 allows a generous cap).
+const DEFAULT_LIMIT: i64 = 20;
+const MAX_LIMIT: i64 = 200;
+/// Attempts at a unique slug: the plain one, then random suffixes.
+const SLUG_ATTEMPTS: usize = 4;
+
+fn not_found() -> AppError {
+    AppError::ResourceNotFound { resource: ARTICLE }
+}
+
+/// `limit` and `offset` from the query string.
+fn page(req: &Request<'_>) -> Result<(i64, i64), AppError> {
+    let limit = input::count_param(req.query_param("limit"), "limit", DEFAULT_LIMIT, 1)?.min(MAX_LIMIT);
+    let offset = input::count_param(req.query_param("offset"), "offset", 0, 0)?;
+    Ok((limit, offset))
+}
+
+/// A filter's value from the query string; present but empty counts as absent.
+fn filter<'b>(req: &Request<'b>, name: &'static str) -> Result<Option<std::borrow::Cow<'b, str>>, AppError> {
+    match req.query_param(name) {
+        None | Some(b"") => Ok(None),
+        Some(raw) => input::decode(raw, true)
+            .map(Some)
+            .ok_or(AppError::InvalidField { field: name, problem: "is not valid percent-encoded UTF-8" }),
+    }
+}
+
+fn send_list(res: &mut Response<'_>, rows: &BatchRows) -> Result<(), AppError> {
+    let count = rows.query(1).next().ok_or(AppError::Internal)?.int8(0)?;
+    res.try_send_with(Status::OK, API_JSON, |out| render::article_list(out, rows.query(0), count))?;
+    Ok(())
+}
+
+fn send_article(res: &mut Response<'_>, rows: &BatchRows, query: usize, status: Status) -> Result<(), AppError> {
+    let row = rows.query(query).next().ok_or_else(not_found)?;
+    res.try_send_with(status, API_JSON, |out| render::article(out, &row))?;
+    Ok(())
+}
+
+pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(worker.tokens.caller(req)?);
+    let (limit, offset) = page(req)?;
+    let author = filter(req, "author")?;
+    let tag = filter(req, "tag")?;
+    let favorited = filter(req, "favorited")?;
+    let (author, tag, favorited) = (author.as_deref(), tag.as_deref(), favorited.as_deref());
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg
+        .run(|b| {
+            let single: Option<(&Statement, &Statement, &str)> = match (author, tag, favorited) {
+                (None, None, None) => {
+                    b.query(&sql::LIST_ALL, &[&caller, &limit, &offset])?;
+                    return b.query(&sql::COUNT_ALL, &[]);
+                }
+                (Some(a), None, None) => Some((&sql::LIST_BY_AUTHOR, &sql::COUNT_BY_AUTHOR, a)),
+                (None, Some(t), None) => Some((&sql::LIST_BY_TAG, &sql::COUNT_BY_TAG, t)),
+                (None, None, Some(f)) => Some((&sql::LIST_BY_FAVORITED, &sql::COUNT_BY_FAVORITED, f)),
+                _ => None,
+            };
+            match single {
+                Some((list, count, value)) => {
+                    b.query(list, &[&caller, &limit, &offset, &value])?;
+                    b.query(count, &[&value])
+                }
+                None => {
+                    b.query(&sql::LIST_FILTERED, &[&caller, &limit, &offset, &author, &tag, &favorited])?;
+                    b.query(&sql::COUNT_FILTERED, &[&author, &tag, &favorited])
+                }
+            }
+        })
+        .await?;
+    send_list(res, &rows)
+}
+
+pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = worker.tokens.required(req)?.id;
+    let (limit, offset) = page(req)?;
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg
+        .run(|b| {
+            b.query(&sql::FEED, &[&caller, &limit, &offset])?;
+            b.query(&sql::COUNT_FEED, &[&caller])
+        })
+        .await?;
+    send_list(res, &rows)
+}
+
+pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(worker.tokens.caller(req)?);
+    let slug = path_param(req, 2, ARTICLE)?;
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg.run(|b| b.query(&sql::ARTICLE_BY_SLUG, &[&caller, &slug.as_ref()])).await?;
+    send_article(res, &rows, 0, Status::OK)
+}
+
+/// Tags as stored: sorted, without duplicates or blanks (§6.2).
+fn tag_list(mut tags: Vec<&str>) -> Vec<&str> {
+    tags.retain(|t| !t.trim().is_empty());
+    tags.sort_unstable();
+    tags.dedup();
+    tags
+}
+
+fn slug_taken(e: &PgError) -> bool {
+    matches!(e, PgError::Violation { constraint } if constraint == "articles_slug_key")
+}
+
+pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = worker.tokens.required(req)?.id;
+    let (title, description, body, tags) = with_root(req.body, ARTICLE, |f| {
+        Ok((f.required("title")?, f.required("description")?, f.required("body")?, f.strings("tagList")?))
+    })?;
+    let tags = tag_list(tags);
+    let base = slug::slugify(title);
+    let mut slug = base.clone();
+    for _ in 0..SLUG_ATTEMPTS {
+        let pg = worker.storage.pg.for_writes()?;
+        let attempt = pg
+            .run(|b| {
+                b.query(&sql::INSERT_ARTICLE, &[&slug.as_str(), &caller, &title, &description, &body, &tags])?;
+                b.query(&sql::ARTICLE_BY_SLUG, &[&caller, &slug.as_str()])
+            })
+            .await;
+        match attempt {
+            Ok(rows) => return send_article(res, &rows, 1, Status::CREATED),
+            Err(e) if slug_taken(&e) => slug = slug::with_suffix(&base),
+            Err(PgError::Violation { .. }) => {
+                // The author's account is gone (the foreign key refused the row).
+                return Err(AppError::Unauthenticated { problem: "names a user who no longer exists" });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::error!(slug = %base, "no free slug after {SLUG_ATTEMPTS} attempts");
+    Err(AppError::Internal)
+}
+
+/// The article's id and current title if the caller may change it: 404 if
+/// there is no such article, 403 if it is someone else's.
+async fn owned(worker: &Worker, slug: &str, caller: i64) -> Result<(i64, String), AppError> {
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg.run(|b| b.query(&sql::ARTICLE_OWNER, &[&slug])).await?;
+    let row = rows.query(0).next().ok_or_else(not_found)?;
+    if row.int8(1)? != caller {
+        return Err(AppError::Forbidden { resource: ARTICLE });
+    }
+    Ok((row.int8(0)?, row.text(2)?.to_owned()))
+}
+
+pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = worker.tokens.required(req)?.id;
+    let current = path_param(req, 2, ARTICLE)?.into_owned();
+    let (title, description, body) = with_root(req.body, ARTICLE, |f| {
+        Ok((f.optional_not_blank("title")?, f.optional_not_blank("description")?, f.optional_not_blank("body")?))
+    })?;
+    let (id, old_title) = owned(worker, &current, caller).await?;
+    // A new title means a new slug (§3.1.12); the same title keeps the old one.
+    let base = title.filter(|t| *t != old_title).map(slug::slugify);
+    let mut new_slug = base.clone();
+    for _ in 0..SLUG_ATTEMPTS {
+        let pg = worker.storage.pg.for_writes()?;
+        let attempt = pg
+            .run(|b| {
+                b.query(&sql::UPDATE_ARTICLE, &[&id, &new_slug, &title, &description, &body])?;
+                b.query(&sql::ARTICLE_BY_ID, &[&caller, &id])
+            })
+            .await;
+        match (attempt, &base) {
+            (Ok(rows), _) => return send_article(res, &rows, 1, Status::OK),
+            (Err(e), Some(base)) if slug_taken(&e) => new_slug = Some(slug::with_suffix(base)),
+            (Err(e), _) => return Err(e.into()),
+        }
+    }
+    Err(AppError::Internal)
+}
+
+pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = worker.tokens.required(req)?.id;
+    let slug = path_param(req, 2, ARTICLE)?;
+    let (id, _) = owned(worker, &slug, caller).await?;
+    let pg = worker.storage.pg.for_writes()?;
+    pg.run(|b| b.query(&sql::DELETE_ARTICLE, &[&id])).await?;
+    // The response stays the empty 204 it starts as.
+    Ok(())
+}
+
+pub async fn favorite(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let rows = change_then_read(worker, req, ARTICLE, &sql::FAVORITE, &sql::ARTICLE_BY_SLUG).await?;
+    send_article(res, &rows, 1, Status::OK)
+}
+
+pub async fn unfavorite(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let rows = change_then_read(worker, req, ARTICLE, &sql::UNFAVORITE, &sql::ARTICLE_BY_SLUG).await?;
+    send_article(res, &rows, 1, Status::OK)
+}
+
+pub async fn tags(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg.run(|b| b.query(&sql::TAGS, &[])).await?;
+    res.try_send_with(Status::OK, API_JSON, |out| render::tags(out, rows.query(0)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_sorted_unique_and_not_blank() {
+        assert_eq!(
+            tag_list(vec!["training", "dragons", "training", " ", "Dragons"]),
+            ["Dragons", "dragons", "training"]
+        );
+    }
+}

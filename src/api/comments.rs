@@ -1,0 +1,78 @@
+//! `POST/GET /api/articles/:slug/comments` and
+//! `DELETE /api/articles/:slug/comments/:id`.
+//!
+//! Comments are listed oldest first. A comment id that is not a number, or
+//! that belongs to another article, is a 404, like one that does not exist.
+
+use swiftlet_protocol::Status;
+
+use super::auth::id_or_anonymous;
+use super::input::with_root;
+use super::{path_param, render, sql};
+use crate::error::AppError;
+use crate::request::Request;
+use crate::response::{Response, API_JSON};
+use crate::worker::Worker;
+
+const ARTICLE: &str = "article";
+const COMMENT: &str = "comment";
+
+pub async fn add(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = worker.tokens.required(req)?.id;
+    let slug = path_param(req, 2, ARTICLE)?.into_owned();
+    let body = with_root(req.body, COMMENT, |f| f.required("body"))?;
+    let pg = worker.storage.pg.for_writes()?;
+    let rows = pg.run(|b| b.query(&sql::INSERT_COMMENT, &[&caller, &slug.as_str(), &body])).await?;
+    let row = rows.query(0).next().ok_or(AppError::ResourceNotFound { resource: ARTICLE })?;
+    res.try_send_with(Status::OK, API_JSON, |out| {
+        out.extend_from_slice(b"{\"comment\":");
+        render::comment_object(out, &row)?;
+        out.push(b'}');
+        Ok::<(), crate::storage::PgError>(())
+    })?;
+    Ok(())
+}
+
+pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(worker.tokens.caller(req)?);
+    let slug = path_param(req, 2, ARTICLE)?;
+    let slug = slug.as_ref();
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg
+        .run(|b| {
+            b.query(&sql::ARTICLE_OWNER, &[&slug])?;
+            b.query(&sql::COMMENTS, &[&caller, &slug])
+        })
+        .await?;
+    if rows.query(0).next().is_none() {
+        return Err(AppError::ResourceNotFound { resource: ARTICLE });
+    }
+    res.try_send_with(Status::OK, API_JSON, |out| {
+        out.extend_from_slice(b"{\"comments\":[");
+        for (i, row) in rows.query(1).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            render::comment_object(out, &row)?;
+        }
+        out.extend_from_slice(b"]}");
+        Ok::<(), crate::storage::PgError>(())
+    })?;
+    Ok(())
+}
+
+pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = worker.tokens.required(req)?.id;
+    let slug = path_param(req, 2, ARTICLE)?;
+    let missing = AppError::ResourceNotFound { resource: COMMENT };
+    let id: i64 = path_param(req, 4, COMMENT)?.parse().map_err(|_| missing)?;
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg.run(|b| b.query(&sql::COMMENT_OWNER, &[&id, &slug.as_ref()])).await?;
+    let author = rows.query(0).next().ok_or(missing)?.int8(0)?;
+    if author != caller {
+        return Err(AppError::Forbidden { resource: COMMENT });
+    }
+    let pg = worker.storage.pg.for_writes()?;
+    pg.run(|b| b.query(&sql::DELETE_COMMENT, &[&id])).await?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `GET /api/profiles/:username` and `POST`/`DELETE .../follow`.
+//!
+//! Follow and unfollow are idempotent: the follow edge is inserted with
+//! ON CONFLICT DO NOTHING and deleted if present, and the profile is read in
+//! the same batch, after the change, so the answer shows it.
+
+use swiftlet_protocol::Status;
+
+use super::auth::id_or_anonymous;
+use super::{change_then_read, path_param, render, sql};
+use crate::error::AppError;
+use crate::request::Request;
+use crate::response::{Response, API_JSON};
+use crate::storage::postgres::BatchRows;
+use crate::worker::Worker;
+
+const PROFILE: &str = "profile";
+
+fn send(res: &mut Response<'_>, rows: &BatchRows, query: usize) -> Result<(), AppError> {
+    let row = rows.query(query).next().ok_or(AppError::ResourceNotFound { resource: PROFILE })?;
+    res.try_send_with(Status::OK, API_JSON, |out| render::profile(out, &row))?;
+    Ok(())
+}
+
+pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(worker.tokens.caller(req)?);
+    let username = path_param(req, 2, PROFILE)?;
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg.run(|b| b.query(&sql::PROFILE, &[&caller, &username.as_ref()])).await?;
+    send(res, &rows, 0)
+}
+
+pub async fn follow(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let rows = change_then_read(worker, req, PROFILE, &sql::FOLLOW, &sql::PROFILE).await?;
+    send(res, &rows, 1)
+}
+
+pub async fn unfollow(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let rows = change_then_read(worker, req, PROFILE, &sql::UNFOLLOW, &sql::PROFILE).await?;
+    send(res, &rows, 1)
+}

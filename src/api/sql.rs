@@ -1,0 +1,368 @@
+//! Every statement the product API runs, prepared once per connection like
+//! the rest (see `storage::statements`).
+//!
+//! Conventions that the handlers and `render` rely on:
+//! - `$1` of every statement that personalises its answer is the caller's
+//!   user id, `0` for an anonymous caller (no user has id 0), so `favorited`
+//!   and `following` come out false without a second statement.
+//! - Article rows have the columns of [`article_columns!`], in that order;
+//!   lists select NULL for the body, which list responses do not carry.
+//! - Every list is ordered newest first with ties broken by id, the order of
+//!   the index serving it (see the migration), so a page is an index scan.
+//!
+//! Constraint names that reach clients as 422s: `users_username_key`,
+//! `users_email_key`, `articles_slug_key`, `follows_not_self`.
+
+use postgres_types::Type;
+
+use crate::storage::statements::Statement;
+
+/// The select list and joins of an article row. Columns:
+/// 0 id, 1 author_id, 2 slug, 3 title, 4 description, 5 body, 6 tag_list,
+/// 7 created_at, 8 updated_at, 9 favorites_count, 10 author username,
+/// 11 author bio, 12 author image, 13 favorited, 14 following.
+macro_rules! article_columns {
+    ($body:literal) => {
+        concat!(
+            "SELECT a.id, a.author_id, a.slug, a.title, a.description, ",
+            $body,
+            ", a.tag_list, a.created_at, a.updated_at, a.favorites_count, u.username, u.bio, u.image, \
+             EXISTS (SELECT 1 FROM favorites f WHERE f.user_id = $1 AND f.article_id = a.id), \
+             EXISTS (SELECT 1 FROM follows w WHERE w.follower_id = $1 AND w.followee_id = a.author_id) \
+             FROM articles a JOIN users u ON u.id = a.author_id "
+        )
+    };
+}
+
+// ---- users ------------------------------------------------------------------
+
+/// Login lookup: `(id, username, email, bio, image, password_hash)`.
+pub const USER_BY_EMAIL: Statement = Statement {
+    name: "user_by_email",
+    sql: "SELECT id, username, email, bio, image, password_hash FROM users WHERE lower(email) = lower($1)",
+    params: &[Type::TEXT],
+};
+
+/// `(id, username, email, bio, image)`.
+pub const USER_BY_ID: Statement = Statement {
+    name: "user_by_id",
+    sql: "SELECT id, username, email, bio, image FROM users WHERE id = $1",
+    params: &[Type::INT8],
+};
+
+/// `$1` username, `$2` email, `$3` password hash -> `(id, username, email, bio, image)`.
+pub const INSERT_USER: Statement = Statement {
+    name: "insert_user",
+    sql: "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, $3) \
+          RETURNING id, username, email, bio, image",
+    params: &[Type::TEXT, Type::TEXT, Type::TEXT],
+};
+
+/// Partial update of the caller (`$1`): NULL email/username/hash keep the old
+/// value; `$5`/`$7` say whether bio/image are being set (to `$6`/`$8`, which
+/// may be NULL to clear them). Returns `(id, username, email, bio, image)`.
+pub const UPDATE_USER: Statement = Statement {
+    name: "update_user",
+    sql: "UPDATE users SET email = COALESCE($2, email), username = COALESCE($3, username), \
+          password_hash = COALESCE($4, password_hash), \
+          bio = CASE WHEN $5 THEN $6 ELSE bio END, image = CASE WHEN $7 THEN $8 ELSE image END, \
+          updated_at = now() WHERE id = $1 RETURNING id, username, email, bio, image",
+    params: &[Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::BOOL, Type::TEXT, Type::BOOL, Type::TEXT],
+};
+
+/// The caller's username before an update, and the slugs of their articles,
+/// whose cached copies embed the author: `(username)`.
+pub const USERNAME_BY_ID: Statement =
+    Statement { name: "username_by_id", sql: "SELECT username FROM users WHERE id = $1", params: &[Type::INT8] };
+
+/// `(slug)` of every article by `$1`.
+pub const SLUGS_BY_AUTHOR: Statement =
+    Statement { name: "slugs_by_author", sql: "SELECT slug FROM articles WHERE author_id = $1", params: &[Type::INT8] };
+
+// ---- profiles ---------------------------------------------------------------
+
+/// `(id, username, bio, image, following)` for username `$2`.
+pub const PROFILE: Statement = Statement {
+    name: "profile",
+    sql: "SELECT u.id, u.username, u.bio, u.image, \
+          EXISTS (SELECT 1 FROM follows w WHERE w.follower_id = $1 AND w.followee_id = u.id) \
+          FROM users u WHERE u.username = $2",
+    params: &[Type::INT8, Type::TEXT],
+};
+
+pub const FOLLOW: Statement = Statement {
+    name: "follow",
+    sql: "INSERT INTO follows (follower_id, followee_id) SELECT $1, id FROM users WHERE username = $2 \
+          ON CONFLICT DO NOTHING",
+    params: &[Type::INT8, Type::TEXT],
+};
+
+pub const UNFOLLOW: Statement = Statement {
+    name: "unfollow",
+    sql: "DELETE FROM follows WHERE follower_id = $1 AND followee_id = (SELECT id FROM users WHERE username = $2)",
+    params: &[Type::INT8, Type::TEXT],
+};
+
+// ---- articles ---------------------------------------------------------------
+
+pub const ARTICLE_BY_SLUG: Statement = Statement {
+    name: "article_by_slug",
+    sql: concat!(article_columns!("a.body"), "WHERE a.slug = $2"),
+    params: &[Type::INT8, Type::TEXT],
+};
+
+pub const ARTICLE_BY_ID: Statement = Statement {
+    name: "article_by_id",
+    sql: concat!(article_columns!("a.body"), "WHERE a.id = $2"),
+    params: &[Type::INT8, Type::INT8],
+};
+
+/// `(id, author_id, title)` of the article with slug `$1`: ownership checks.
+pub const ARTICLE_OWNER: Statement = Statement {
+    name: "article_owner",
+    sql: "SELECT id, author_id, title FROM articles WHERE slug = $1",
+    params: &[Type::TEXT],
+};
+
+/// Global list: `$2` limit, `$3` offset.
+pub const LIST_ALL: Statement = Statement {
+    name: "list_all",
+    sql: concat!(article_columns!("NULL::text"), "ORDER BY a.created_at DESC, a.id DESC LIMIT $2 OFFSET $3"),
+    params: &[Type::INT8, Type::INT8, Type::INT8],
+};
+
+pub const COUNT_ALL: Statement = Statement { name: "count_all", sql: "SELECT count(*) FROM articles", params: &[] };
+
+/// `$4` author username.
+pub const LIST_BY_AUTHOR: Statement = Statement {
+    name: "list_by_author",
+    sql: concat!(
+        article_columns!("NULL::text"),
+        "WHERE a.author_id = (SELECT id FROM users WHERE username = $4) ",
+        "ORDER BY a.created_at DESC, a.id DESC LIMIT $2 OFFSET $3"
+    ),
+    params: &[Type::INT8, Type::INT8, Type::INT8, Type::TEXT],
+};
+
+pub const COUNT_BY_AUTHOR: Statement = Statement {
+    name: "count_by_author",
+    sql: "SELECT count(*) FROM articles WHERE author_id = (SELECT id FROM users WHERE username = $1)",
+    params: &[Type::TEXT],
+};
+
+/// `$4` tag; walks `article_tags_newest`, which carries the article's created_at.
+pub const LIST_BY_TAG: Statement = Statement {
+    name: "list_by_tag",
+    sql: concat!(
+        article_columns!("NULL::text"),
+        "JOIN article_tags t ON t.article_id = a.id WHERE t.tag = $4 ",
+        "ORDER BY t.created_at DESC, t.article_id DESC LIMIT $2 OFFSET $3"
+    ),
+    params: &[Type::INT8, Type::INT8, Type::INT8, Type::TEXT],
+};
+
+pub const COUNT_BY_TAG: Statement =
+    Statement { name: "count_by_tag", sql: "SELECT count(*) FROM article_tags WHERE tag = $1", params: &[Type::TEXT] };
+
+/// `$4` username of the user whose favorites are listed.
+pub const LIST_BY_FAVORITED: Statement = Statement {
+    name: "list_by_favorited",
+    sql: concat!(
+        article_columns!("NULL::text"),
+        "JOIN favorites fv ON fv.article_id = a.id WHERE fv.user_id = (SELECT id FROM users WHERE username = $4) ",
+        "ORDER BY a.created_at DESC, a.id DESC LIMIT $2 OFFSET $3"
+    ),
+    params: &[Type::INT8, Type::INT8, Type::INT8, Type::TEXT],
+};
+
+pub const COUNT_BY_FAVORITED: Statement = Statement {
+    name: "count_by_favorited",
+    sql: "SELECT count(*) FROM favorites WHERE user_id = (SELECT id FROM users WHERE username = $1)",
+    params: &[Type::TEXT],
+};
+
+/// Any combination of filters (NULL = not filtered): `$4` author, `$5` tag,
+/// `$6` favorited. The single-filter lists above serve the common cases with
+/// plans that use their index; this one serves the rare combinations.
+pub const LIST_FILTERED: Statement = Statement {
+    name: "list_filtered",
+    sql: concat!(
+        article_columns!("NULL::text"),
+        "WHERE ($4::text IS NULL OR a.author_id = (SELECT id FROM users WHERE username = $4)) ",
+        "AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM article_tags t WHERE t.tag = $5 AND t.article_id = a.id)) ",
+        "AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM favorites fv JOIN users fu ON fu.id = fv.user_id ",
+        "WHERE fu.username = $6 AND fv.article_id = a.id)) ",
+        "ORDER BY a.created_at DESC, a.id DESC LIMIT $2 OFFSET $3"
+    ),
+    params: &[Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT],
+};
+
+pub const COUNT_FILTERED: Statement = Statement {
+    name: "count_filtered",
+    sql: "SELECT count(*) FROM articles a \
+          WHERE ($1::text IS NULL OR a.author_id = (SELECT id FROM users WHERE username = $1)) \
+          AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM article_tags t WHERE t.tag = $2 AND t.article_id = a.id)) \
+          AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM favorites fv JOIN users fu ON fu.id = fv.user_id \
+          WHERE fu.username = $3 AND fv.article_id = a.id))",
+    params: &[Type::TEXT, Type::TEXT, Type::TEXT],
+};
+
+/// Articles by the users the caller (`$1`) follows.
+pub const FEED: Statement = Statement {
+    name: "feed",
+    sql: concat!(
+        article_columns!("NULL::text"),
+        "WHERE a.author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1) ",
+        "ORDER BY a.created_at DESC, a.id DESC LIMIT $2 OFFSET $3"
+    ),
+    params: &[Type::INT8, Type::INT8, Type::INT8],
+};
+
+pub const COUNT_FEED: Statement = Statement {
+    name: "count_feed",
+    sql: "SELECT count(*) FROM articles WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1)",
+    params: &[Type::INT8],
+};
+
+/// `$1` slug, `$2` author, `$3` title, `$4` description, `$5` body, `$6` the
+/// sorted, de-duplicated tags; the tags' index rows go in with it. Returns `(id)`.
+pub const INSERT_ARTICLE: Statement = Statement {
+    name: "insert_article",
+    sql: "WITH a AS (INSERT INTO articles (slug, author_id, title, description, body, tag_list) \
+          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at), \
+          t AS (INSERT INTO article_tags (tag, article_id, created_at) \
+          SELECT tag, a.id, a.created_at FROM a, unnest($6::text[]) AS tag) \
+          SELECT id FROM a",
+    params: &[Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT_ARRAY],
+};
+
+/// Partial update of article `$1`: NULL keeps a field.
+pub const UPDATE_ARTICLE: Statement = Statement {
+    name: "update_article",
+    sql: "UPDATE articles SET slug = COALESCE($2, slug), title = COALESCE($3, title), \
+          description = COALESCE($4, description), body = COALESCE($5, body), updated_at = now() \
+          WHERE id = $1",
+    params: &[Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT],
+};
+
+/// Deletes article `$1`; its tags, favorites and comments go with it (ON DELETE CASCADE).
+pub const DELETE_ARTICLE: Statement =
+    Statement { name: "delete_article", sql: "DELETE FROM articles WHERE id = $1", params: &[Type::INT8] };
+
+/// Caller `$1` favorites slug `$2`; the count moves only if the row is new,
+/// so favoriting twice changes nothing.
+pub const FAVORITE: Statement = Statement {
+    name: "favorite",
+    sql: "WITH f AS (INSERT INTO favorites (user_id, article_id) SELECT $1, id FROM articles WHERE slug = $2 \
+          ON CONFLICT DO NOTHING RETURNING article_id) \
+          UPDATE articles SET favorites_count = favorites_count + 1 WHERE id IN (SELECT article_id FROM f)",
+    params: &[Type::INT8, Type::TEXT],
+};
+
+pub const UNFAVORITE: Statement = Statement {
+    name: "unfavorite",
+    sql: "WITH f AS (DELETE FROM favorites WHERE user_id = $1 \
+          AND article_id = (SELECT id FROM articles WHERE slug = $2) RETURNING article_id) \
+          UPDATE articles SET favorites_count = favorites_count - 1 WHERE id IN (SELECT article_id FROM f)",
+    params: &[Type::INT8, Type::TEXT],
+};
+
+/// Every tag in use, most used first: `(tag)`.
+pub const TAGS: Statement = Statement {
+    name: "tags",
+    sql: "SELECT tag FROM article_tags GROUP BY tag ORDER BY count(*) DESC, tag",
+    params: &[],
+};
+
+// ---- comments ---------------------------------------------------------------
+// Comment rows: 0 id, 1 created_at, 2 updated_at, 3 body, 4 author username,
+// 5 author bio, 6 author image, 7 following.
+
+/// Caller `$1` comments `$3` on slug `$2`; no row if the article does not exist.
+pub const INSERT_COMMENT: Statement = Statement {
+    name: "insert_comment",
+    sql: "WITH c AS (INSERT INTO comments (article_id, author_id, body) SELECT id, $1, $3 FROM articles \
+          WHERE slug = $2 RETURNING id, author_id, body, created_at, updated_at) \
+          SELECT c.id, c.created_at, c.updated_at, c.body, u.username, u.bio, u.image, false \
+          FROM c JOIN users u ON u.id = c.author_id",
+    params: &[Type::INT8, Type::TEXT, Type::TEXT],
+};
+
+/// The comments on slug `$2`, oldest first.
+pub const COMMENTS: Statement = Statement {
+    name: "comments",
+    sql: "SELECT c.id, c.created_at, c.updated_at, c.body, u.username, u.bio, u.image, \
+          EXISTS (SELECT 1 FROM follows w WHERE w.follower_id = $1 AND w.followee_id = c.author_id) \
+          FROM comments c JOIN users u ON u.id = c.author_id \
+          WHERE c.article_id = (SELECT id FROM articles WHERE slug = $2) ORDER BY c.id",
+    params: &[Type::INT8, Type::TEXT],
+};
+
+/// `(author_id)` of comment `$1` if it belongs to the article with slug `$2`.
+pub const COMMENT_OWNER: Statement = Statement {
+    name: "comment_owner",
+    sql: "SELECT c.author_id FROM comments c JOIN articles a ON a.id = c.article_id WHERE c.id = $1 AND a.slug = $2",
+    params: &[Type::INT8, Type::TEXT],
+};
+
+pub const DELETE_COMMENT: Statement =
+    Statement { name: "delete_comment", sql: "DELETE FROM comments WHERE id = $1", params: &[Type::INT8] };
+
+pub const ALL: &[&Statement] = &[
+    &USER_BY_EMAIL,
+    &USER_BY_ID,
+    &INSERT_USER,
+    &UPDATE_USER,
+    &USERNAME_BY_ID,
+    &SLUGS_BY_AUTHOR,
+    &PROFILE,
+    &FOLLOW,
+    &UNFOLLOW,
+    &ARTICLE_BY_SLUG,
+    &ARTICLE_BY_ID,
+    &ARTICLE_OWNER,
+    &LIST_ALL,
+    &COUNT_ALL,
+    &LIST_BY_AUTHOR,
+    &COUNT_BY_AUTHOR,
+    &LIST_BY_TAG,
+    &COUNT_BY_TAG,
+    &LIST_BY_FAVORITED,
+    &COUNT_BY_FAVORITED,
+    &LIST_FILTERED,
+    &COUNT_FILTERED,
+    &FEED,
+    &COUNT_FEED,
+    &INSERT_ARTICLE,
+    &UPDATE_ARTICLE,
+    &DELETE_ARTICLE,
+    &FAVORITE,
+    &UNFAVORITE,
+    &TAGS,
+    &INSERT_COMMENT,
+    &COMMENTS,
+    &COMMENT_OWNER,
+    &DELETE_COMMENT,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<&str> = ALL.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len());
+    }
+
+    #[test]
+    fn parameter_counts_match_the_sql() {
+        for s in ALL {
+            let highest = (1..=9).rev().find(|n| s.sql.contains(&format!("${n}"))).unwrap_or(0);
+            assert_eq!(highest, s.params.len(), "{}", s.name);
+        }
+    }
+}

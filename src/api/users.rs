@@ -1,0 +1,105 @@
+//! `POST /api/users/login`, `POST /api/users`, `GET /api/user`, `PUT /api/user`.
+//!
+//! Passwords are hashed and checked on the hashing pool ([`super::password`]);
+//! the database keeps only the PHC string. Uniqueness of username and e-mail
+//! is the unique indexes' job, so two registrations racing for one name cannot
+//! both win; the index that refuses a row names the field in the 422.
+
+use swiftlet_protocol::Status;
+
+use super::auth::Caller;
+use super::input::with_root;
+use super::{on_constraint, password, render, sql};
+use crate::error::AppError;
+use crate::request::Request;
+use crate::response::{Response, API_JSON};
+use crate::worker::Worker;
+
+fn check_email(email: &str) -> Result<(), AppError> {
+    if email.contains('@') && !email.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(AppError::InvalidField { field: "email", problem: "is invalid" })
+    }
+}
+
+fn check_username(username: &str) -> Result<(), AppError> {
+    // Usernames go in URLs (/api/profiles/:username); '/' would split the path.
+    if username.contains('/') || username.chars().any(char::is_control) {
+        Err(AppError::InvalidField { field: "username", problem: "may not contain '/' or control characters" })
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn login(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let (email, pass) = with_root(req.body, "user", |f| Ok((f.required("email")?, f.required("password")?)))?;
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg.run(|b| b.query(&sql::USER_BY_EMAIL, &[&email])).await?;
+    let row = rows.query(0).next();
+    let stored = row.as_ref().map(|r| r.text(5).map(str::to_owned)).transpose()?;
+    if !password::verify(pass.to_owned(), stored).await? {
+        return Err(AppError::BadCredentials);
+    }
+    let row = row.ok_or(AppError::BadCredentials)?;
+    let token = worker.tokens.issue(row.int8(0)?)?;
+    res.try_send_with(Status::OK, API_JSON, |out| render::user(out, &row, &token))?;
+    Ok(())
+}
+
+pub async fn register(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let (username, email, pass) =
+        with_root(req.body, "user", |f| Ok((f.required("username")?, f.required("email")?, f.required("password")?)))?;
+    check_username(username)?;
+    check_email(email)?;
+    let hash = password::hash(pass.to_owned()).await?;
+    let pg = worker.storage.pg.for_writes()?;
+    let rows = pg.run(|b| b.query(&sql::INSERT_USER, &[&username, &email, &hash])).await.map_err(on_constraint)?;
+    let row = rows.query(0).next().ok_or(AppError::Internal)?;
+    let token = worker.tokens.issue(row.int8(0)?)?;
+    res.try_send_with(Status::CREATED, API_JSON, |out| render::user(out, &row, &token))?;
+    Ok(())
+}
+
+/// The caller's row, or 401 if their account is gone.
+pub async fn current(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let Caller { id, token } = worker.tokens.required(req)?;
+    let pg = worker.storage.pg.for_reads()?;
+    let rows = pg.run(|b| b.query(&sql::USER_BY_ID, &[&id])).await?;
+    let row = rows.query(0).next().ok_or(AppError::Unauthenticated { problem: "names a user who no longer exists" })?;
+    res.try_send_with(Status::OK, API_JSON, |out| render::user(out, &row, token))?;
+    Ok(())
+}
+
+pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let Caller { id, token } = worker.tokens.required(req)?;
+    let (email, username, pass, bio, image) = with_root(req.body, "user", |f| {
+        Ok((
+            f.optional_not_blank("email")?,
+            f.optional_not_blank("username")?,
+            f.optional_not_blank("password")?,
+            f.clearable("bio")?,
+            f.clearable("image")?,
+        ))
+    })?;
+    if let Some(email) = email {
+        check_email(email)?;
+    }
+    if let Some(username) = username {
+        check_username(username)?;
+    }
+    let hash = match pass {
+        Some(p) => Some(password::hash(p.to_owned()).await?),
+        None => None,
+    };
+    let (set_bio, bio) = (bio.is_some(), bio.flatten());
+    let (set_image, image) = (image.is_some(), image.flatten());
+    let pg = worker.storage.pg.for_writes()?;
+    let rows = pg
+        .run(|b| b.query(&sql::UPDATE_USER, &[&id, &email, &username, &hash, &set_bio, &bio, &set_image, &image]))
+        .await
+        .map_err(on_constraint)?;
+    let row = rows.query(0).next().ok_or(AppError::Unauthenticated { problem: "names a user who no longer exists" })?;
+    res.try_send_with(Status::OK, API_JSON, |out| render::user(out, &row, token))?;
+    Ok(())
+}
