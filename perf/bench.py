@@ -42,7 +42,9 @@ ENDPOINTS = os.environ.get("PERF_ENDPOINTS", "/health,/plaintext,/json,/ingest")
 PORT = 18080
 # These endpoints use neither store: both servers run without them, so the
 # figures are the HTTP path's alone (and cold start waits for no connection).
-SERVER_ENV = dict(os.environ, DATABASE_URL="", REDIS_URL="")
+# A fixed secret for the benchmark runs only: swiftlet refuses to start without one.
+BENCH_JWT_SECRET = "benchmark-only-secret-benchmark-only"
+SERVER_ENV = dict(os.environ, DATABASE_URL="", REDIS_URL="", JWT_SECRET=BENCH_JWT_SECRET)
 
 EVENT = ('{"event_id":"evt-000001","timestamp":1700000000000,"service":"checkout",'
          '"message":"payment accepted for order 42","metadata":{"region":"eu-west-1","host":"web-7"}}')

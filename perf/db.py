@@ -61,7 +61,7 @@ def start(name):
         cmd = [str(bench.SWIFTLET), "--listen", addr, "--log", "warn"] + SWIFTLET_ARGS
     else:
         cmd = [str(bench.AXUM), addr]
-    env = dict(os.environ, DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL)
+    env = dict(os.environ, DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL, JWT_SECRET=bench.BENCH_JWT_SECRET)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bench.wait_ready(proc)
     return proc

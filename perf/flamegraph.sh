@@ -23,7 +23,8 @@ cargo build --profile profiling --locked --bin swiftlet
 mkdir -p "$(dirname "$out")"
 data=$(mktemp)
 
-taskset -c 0 target/profiling/swiftlet --listen "127.0.0.1:$port" --workers 1 --log warn &
+JWT_SECRET=${JWT_SECRET:-flamegraph-only-secret-flamegraph-only} \
+    taskset -c 0 target/profiling/swiftlet --listen "127.0.0.1:$port" --workers 1 --log warn &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$data" "$data.old"; }
 trap cleanup EXIT

@@ -4,7 +4,9 @@
 # ones under $SWIFTLET_DATA (installing the Debian packages if missing), which
 # keep their data between runs and are stopped when swiftlet exits. Creates the
 # `swiftlet` database if it is missing; swiftlet applies its migrations at
-# start. Extra arguments go to swiftlet (see --help).
+# start. The API's token secret is JWT_SECRET if set, otherwise one generated
+# on first run and kept in $SWIFTLET_DATA/jwt-secret (mode 600), so tokens
+# survive restarts. Extra arguments go to swiftlet (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -22,6 +24,16 @@ if [ -z "$(admin_psql -At -c "SELECT 1 FROM pg_database WHERE datname = 'swiftle
 fi
 export DATABASE_URL=${DATABASE_URL:-${PG_ADMIN_URL%/postgres}/swiftlet}
 export REDIS_URL=${REDIS_URL:-redis://$REDIS_ADDR}
+if [ -z "${JWT_SECRET:-}" ]; then
+    secret_file=$data/jwt-secret
+    if [ ! -s "$secret_file" ]; then
+        mkdir -p "$data"
+        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secret_file")
+        say "generated a token secret in $secret_file"
+    fi
+    JWT_SECRET=$(cat "$secret_file")
+    export JWT_SECRET
+fi
 
 cargo build --release --locked
 # In the background so a SIGTERM to this script reaches swiftlet too (graceful
