@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::storage::{eventually, redis_addr, TestDb};
+use common::storage::{eventually, free_port, redis, redis_addr, PrivateRedis, TestDb};
 use common::{Client, TestServer, TEST_JWT_SECRET};
 use simd_json::prelude::*;
 use simd_json::OwnedValue as Json;
@@ -19,9 +19,13 @@ struct Api {
 
 /// swiftlet on a fresh database, once the API answers (the migrations ran).
 fn start() -> Api {
+    start_with(&redis_addr(), &[])
+}
+
+fn start_with(redis_at: &str, args: &[&str]) -> Api {
     let db = TestDb::create();
-    let redis_url = format!("redis://{}", redis_addr());
-    let server = TestServer::start_with_env(&[], &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)]);
+    let redis_url = format!("redis://{redis_at}");
+    let server = TestServer::start_with_env(args, &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)]);
     let mut client = server.connect();
     let ready = eventually(Duration::from_secs(30), || client.get("/api/tags").status == 200);
     assert!(ready, "/api/tags never answered 200; log: {:#?}", server.log_lines());
@@ -566,4 +570,128 @@ fn api_routes_answer_503_without_a_database() {
     let res = client.get("/api/articles");
     assert_eq!(res.status, 503, "{}", res.text());
     assert!(res.text().contains("database"), "{}", res.text());
+}
+
+fn body_of(r: &Reply) -> String {
+    r.json["article"]["body"].as_str().unwrap_or_else(|| panic!("no article body in {}", r.json)).to_owned()
+}
+
+#[test]
+fn anonymous_reads_are_cached_and_every_write_invalidates_them() {
+    let mut api = start();
+    let jake = api.register("jake");
+    let anna = api.register("anna");
+    api.create_article(&jake, "Cached", &["one"]);
+    let path = "/api/articles/cached";
+    assert_eq!(body_of(&api.get(path, None)), "text of Cached");
+    let key = format!("swiftlet:{}:api:article:cached", api.db.name);
+    let stored = eventually(Duration::from_secs(5), || {
+        matches!(redis(&redis_addr(), &[b"EXISTS", key.as_bytes()]), swiftlet_protocol::resp::Reply::Integer(1))
+    });
+    assert!(stored, "the anonymous read was not cached under {key}");
+
+    // Changed behind the API's back: anonymous readers get the cached copy,
+    // a caller with a token reads PostgreSQL.
+    api.db.sql("UPDATE articles SET body = 'changed behind our back' WHERE slug = 'cached'");
+    assert_eq!(body_of(&api.get(path, None)), "text of Cached", "served from the cache");
+    assert_eq!(body_of(&api.get(path, Some(&anna))), "changed behind our back");
+
+    // Each write through the API is visible to the next anonymous read.
+    api.call("PUT", path, Some(&jake), Some(r#"{"article":{"body":"v2"}}"#));
+    assert_eq!(body_of(&api.get(path, None)), "v2");
+    api.call("POST", &format!("{path}/favorite"), Some(&anna), None);
+    assert_eq!(api.get(path, None).json["article"]["favoritesCount"].as_i64(), Some(1));
+    api.call("DELETE", &format!("{path}/favorite"), Some(&anna), None);
+    assert_eq!(api.get(path, None).json["article"]["favoritesCount"].as_i64(), Some(0));
+
+    // The author's profile is embedded in articles and cached on its own.
+    assert!(api.get("/api/profiles/jake", None).json["profile"]["bio"].is_null());
+    api.call("PUT", "/api/user", Some(&jake), Some(r#"{"user":{"bio":"new bio","username":"jacob"}}"#));
+    assert_eq!(api.get("/api/profiles/jacob", None).json["profile"]["bio"].as_str(), Some("new bio"));
+    assert_eq!(api.get("/api/profiles/jake", None).status, 404);
+    assert_eq!(api.get(path, None).json["article"]["author"]["username"].as_str(), Some("jacob"));
+
+    // The first page of the list and the tags.
+    let count = |api: &mut Api| api.get("/api/articles", None).json["articlesCount"].as_i64();
+    assert_eq!(count(&mut api), Some(1));
+    let tags = |api: &mut Api| api.get("/api/tags", None).json["tags"].as_array().unwrap().len();
+    assert_eq!(tags(&mut api), 1);
+    api.create_article(&anna, "Second", &["two"]);
+    assert_eq!(count(&mut api), Some(2));
+    assert_eq!(tags(&mut api), 2);
+    // A title change moves the article to a new slug; the old one is gone from the cache too.
+    api.call("PUT", path, Some(&jake), Some(r#"{"article":{"title":"Renamed"}}"#));
+    assert_eq!(api.get(path, None).status, 404);
+    assert_eq!(body_of(&api.get("/api/articles/renamed", None)), "v2");
+    assert_eq!(api.call("DELETE", "/api/articles/renamed", Some(&jake), None).status, 204);
+    assert_eq!(api.get("/api/articles/renamed", None).status, 404);
+    assert_eq!(count(&mut api), Some(1));
+    assert_eq!(tags(&mut api), 1);
+}
+
+#[test]
+fn without_redis_everything_reads_and_writes_through_postgres() {
+    let closed = format!("127.0.0.1:{}", free_port());
+    let mut api = start_with(&closed, &[]);
+    let jake = api.register("jake");
+    api.create_article(&jake, "No cache", &["t"]);
+    for _ in 0..2 {
+        assert_eq!(body_of(&api.get("/api/articles/no-cache", None)), "text of No cache");
+    }
+    api.call("PUT", "/api/articles/no-cache", Some(&jake), Some(r#"{"article":{"body":"v2"}}"#));
+    assert_eq!(body_of(&api.get("/api/articles/no-cache", None)), "v2");
+    assert_eq!(api.get("/api/articles", None).json["articlesCount"].as_i64(), Some(1));
+    assert_eq!(api.get("/api/tags", None).json["tags"].as_array().unwrap().len(), 1);
+    assert_eq!(api.get("/api/profiles/jake", None).status, 200);
+}
+
+#[test]
+fn a_write_whose_invalidation_is_not_confirmed_is_still_read_back() {
+    let mut redis_server = PrivateRedis::start();
+    let mut api = start_with(&redis_server.addr(), &["--storage-timeout", "1"]);
+    let jake = api.register("jake");
+    api.create_article(&jake, "Away", &[]);
+    let path = "/api/articles/away";
+    // Cached (a change behind the API's back is not seen), then saved to disk,
+    // so the stale copy comes back when Redis restarts.
+    let cached = eventually(Duration::from_secs(5), || {
+        let body = body_of(&api.get(path, None));
+        api.db.sql("UPDATE articles SET body = 'behind' WHERE slug = 'away'");
+        body == "text of Away" && body_of(&api.get(path, None)) == "text of Away"
+    });
+    assert!(cached, "the article never came from the cache");
+    redis(&redis_server.addr(), &[b"SAVE"]);
+    redis_server.stop_server();
+
+    // The write commits while Redis is away; its invalidation cannot be sent.
+    let r = api.call("PUT", path, Some(&jake), Some(r#"{"article":{"body":"v2"}}"#));
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(body_of(&api.get(path, None)), "v2");
+
+    // Redis returns with the stale copy on disk. The worker delivers its
+    // pending invalidation before it trusts the cache again.
+    redis_server.start_server();
+    let stale = format!("swiftlet:{}:api:article:away", api.db.name);
+    assert!(
+        matches!(
+            redis(&redis_server.addr(), &[b"EXISTS", stale.as_bytes()]),
+            swiftlet_protocol::resp::Reply::Integer(1)
+        ),
+        "the restarted Redis should hold the stale copy"
+    );
+    for _ in 0..20 {
+        assert_eq!(body_of(&api.get(path, None)), "v2");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let delivered = eventually(Duration::from_secs(10), || {
+        matches!(
+            redis(&redis_server.addr(), &[b"EXISTS", stale.as_bytes()]),
+            swiftlet_protocol::resp::Reply::Integer(0)
+        ) || body_of(&api.get(path, None)) == "v2"
+            && matches!(
+                redis(&redis_server.addr(), &[b"GET", stale.as_bytes()]),
+                swiftlet_protocol::resp::Reply::BulkString(ref b) if String::from_utf8_lossy(b).contains("v2")
+            )
+    });
+    assert!(delivered, "the pending invalidation never reached Redis");
 }

@@ -11,6 +11,7 @@
 use swiftlet_protocol::Status;
 
 use super::auth::id_or_anonymous;
+use super::cache::{self, Entry, Lookup};
 use super::input::{self, with_root};
 use super::{change_then_read, path_param, render, slug, sql};
 use crate::error::AppError;
@@ -68,6 +69,14 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     let tag = filter(req, "tag")?;
     let favorited = filter(req, "favorited")?;
     let (author, tag, favorited) = (author.as_deref(), tag.as_deref(), favorited.as_deref());
+    let first_page = (author, tag, favorited, limit, offset) == (None, None, None, DEFAULT_LIMIT, 0);
+    let lookup = match first_page {
+        true => cache::lookup(&worker.storage, Entry::FirstPage, caller != 0).await,
+        false => Lookup::Bypass,
+    };
+    if lookup.serve(res) {
+        return Ok(());
+    }
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg
         .run(|b| {
@@ -93,7 +102,9 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
             }
         })
         .await?;
-    send_list(res, &rows)
+    send_list(res, &rows)?;
+    cache::fill(&worker.storage, lookup, res.body());
+    Ok(())
 }
 
 pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
@@ -112,9 +123,15 @@ pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
 pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let caller = id_or_anonymous(worker.tokens.caller(req)?);
     let slug = path_param(req, 2, ARTICLE)?;
+    let lookup = cache::lookup(&worker.storage, Entry::Article(&slug), caller != 0).await;
+    if lookup.serve(res) {
+        return Ok(());
+    }
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::ARTICLE_BY_SLUG, &[&caller, &slug.as_ref()])).await?;
-    send_article(res, &rows, 0, Status::OK)
+    send_article(res, &rows, 0, Status::OK)?;
+    cache::fill(&worker.storage, lookup, res.body());
+    Ok(())
 }
 
 /// Tags as stored: sorted, without duplicates or blanks (§6.2).
@@ -146,7 +163,14 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
             })
             .await;
         match attempt {
-            Ok(rows) => return send_article(res, &rows, 1, Status::CREATED),
+            Ok(rows) => {
+                let mut stale = vec![Entry::FirstPage];
+                if !tags.is_empty() {
+                    stale.push(Entry::Tags);
+                }
+                cache::invalidate(&worker.storage, &stale).await;
+                return send_article(res, &rows, 1, Status::CREATED);
+            }
             Err(e) if slug_taken(&e) => slug = slug::with_suffix(&base),
             Err(PgError::Violation { .. }) => {
                 // The author's account is gone (the foreign key refused the row).
@@ -190,7 +214,12 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
             })
             .await;
         match (attempt, &base) {
-            (Ok(rows), _) => return send_article(res, &rows, 1, Status::OK),
+            (Ok(rows), _) => {
+                let slug = new_slug.as_deref().unwrap_or(&current);
+                let stale = [Entry::Article(&current), Entry::Article(slug), Entry::FirstPage];
+                cache::invalidate(&worker.storage, &stale).await;
+                return send_article(res, &rows, 1, Status::OK);
+            }
             (Err(e), Some(base)) if slug_taken(&e) => new_slug = Some(slug::with_suffix(base)),
             (Err(e), _) => return Err(e.into()),
         }
@@ -204,24 +233,42 @@ pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<
     let (id, _) = owned(worker, &slug, caller).await?;
     let pg = worker.storage.pg.for_writes()?;
     pg.run(|b| b.query(&sql::DELETE_ARTICLE, &[&id])).await?;
+    cache::invalidate(&worker.storage, &[Entry::Article(&slug), Entry::FirstPage, Entry::Tags]).await;
     // The response stays the empty 204 it starts as.
     Ok(())
 }
 
 pub async fn favorite(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let rows = change_then_read(worker, req, ARTICLE, &sql::FAVORITE, &sql::ARTICLE_BY_SLUG).await?;
-    send_article(res, &rows, 1, Status::OK)
+    set_favorite(worker, req, res, &sql::FAVORITE).await
 }
 
 pub async fn unfavorite(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let rows = change_then_read(worker, req, ARTICLE, &sql::UNFAVORITE, &sql::ARTICLE_BY_SLUG).await?;
+    set_favorite(worker, req, res, &sql::UNFAVORITE).await
+}
+
+/// Favorite or unfavorite: the count in every cached copy changes.
+async fn set_favorite(
+    worker: &Worker,
+    req: &mut Request<'_>,
+    res: &mut Response<'_>,
+    change: &Statement,
+) -> Result<(), AppError> {
+    let rows = change_then_read(worker, req, ARTICLE, change, &sql::ARTICLE_BY_SLUG).await?;
+    let slug = path_param(req, 2, ARTICLE)?;
+    cache::invalidate(&worker.storage, &[Entry::Article(&slug), Entry::FirstPage]).await;
     send_article(res, &rows, 1, Status::OK)
 }
 
+/// The same for every caller, so cached for everyone.
 pub async fn tags(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
+    let lookup = cache::lookup(&worker.storage, Entry::Tags, false).await;
+    if lookup.serve(res) {
+        return Ok(());
+    }
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::TAGS, &[])).await?;
     res.try_send_with(Status::OK, API_JSON, |out| render::tags(out, rows.query(0)))?;
+    cache::fill(&worker.storage, lookup, res.body());
     Ok(())
 }
 

@@ -5,8 +5,9 @@
 //! [`users`] (registration, login, the current user), [`profiles`] (and
 //! follows), [`articles`] (lists, the feed, CRUD, favorites, tags) and
 //! [`comments`]. [`auth`] turns the Authorization header into a caller,
-//! [`password`] hashes off the event loop, [`input`] reads requests and
-//! [`render`] writes the response documents.
+//! [`password`] hashes off the event loop, [`input`] reads requests,
+//! [`render`] writes the response documents and [`cache`] keeps the hot
+//! anonymous reads in Redis.
 //!
 //! Every handler reads and writes through the worker's pipelined PostgreSQL
 //! connections: the statements a request needs go out as one batch (one
@@ -15,6 +16,7 @@
 
 pub mod articles;
 pub mod auth;
+pub mod cache;
 pub mod comments;
 pub mod input;
 pub mod password;

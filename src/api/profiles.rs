@@ -1,5 +1,8 @@
 //! `GET /api/profiles/:username` and `POST`/`DELETE .../follow`.
 //!
+//! Anonymous profile reads go through the cache; following changes nothing
+//! an anonymous caller sees, so it invalidates nothing.
+//!
 //! Follow and unfollow are idempotent: the follow edge is inserted with
 //! ON CONFLICT DO NOTHING and deleted if present, and the profile is read in
 //! the same batch, after the change, so the answer shows it.
@@ -7,6 +10,7 @@
 use swiftlet_protocol::Status;
 
 use super::auth::id_or_anonymous;
+use super::cache::{self, Entry};
 use super::{change_then_read, path_param, render, sql};
 use crate::error::AppError;
 use crate::request::Request;
@@ -25,9 +29,15 @@ fn send(res: &mut Response<'_>, rows: &BatchRows, query: usize) -> Result<(), Ap
 pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let caller = id_or_anonymous(worker.tokens.caller(req)?);
     let username = path_param(req, 2, PROFILE)?;
+    let lookup = cache::lookup(&worker.storage, Entry::Profile(&username), caller != 0).await;
+    if lookup.serve(res) {
+        return Ok(());
+    }
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::PROFILE, &[&caller, &username.as_ref()])).await?;
-    send(res, &rows, 0)
+    send(res, &rows, 0)?;
+    cache::fill(&worker.storage, lookup, res.body());
+    Ok(())
 }
 
 pub async fn follow(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {

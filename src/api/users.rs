@@ -8,6 +8,7 @@
 use swiftlet_protocol::Status;
 
 use super::auth::Caller;
+use super::cache::{self, Entry};
 use super::input::with_root;
 use super::{on_constraint, password, render, sql};
 use crate::error::AppError;
@@ -95,11 +96,24 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     let (set_bio, bio) = (bio.is_some(), bio.flatten());
     let (set_image, image) = (image.is_some(), image.flatten());
     let pg = worker.storage.pg.for_writes()?;
+    // The old name and the slugs are read in the same transaction as the
+    // update: every cached copy that shows this user as it was goes stale.
     let rows = pg
-        .run(|b| b.query(&sql::UPDATE_USER, &[&id, &email, &username, &hash, &set_bio, &bio, &set_image, &image]))
+        .run(|b| {
+            b.query(&sql::USERNAME_BY_ID, &[&id])?;
+            b.query(&sql::SLUGS_BY_AUTHOR, &[&id])?;
+            b.query(&sql::UPDATE_USER, &[&id, &email, &username, &hash, &set_bio, &bio, &set_image, &image])
+        })
         .await
         .map_err(on_constraint)?;
-    let row = rows.query(0).next().ok_or(AppError::Unauthenticated { problem: "names a user who no longer exists" })?;
+    let row = rows.query(2).next().ok_or(AppError::Unauthenticated { problem: "names a user who no longer exists" })?;
+    let old_name = rows.query(0).next().map(|r| r.text(0)).transpose()?;
+    let slugs = rows.query(1).map(|r| r.text(0)).collect::<Result<Vec<_>, _>>()?;
+    let mut stale: Vec<Entry<'_>> = slugs.into_iter().map(Entry::Article).collect();
+    stale.extend(old_name.map(Entry::Profile));
+    stale.push(Entry::Profile(row.text(1)?));
+    stale.push(Entry::FirstPage);
+    cache::invalidate(&worker.storage, &stale).await;
     res.try_send_with(Status::OK, API_JSON, |out| render::user(out, &row, token))?;
     Ok(())
 }
