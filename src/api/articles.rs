@@ -50,8 +50,13 @@ fn filter<'b>(req: &Request<'b>, name: &'static str) -> Result<Option<std::borro
     }
 }
 
+/// The total of a list batch: its second query's one row.
+fn count_of(rows: &BatchRows) -> Result<i64, AppError> {
+    Ok(rows.query(1).next().ok_or(AppError::Internal)?.int8(0)?)
+}
+
 fn send_list(res: &mut Response<'_>, rows: &BatchRows) -> Result<(), AppError> {
-    let count = rows.query(1).next().ok_or(AppError::Internal)?.int8(0)?;
+    let count = count_of(rows)?;
     res.try_send_with(Status::OK, API_JSON, |out| render::article_list(out, rows.query(0), count))?;
     Ok(())
 }
@@ -77,12 +82,27 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     if lookup.serve(res) {
         return Ok(());
     }
+    // Counting every article is the one list query whose cost grows with
+    // the table; its answer is the same for every caller, so it is cached
+    // on its own for the pages the whole-page entry does not cover.
+    let unfiltered = (author, tag, favorited) == (None, None, None);
+    let count_lookup = match unfiltered {
+        true => cache::lookup(&worker.storage, Entry::ArticleCount, false).await,
+        false => Lookup::Bypass,
+    };
+    let cached_count = match &count_lookup {
+        Lookup::Hit(text) => std::str::from_utf8(text).ok().and_then(|t| t.parse::<i64>().ok()),
+        _ => None,
+    };
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg
         .run(|b| {
             let single: Option<(&Statement, &Statement, &str)> = match (author, tag, favorited) {
                 (None, None, None) => {
                     b.query(&sql::LIST_ALL, &[&caller, &limit, &offset])?;
+                    if cached_count.is_some() {
+                        return Ok(());
+                    }
                     return b.query(&sql::COUNT_ALL, &[]);
                 }
                 (Some(a), None, None) => Some((&sql::LIST_BY_AUTHOR, &sql::COUNT_BY_AUTHOR, a)),
@@ -102,7 +122,15 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
             }
         })
         .await?;
-    send_list(res, &rows)?;
+    let count = match cached_count {
+        Some(count) => count,
+        None => {
+            let count = count_of(&rows)?;
+            cache::fill(&worker.storage, count_lookup, count.to_string().as_bytes());
+            count
+        }
+    };
+    res.try_send_with(Status::OK, API_JSON, |out| render::article_list(out, rows.query(0), count))?;
     cache::fill(&worker.storage, lookup, res.body());
     Ok(())
 }
@@ -164,7 +192,7 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
             .await;
         match attempt {
             Ok(rows) => {
-                let mut stale = vec![Entry::FirstPage];
+                let mut stale = vec![Entry::FirstPage, Entry::ArticleCount];
                 if !tags.is_empty() {
                     stale.push(Entry::Tags);
                 }
@@ -233,7 +261,8 @@ pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<
     let (id, _) = owned(worker, &slug, caller).await?;
     let pg = worker.storage.pg.for_writes()?;
     pg.run(|b| b.query(&sql::DELETE_ARTICLE, &[&id])).await?;
-    cache::invalidate(&worker.storage, &[Entry::Article(&slug), Entry::FirstPage, Entry::Tags]).await;
+    let stale = [Entry::Article(&slug), Entry::FirstPage, Entry::ArticleCount, Entry::Tags];
+    cache::invalidate(&worker.storage, &stale).await;
     // The response stays the empty 204 it starts as.
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Redis caching of the API's hot anonymous reads: an article by slug, a
-//! profile, the tag list and the first page of the global article list.
+//! profile, the tag list and the first page of the global article list; and
+//! of the article count every caller's unfiltered list needs.
 //!
 //! What is cached is the whole response body as an anonymous caller sees it
 //! (`favorited` and `following` false), so a hit is one GET and a copy. A
@@ -55,6 +56,8 @@ pub enum Entry<'a> {
     Tags,
     /// `GET /api/articles` with no filters, the default limit and offset 0.
     FirstPage,
+    /// The number of articles (`articlesCount` of the unfiltered list), as decimal text.
+    ArticleCount,
 }
 
 impl Entry<'_> {
@@ -71,6 +74,7 @@ impl Entry<'_> {
             }
             Entry::Tags => key.extend_from_slice(b"tags"),
             Entry::FirstPage => key.extend_from_slice(b"articles:first"),
+            Entry::ArticleCount => key.extend_from_slice(b"articles:count"),
         }
         key
     }

@@ -207,20 +207,31 @@ pub const COUNT_FILTERED: Statement = Statement {
     params: &[Type::TEXT, Type::TEXT, Type::TEXT],
 };
 
-/// Articles by the users the caller (`$1`) follows.
+/// Articles by the users the caller (`$1`) follows, in the column layout of
+/// [`article_columns!`]. Each followed author contributes at most
+/// `limit + offset` of their newest articles (an index range scan each on
+/// `articles_by_author`), and the page is taken from their union: the cost
+/// grows with the number of followed users and the page depth, never with
+/// the size of the table. (Written as a plain join, PostgreSQL walked
+/// `articles_newest` and filtered, 7 ms per feed on 10,000 articles.)
 pub const FEED: Statement = Statement {
     name: "feed",
-    sql: concat!(
-        article_columns!("NULL::text"),
-        "WHERE a.author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1) ",
-        "ORDER BY a.created_at DESC, a.id DESC LIMIT $2 OFFSET $3"
-    ),
+    sql: "SELECT a.id, a.author_id, a.slug, a.title, a.description, NULL::text, a.tag_list, a.created_at, \
+          a.updated_at, a.favorites_count, u.username, u.bio, u.image, \
+          EXISTS (SELECT 1 FROM favorites f WHERE f.user_id = $1 AND f.article_id = a.id), true \
+          FROM follows w \
+          CROSS JOIN LATERAL (SELECT * FROM articles x WHERE x.author_id = w.followee_id \
+          ORDER BY x.created_at DESC, x.id DESC LIMIT $2 + $3) a \
+          JOIN users u ON u.id = a.author_id \
+          WHERE w.follower_id = $1 ORDER BY a.created_at DESC, a.id DESC LIMIT $2 OFFSET $3",
     params: &[Type::INT8, Type::INT8, Type::INT8],
 };
 
+/// How many articles the feed holds: one index count per followed author.
 pub const COUNT_FEED: Statement = Statement {
     name: "count_feed",
-    sql: "SELECT count(*) FROM articles WHERE author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1)",
+    sql: "SELECT coalesce(sum((SELECT count(*) FROM articles a WHERE a.author_id = w.followee_id)), 0)::int8 \
+          FROM follows w WHERE w.follower_id = $1",
     params: &[Type::INT8],
 };
 

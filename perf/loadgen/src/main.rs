@@ -18,6 +18,11 @@
 //! the server does not use.
 //!
 //! Usage: swiftlet-loadgen URL RATE CONNECTIONS SECONDS [METHOD BODY]
+//!        swiftlet-loadgen URL RATE CONNECTIONS SECONDS @mix FILE
+//! With `@mix`, FILE holds whole raw requests separated by NUL bytes (a mixed
+//! workload, perf/api.py writes one); connection i sends them in order,
+//! starting at request i, so the mix is the same at any rate. URL then only
+//! names the server.
 //! Prints one JSON object: requests, achieved_rps, non_2xx, errors, and
 //! p50/p90/p99/p999/max latency in milliseconds. The first second is warm-up
 //! and is not recorded.
@@ -38,6 +43,8 @@ struct Connection {
     outstanding: Option<Instant>,
     /// When the next request is due.
     due: Instant,
+    /// Which request it sends next.
+    next: usize,
 }
 
 struct Stats {
@@ -57,15 +64,20 @@ fn main() {
     let seconds: f64 = args[4].parse().expect("SECONDS");
     let method = args.get(5).map_or("GET", String::as_str);
     let body = args.get(6).map_or("", String::as_str);
-    let request = if body.is_empty() {
-        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")
+    let requests: Vec<Vec<u8>> = if method == "@mix" {
+        let file = std::fs::read(body).expect("the @mix FILE");
+        file.split(|&b| b == 0).filter(|r| !r.is_empty()).map(<[u8]>::to_vec).collect()
+    } else if body.is_empty() {
+        vec![format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()]
     } else {
-        format!(
+        vec![format!(
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
+        .into_bytes()]
     };
-    match run(addr, request.as_bytes(), rate, conns, seconds) {
+    assert!(!requests.is_empty(), "no requests to send");
+    match run(addr, &requests, rate, conns, seconds) {
         Ok(report) => println!("{report}"),
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -85,7 +97,7 @@ fn parse_url(url: &str) -> (SocketAddr, String, String) {
     (addr, host.to_string(), path.to_string())
 }
 
-fn run(addr: SocketAddr, request: &[u8], rate: f64, conns: usize, seconds: f64) -> io::Result<String> {
+fn run(addr: SocketAddr, requests: &[Vec<u8>], rate: f64, conns: usize, seconds: f64) -> io::Result<String> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let period = Duration::from_secs_f64(conns as f64 / rate);
@@ -100,7 +112,13 @@ fn run(addr: SocketAddr, request: &[u8], rate: f64, conns: usize, seconds: f64) 
         stream.set_nodelay(true)?;
         poll.registry().register(&mut stream, Token(i), Interest::READABLE)?;
         let offset = period.mul_f64(i as f64 / conns as f64);
-        connections.push(Connection { stream, inbox: Vec::with_capacity(4096), outstanding: None, due: start + offset });
+        connections.push(Connection {
+            stream,
+            inbox: Vec::with_capacity(4096),
+            outstanding: None,
+            due: start + offset,
+            next: i % requests.len(),
+        });
     }
     // Connections whose next request is due, earliest first.
     let mut schedule: BinaryHeap<Reverse<(Instant, usize)>> =
@@ -126,6 +144,8 @@ fn run(addr: SocketAddr, request: &[u8], rate: f64, conns: usize, seconds: f64) 
             let c = &mut connections[i];
             c.outstanding = Some(due);
             c.due = due + period;
+            let request = &requests[c.next];
+            c.next = (c.next + 1) % requests.len();
             if write_all(&mut c.stream, request).is_err() {
                 errors += 1;
             }
