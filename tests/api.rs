@@ -616,8 +616,13 @@ fn anonymous_reads_are_cached_and_every_write_invalidates_them() {
     assert_eq!(count(&mut api), Some(1));
     let tags = |api: &mut Api| api.get("/api/tags", None).json["tags"].as_array().unwrap().len();
     assert_eq!(tags(&mut api), 1);
+    // A caller with a token gets the list from PostgreSQL, with the cached count.
+    let personal = |api: &mut Api, t: &str| api.get("/api/articles", Some(t)).json["articlesCount"].as_i64();
+    assert_eq!(personal(&mut api, &anna), Some(1));
     api.create_article(&anna, "Second", &["two"]);
     assert_eq!(count(&mut api), Some(2));
+    assert_eq!(personal(&mut api, &anna), Some(2));
+    assert_eq!(api.get("/api/articles?offset=1", None).json["articlesCount"].as_i64(), Some(2));
     assert_eq!(tags(&mut api), 2);
     // A title change moves the article to a new slug; the old one is gone from the cache too.
     api.call("PUT", path, Some(&jake), Some(r#"{"article":{"title":"Renamed"}}"#));
@@ -626,6 +631,7 @@ fn anonymous_reads_are_cached_and_every_write_invalidates_them() {
     assert_eq!(api.call("DELETE", "/api/articles/renamed", Some(&jake), None).status, 204);
     assert_eq!(api.get("/api/articles/renamed", None).status, 404);
     assert_eq!(count(&mut api), Some(1));
+    assert_eq!(personal(&mut api, &anna), Some(1));
     assert_eq!(tags(&mut api), 1);
 }
 

@@ -192,11 +192,14 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
             .await;
         match attempt {
             Ok(rows) => {
-                let mut stale = vec![Entry::FirstPage, Entry::ArticleCount];
+                let mut stale = vec![Entry::FirstPage];
                 if !tags.is_empty() {
                     stale.push(Entry::Tags);
                 }
-                cache::invalidate(&worker.storage, &stale).await;
+                tokio::join!(
+                    cache::invalidate(&worker.storage, &stale),
+                    cache::adjust(&worker.storage, Entry::ArticleCount, 1)
+                );
                 return send_article(res, &rows, 1, Status::CREATED);
             }
             Err(e) if slug_taken(&e) => slug = slug::with_suffix(&base),
@@ -261,8 +264,8 @@ pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<
     let (id, _) = owned(worker, &slug, caller).await?;
     let pg = worker.storage.pg.for_writes()?;
     pg.run(|b| b.query(&sql::DELETE_ARTICLE, &[&id])).await?;
-    let stale = [Entry::Article(&slug), Entry::FirstPage, Entry::ArticleCount, Entry::Tags];
-    cache::invalidate(&worker.storage, &stale).await;
+    let stale = [Entry::Article(&slug), Entry::FirstPage, Entry::Tags];
+    tokio::join!(cache::invalidate(&worker.storage, &stale), cache::adjust(&worker.storage, Entry::ArticleCount, -1));
     // The response stays the empty 204 it starts as.
     Ok(())
 }
