@@ -202,6 +202,15 @@ def health_beside_logins(users):
     return health, bench.parse_wrk(out)
 
 
+def counters_agree():
+    """After all the load: the counters of migration 0003 match the rows."""
+    sql = ("SELECT (SELECT coalesce(sum(n), 0) FROM article_count_shards) = (SELECT count(*) FROM articles) "
+           "AND (SELECT bool_and(u.article_count = (SELECT count(*) FROM articles a WHERE a.author_id = u.id)) FROM users u) "
+           "AND (SELECT bool_and(t.article_count = (SELECT count(*) FROM article_tags x WHERE x.tag = t.name)) FROM tags t)")
+    out = subprocess.run(["psql", os.environ["DATABASE_URL"], "-X", "-At", "-c", sql], capture_output=True, text=True)
+    return out.stdout.strip() == "t"
+
+
 def median(values):
     return statistics.median(values) if values else float("nan")
 
@@ -229,6 +238,7 @@ def main():
             rounds.append(dict(json_cpu=json_cpu, json_rps=json_res["rps"], hot_cpu=hot_cpu, hot_rps=hot_res["rps"],
                                mixed=mixed, fixed=fixed, alone=alone, beside=beside, logins=logins))
         rss_kib = bench.peak_rss_kib(proc.pid)
+        counters_ok = counters_agree()
     finally:
         bench.stop(proc)
         if "mix_file" in locals():
@@ -269,6 +279,7 @@ def main():
     print(f"| logins/s during that run | {m(lambda r: r['logins']['rps']):,.1f} | |")
     print(f"| `/health` p99 beside logins / alone | {ratio_health:.2f}× | ≤ 2×: {verdict(ratio_health <= 2)} |")
     print(f"| server peak RSS over the whole run | {rss_kib / 1024:.1f} MiB | |")
+    print(f"| article, author and tag counters equal the rows they count after the run | {'yes' if counters_ok else '**no**'} | |")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,19 @@ fn assert_timestamp(v: &Json) {
     assert!(swiftlet_protocol::date::is_rfc3339_millis(s), "timestamp {s:?}");
 }
 
+/// The counters of migration 0003 agree with the rows they count.
+fn assert_counters(db: &TestDb) {
+    let checks = [
+        "SELECT (SELECT coalesce(sum(n), 0) FROM article_count_shards) = (SELECT count(*) FROM articles)",
+        "SELECT bool_and(u.article_count = (SELECT count(*) FROM articles a WHERE a.author_id = u.id)) FROM users u",
+        "SELECT coalesce(bool_and(t.article_count = (SELECT count(*) FROM article_tags x WHERE x.tag = t.name)), true) \
+         FROM tags t",
+    ];
+    for check in checks {
+        assert_eq!(db.sql(check)[0][0].as_deref(), Some("t"), "{check}");
+    }
+}
+
 fn keys(v: &Json) -> Vec<String> {
     let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
     k.sort();
@@ -349,6 +362,7 @@ fn article_crud_and_authorization() {
     for table in ["comments", "favorites", "article_tags"] {
         assert_eq!(api.db.sql(&format!("SELECT count(*) FROM {table}"))[0][0].as_deref(), Some("0"), "{table}");
     }
+    assert_counters(&api.db);
 }
 
 #[test]
@@ -414,6 +428,7 @@ fn lists_filters_pagination_and_the_feed() {
     // The author's own articles are not in their feed.
     assert_eq!(api.get("/api/articles/feed", Some(&anna)).json["articlesCount"].as_i64(), Some(0));
     assert_eq!(api.get("/api/articles/feed", None).status, 401);
+    assert_counters(&api.db);
 }
 
 #[test]
@@ -503,6 +518,13 @@ fn tags_lists_every_tag_in_use() {
     let r = api.get("/api/tags", None);
     let tags: Vec<&str> = r.json["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     assert_eq!(tags, ["rust", "db"], "most used first");
+    // A tag whose last article goes is no longer listed.
+    let a = api.db.sql("SELECT slug FROM articles WHERE title = 'A'")[0][0].clone().unwrap();
+    assert_eq!(api.call("DELETE", &format!("/api/articles/{a}"), Some(&jake), None).status, 204);
+    let r = api.get("/api/tags", None);
+    let tags: Vec<&str> = r.json["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tags, ["rust"]);
+    assert_counters(&api.db);
 }
 
 fn b64(data: &[u8]) -> String {

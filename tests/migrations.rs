@@ -17,7 +17,7 @@ fn migrate(url: &str) -> Output {
 }
 
 /// What `swiftlet migrate` prints on an empty database.
-const ALL_APPLIED: &str = "applied migration 1\napplied migration 2\n";
+const ALL_APPLIED: &str = "applied migration 1\napplied migration 2\napplied migration 3\n";
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -34,7 +34,11 @@ fn migrate_applies_each_migration_once() {
     assert_eq!(stdout(&again), "schema up to date\n");
     assert_eq!(
         db.sql("SELECT version, name FROM schema_migrations ORDER BY version"),
-        [[Some("1".into()), Some("world_and_fortune".into())], [Some("2".into()), Some("conduit".into())]]
+        [
+            [Some("1".into()), Some("world_and_fortune".into())],
+            [Some("2".into()), Some("conduit".into())],
+            [Some("3".into()), Some("counters".into())]
+        ]
     );
     assert_eq!(db.sql("SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
 }
@@ -52,7 +56,7 @@ fn concurrent_migrations_apply_once() {
     assert!(outputs.iter().all(|o| o.status.success()), "{outputs:?}");
     let applied = outputs.iter().filter(|o| stdout(o) == ALL_APPLIED).count();
     assert_eq!(applied, 1, "{outputs:?}");
-    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations")[0][0].as_deref(), Some("2"));
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations")[0][0].as_deref(), Some("3"));
     assert_eq!(db.sql("SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
     assert_eq!(db.sql("SELECT count(*) FROM fortune")[0][0].as_deref(), Some("12"));
 }

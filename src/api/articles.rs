@@ -17,7 +17,7 @@ use super::{change_then_read, path_param, render, slug, sql};
 use crate::error::AppError;
 use crate::request::Request;
 use crate::response::{Response, API_JSON};
-use crate::storage::postgres::BatchRows;
+use crate::storage::postgres::{Batch, BatchRows};
 use crate::storage::statements::Statement;
 use crate::storage::PgError;
 use crate::worker::Worker;
@@ -50,13 +50,8 @@ fn filter<'b>(req: &Request<'b>, name: &'static str) -> Result<Option<std::borro
     }
 }
 
-/// The total of a list batch: its second query's one row.
-fn count_of(rows: &BatchRows) -> Result<i64, AppError> {
-    Ok(rows.query(1).next().ok_or(AppError::Internal)?.int8(0)?)
-}
-
 fn send_list(res: &mut Response<'_>, rows: &BatchRows) -> Result<(), AppError> {
-    let count = count_of(rows)?;
+    let count = rows.query(1).next().ok_or(AppError::Internal)?.int8(0)?;
     res.try_send_with(Status::OK, API_JSON, |out| render::article_list(out, rows.query(0), count))?;
     Ok(())
 }
@@ -82,27 +77,12 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     if lookup.serve(res) {
         return Ok(());
     }
-    // Counting every article is the one list query whose cost grows with
-    // the table; its answer is the same for every caller, so it is cached
-    // on its own for the pages the whole-page entry does not cover.
-    let unfiltered = (author, tag, favorited) == (None, None, None);
-    let count_lookup = match unfiltered {
-        true => cache::lookup(&worker.storage, Entry::ArticleCount, false).await,
-        false => Lookup::Bypass,
-    };
-    let cached_count = match &count_lookup {
-        Lookup::Hit(text) => std::str::from_utf8(text).ok().and_then(|t| t.parse::<i64>().ok()),
-        _ => None,
-    };
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg
         .run(|b| {
             let single: Option<(&Statement, &Statement, &str)> = match (author, tag, favorited) {
                 (None, None, None) => {
                     b.query(&sql::LIST_ALL, &[&caller, &limit, &offset])?;
-                    if cached_count.is_some() {
-                        return Ok(());
-                    }
                     return b.query(&sql::COUNT_ALL, &[]);
                 }
                 (Some(a), None, None) => Some((&sql::LIST_BY_AUTHOR, &sql::COUNT_BY_AUTHOR, a)),
@@ -122,15 +102,7 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
             }
         })
         .await?;
-    let count = match cached_count {
-        Some(count) => count,
-        None => {
-            let count = count_of(&rows)?;
-            cache::fill(&worker.storage, count_lookup, count.to_string().as_bytes());
-            count
-        }
-    };
-    res.try_send_with(Status::OK, API_JSON, |out| render::article_list(out, rows.query(0), count))?;
+    send_list(res, &rows)?;
     cache::fill(&worker.storage, lookup, res.body());
     Ok(())
 }
@@ -187,6 +159,7 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
         let attempt = pg
             .run(|b| {
                 b.query(&sql::INSERT_ARTICLE, &[&slug.as_str(), &caller, &title, &description, &body, &tags])?;
+                count(b, caller, &tags, 1)?;
                 b.query(&sql::ARTICLE_BY_SLUG, &[&caller, &slug.as_str()])
             })
             .await;
@@ -196,11 +169,9 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
                 if !tags.is_empty() {
                     stale.push(Entry::Tags);
                 }
-                tokio::join!(
-                    cache::invalidate(&worker.storage, &stale),
-                    cache::adjust(&worker.storage, Entry::ArticleCount, 1)
-                );
-                return send_article(res, &rows, 1, Status::CREATED);
+                cache::invalidate(&worker.storage, &stale).await;
+                let read_back = rows.queries() - 1;
+                return send_article(res, &rows, read_back, Status::CREATED);
             }
             Err(e) if slug_taken(&e) => slug = slug::with_suffix(&base),
             Err(PgError::Violation { .. }) => {
@@ -214,16 +185,34 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     Err(AppError::Internal)
 }
 
-/// The article's id and current title if the caller may change it: 404 if
-/// there is no such article, 403 if it is someone else's.
-async fn owned(worker: &Worker, slug: &str, caller: i64) -> Result<(i64, String), AppError> {
+/// Adds the counter updates for an article by `author` with `tags` coming
+/// (`delta` 1) or going (-1), in the order `api::sql` prescribes.
+fn count(b: &mut Batch<'_>, author: i64, tags: &[&str], delta: i32) -> Result<(), PgError> {
+    b.query(&sql::COUNT_AUTHOR, &[&author, &delta])?;
+    if !tags.is_empty() {
+        b.query(&sql::COUNT_TAGS, &[&tags, &delta])?;
+    }
+    let shard = fastrand::i32(0..16);
+    b.query(&sql::COUNT_TOTAL, &[&shard, &i64::from(delta)])
+}
+
+/// What the caller may change: the article's id, title and tags, if it is
+/// theirs: 404 if there is no such article, 403 if it is someone else's.
+struct Owned {
+    id: i64,
+    title: String,
+    tags: Vec<String>,
+}
+
+async fn owned(worker: &Worker, slug: &str, caller: i64) -> Result<Owned, AppError> {
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::ARTICLE_OWNER, &[&slug])).await?;
     let row = rows.query(0).next().ok_or_else(not_found)?;
     if row.int8(1)? != caller {
         return Err(AppError::Forbidden { resource: ARTICLE });
     }
-    Ok((row.int8(0)?, row.text(2)?.to_owned()))
+    let tags = row.text_array(3)?.into_iter().map(str::to_owned).collect();
+    Ok(Owned { id: row.int8(0)?, title: row.text(2)?.to_owned(), tags })
 }
 
 pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
@@ -232,7 +221,7 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     let (title, description, body) = with_root(req.body, ARTICLE, |f| {
         Ok((f.optional_not_blank("title")?, f.optional_not_blank("description")?, f.optional_not_blank("body")?))
     })?;
-    let (id, old_title) = owned(worker, &current, caller).await?;
+    let Owned { id, title: old_title, .. } = owned(worker, &current, caller).await?;
     // A new title means a new slug (§3.1.12); the same title keeps the old one.
     let base = title.filter(|t| *t != old_title).map(slug::slugify);
     let mut new_slug = base.clone();
@@ -261,11 +250,16 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
 pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), AppError> {
     let caller = worker.tokens.required(req)?.id;
     let slug = path_param(req, 2, ARTICLE)?;
-    let (id, _) = owned(worker, &slug, caller).await?;
+    let article = owned(worker, &slug, caller).await?;
+    let tags: Vec<&str> = article.tags.iter().map(String::as_str).collect();
     let pg = worker.storage.pg.for_writes()?;
-    pg.run(|b| b.query(&sql::DELETE_ARTICLE, &[&id])).await?;
+    pg.run(|b| {
+        b.query(&sql::DELETE_ARTICLE, &[&article.id])?;
+        count(b, caller, &tags, -1)
+    })
+    .await?;
     let stale = [Entry::Article(&slug), Entry::FirstPage, Entry::Tags];
-    tokio::join!(cache::invalidate(&worker.storage, &stale), cache::adjust(&worker.storage, Entry::ArticleCount, -1));
+    cache::invalidate(&worker.storage, &stale).await;
     // The response stays the empty 204 it starts as.
     Ok(())
 }

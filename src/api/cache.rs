@@ -1,6 +1,5 @@
 //! Redis caching of the API's hot anonymous reads: an article by slug, a
-//! profile, the tag list and the first page of the global article list; and
-//! of the article count every caller's unfiltered list needs.
+//! profile, the tag list and the first page of the global article list.
 //!
 //! What is cached is the whole response body as an anonymous caller sees it
 //! (`favorited` and `following` false), so a hit is one GET and a copy. A
@@ -49,12 +48,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3]) end return 0";
 const INVALIDATE: &[u8] = b"for i = 1, #KEYS, 2 do redis.call('INCR', KEYS[i + 1]) \
 redis.call('EXPIRE', KEYS[i + 1], ARGV[1]) redis.call('DEL', KEYS[i]) end return 0";
 
-/// Adds ARGV[1] to the counter KEYS[1] if it is cached, and bumps its
-/// generation KEYS[2] (kept ARGV[2] seconds) so that no count computed before
-/// the change can be stored over it.
-const ADJUST: &[u8] = b"if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[1]) end \
-redis.call('INCR', KEYS[2]) redis.call('EXPIRE', KEYS[2], ARGV[2]) return 0";
-
 /// A cache entry the API keeps.
 pub enum Entry<'a> {
     Article(&'a str),
@@ -62,8 +55,6 @@ pub enum Entry<'a> {
     Tags,
     /// `GET /api/articles` with no filters, the default limit and offset 0.
     FirstPage,
-    /// The number of articles (`articlesCount` of the unfiltered list), as decimal text.
-    ArticleCount,
 }
 
 impl Entry<'_> {
@@ -80,7 +71,6 @@ impl Entry<'_> {
             }
             Entry::Tags => key.extend_from_slice(b"tags"),
             Entry::FirstPage => key.extend_from_slice(b"articles:first"),
-            Entry::ArticleCount => key.extend_from_slice(b"articles:count"),
         }
         key
     }
@@ -165,23 +155,6 @@ pub async fn invalidate(storage: &Storage, entries: &[Entry<'_>]) {
     if !deliver_pending(storage).await || !send_invalidation(storage, &keys).await {
         keep_pending(keys);
     }
-}
-
-/// Moves a cached count by `delta` after a committed write changed it by that
-/// much, instead of dropping it: the next reader then needs no full count.
-/// If Redis cannot confirm, the entry is invalidated the ordinary way.
-pub async fn adjust(storage: &Storage, entry: Entry<'_>, delta: i64) {
-    let key = entry.key(storage);
-    if deliver_pending(storage).await {
-        let generation = generation_key(&key);
-        let delta = delta.to_string();
-        let args: [&[u8]; 7] = [b"EVAL", ADJUST, b"2", &key, &generation, delta.as_bytes(), GENERATION_TTL_SECS];
-        if let Ok(Reply::Integer(_)) = storage.redis.call(&args).await {
-            return;
-        }
-    }
-    tracing::warn!("cache count adjustment not confirmed; reading around the cache");
-    keep_pending(vec![key]);
 }
 
 async fn send_invalidation(storage: &Storage, keys: &[Vec<u8>]) -> bool {

@@ -117,10 +117,11 @@ pub const ARTICLE_BY_ID: Statement = Statement {
     params: &[Type::INT8, Type::INT8],
 };
 
-/// `(id, author_id, title)` of the article with slug `$1`: ownership checks.
+/// `(id, author_id, title, tag_list)` of the article with slug `$1`:
+/// ownership checks, and what a delete must uncount.
 pub const ARTICLE_OWNER: Statement = Statement {
     name: "article_owner",
-    sql: "SELECT id, author_id, title FROM articles WHERE slug = $1",
+    sql: "SELECT id, author_id, title, tag_list FROM articles WHERE slug = $1",
     params: &[Type::TEXT],
 };
 
@@ -131,7 +132,9 @@ pub const LIST_ALL: Statement = Statement {
     params: &[Type::INT8, Type::INT8, Type::INT8],
 };
 
-pub const COUNT_ALL: Statement = Statement { name: "count_all", sql: "SELECT count(*) FROM articles", params: &[] };
+/// The number of articles, from the counter shards (migration 0003).
+pub const COUNT_ALL: Statement =
+    Statement { name: "count_all", sql: "SELECT coalesce(sum(n), 0)::int8 FROM article_count_shards", params: &[] };
 
 /// `$4` author username.
 pub const LIST_BY_AUTHOR: Statement = Statement {
@@ -146,7 +149,7 @@ pub const LIST_BY_AUTHOR: Statement = Statement {
 
 pub const COUNT_BY_AUTHOR: Statement = Statement {
     name: "count_by_author",
-    sql: "SELECT count(*) FROM articles WHERE author_id = (SELECT id FROM users WHERE username = $1)",
+    sql: "SELECT coalesce((SELECT article_count FROM users WHERE username = $1), 0)::int8",
     params: &[Type::TEXT],
 };
 
@@ -161,8 +164,11 @@ pub const LIST_BY_TAG: Statement = Statement {
     params: &[Type::INT8, Type::INT8, Type::INT8, Type::TEXT],
 };
 
-pub const COUNT_BY_TAG: Statement =
-    Statement { name: "count_by_tag", sql: "SELECT count(*) FROM article_tags WHERE tag = $1", params: &[Type::TEXT] };
+pub const COUNT_BY_TAG: Statement = Statement {
+    name: "count_by_tag",
+    sql: "SELECT coalesce((SELECT article_count FROM tags WHERE name = $1), 0)::int8",
+    params: &[Type::TEXT],
+};
 
 /// `$4` username of the user whose favorites are listed.
 pub const LIST_BY_FAVORITED: Statement = Statement {
@@ -227,11 +233,11 @@ pub const FEED: Statement = Statement {
     params: &[Type::INT8, Type::INT8, Type::INT8],
 };
 
-/// How many articles the feed holds: one index count per followed author.
+/// How many articles the feed holds: the followed authors' article counts.
 pub const COUNT_FEED: Statement = Statement {
     name: "count_feed",
-    sql: "SELECT coalesce(sum((SELECT count(*) FROM articles a WHERE a.author_id = w.followee_id)), 0)::int8 \
-          FROM follows w WHERE w.follower_id = $1",
+    sql: "SELECT coalesce(sum(u.article_count), 0)::int8 FROM follows w JOIN users u ON u.id = w.followee_id \
+          WHERE w.follower_id = $1",
     params: &[Type::INT8],
 };
 
@@ -281,8 +287,35 @@ pub const UNFAVORITE: Statement = Statement {
 /// Every tag in use, most used first: `(tag)`.
 pub const TAGS: Statement = Statement {
     name: "tags",
-    sql: "SELECT tag FROM article_tags GROUP BY tag ORDER BY count(*) DESC, tag",
+    sql: "SELECT name FROM tags WHERE article_count > 0 ORDER BY article_count DESC, name",
     params: &[],
+};
+
+// The counters of migration 0003. A create or delete batch runs these after
+// its row change, as separate statements in the same transaction, always in
+// this order (author, tags in name order, shard), so two writers take the
+// counter rows' locks in the same order and cannot deadlock on them.
+
+/// Moves author `$1`'s article count by `$2`.
+pub const COUNT_AUTHOR: Statement = Statement {
+    name: "count_author",
+    sql: "UPDATE users SET article_count = article_count + $2 WHERE id = $1",
+    params: &[Type::INT8, Type::INT4],
+};
+
+/// Moves the counts of tags `$1` (sorted) by `$2`, creating tags on first use.
+pub const COUNT_TAGS: Statement = Statement {
+    name: "count_tags",
+    sql: "INSERT INTO tags (name, article_count) SELECT t, $2 FROM unnest($1::text[]) AS t ORDER BY t \
+          ON CONFLICT (name) DO UPDATE SET article_count = tags.article_count + excluded.article_count",
+    params: &[Type::TEXT_ARRAY, Type::INT4],
+};
+
+/// Moves counter shard `$1` (0..16) by `$2`.
+pub const COUNT_TOTAL: Statement = Statement {
+    name: "count_total",
+    sql: "UPDATE article_count_shards SET n = n + $2 WHERE shard = $1",
+    params: &[Type::INT4, Type::INT8],
 };
 
 // ---- comments ---------------------------------------------------------------
@@ -350,6 +383,9 @@ pub const ALL: &[&Statement] = &[
     &FAVORITE,
     &UNFAVORITE,
     &TAGS,
+    &COUNT_AUTHOR,
+    &COUNT_TAGS,
+    &COUNT_TOTAL,
     &INSERT_COMMENT,
     &COMMENTS,
     &COMMENT_OWNER,

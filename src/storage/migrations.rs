@@ -23,6 +23,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "world_and_fortune", sql: include_str!("migrations/0001_world_and_fortune.sql") },
     Migration { version: 2, name: "conduit", sql: include_str!("migrations/0002_conduit.sql") },
+    Migration { version: 3, name: "counters", sql: include_str!("migrations/0003_counters.sql") },
 ];
 
 /// An arbitrary constant that names swiftlet's migration lock.
