@@ -723,3 +723,19 @@ fn a_write_whose_invalidation_is_not_confirmed_is_still_read_back() {
     });
     assert!(delivered, "the pending invalidation never reached Redis");
 }
+
+#[test]
+fn bodies_over_the_api_limit_are_refused_with_413() {
+    let mut api = start_with(&redis_addr(), &["--api-body-limit", "1024"]);
+    let big = format!(r#"{{"user":{{"username":"{}","email":"a@b","password":"p"}}}}"#, "x".repeat(2000));
+    let r = api.call("POST", "/api/users", None, Some(&big));
+    assert_eq!(r.status, 413, "{}", r.json);
+    assert!(r.json["errors"].is_object(), "{}", r.json);
+    // The refused body was not read, so that connection is closed; a new one
+    // within the limit works.
+    api.client = api._server.connect();
+    assert_eq!(
+        api.call("POST", "/api/users", None, Some(r#"{"user":{"username":"a","email":"a@b","password":"p"}}"#)).status,
+        201
+    );
+}
