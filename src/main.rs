@@ -24,6 +24,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Before the workers, so the first login already finds the configured pool.
+    password::start(config.hash_threads());
     // Before anything else that could take a moment: bind and start the
     // workers, so their runtimes start up while this thread sets up logging.
     let started = Server::start(config.clone());
@@ -61,8 +63,6 @@ fn main() -> std::process::ExitCode {
              they stop working when it ends and other nodes refuse them. Never run like this in production."
         );
     }
-    password::start(config.hash_threads());
-
     if !config.database_url.is_empty() {
         migrations::apply_in_background(config.database_url.clone(), config.storage_timeout);
     }

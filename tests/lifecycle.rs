@@ -155,3 +155,60 @@ impl WriteIgnoringErrors for std::net::TcpStream {
         std::io::Write::write_all(self, b)
     }
 }
+
+/// Runs the binary with `args` and JWT_SECRET set to `secret` (or absent), for
+/// at most 3 s; returns whether it exited by itself, its exit success, and its
+/// stdout and stderr.
+fn run_with_secret(secret: Option<&str>, args: &[&str]) -> (bool, bool, String) {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swiftlet"));
+    match secret {
+        Some(secret) => cmd.env("JWT_SECRET", secret),
+        None => cmd.env_remove("JWT_SECRET"),
+    };
+    let mut child = cmd
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--log", "info"])
+        .args(args)
+        .env("DATABASE_URL", "")
+        .env("REDIS_URL", "")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut exited = None;
+    while started.elapsed() < Duration::from_secs(3) {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
+    (exited.is_some(), exited.is_some_and(|s| s.success()), out)
+}
+
+#[test]
+fn refuses_to_start_without_a_token_secret_unless_in_dev_mode() {
+    let (exited, success, out) = run_with_secret(None, &[]);
+    assert!(exited && !success, "started without JWT_SECRET: {out}");
+    assert!(out.contains("JWT_SECRET"), "{out}");
+    let (exited, success, out) = run_with_secret(Some("too short"), &[]);
+    assert!(exited && !success, "started with a 9-byte secret: {out}");
+    assert!(out.contains("at least 32 bytes"), "{out}");
+    let (exited, _, out) = run_with_secret(Some("a secret that is thirty-two bytes"), &[]);
+    assert!(!exited, "a 32-byte secret was refused: {out}");
+
+    // --dev starts, and says loudly that tokens are signed with a throwaway secret.
+    let (exited, _, out) = run_with_secret(None, &["--dev"]);
+    assert!(!exited, "--dev did not keep running: {out}");
+    assert!(out.contains("DEV MODE"), "{out}");
+}
