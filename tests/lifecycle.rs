@@ -178,22 +178,18 @@ fn run_with_secret(secret: Option<&str>, args: &[&str]) -> (bool, bool, String) 
         .spawn()
         .unwrap();
     let started = Instant::now();
-    let mut exited = None;
-    while started.elapsed() < Duration::from_secs(3) {
-        if let Some(status) = child.try_wait().unwrap() {
-            exited = Some(status);
-            break;
-        }
+    let mut exited = false;
+    while !exited && started.elapsed() < Duration::from_secs(3) {
+        exited = child.try_wait().unwrap().is_some();
         std::thread::sleep(Duration::from_millis(20));
     }
-    if exited.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    // Stops it if it is still running; either way reaps it.
+    let _ = child.kill();
+    let status = child.wait().unwrap();
     let mut out = String::new();
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
-    (exited.is_some(), exited.is_some_and(|s| s.success()), out)
+    (exited, exited && status.success(), out)
 }
 
 #[test]
