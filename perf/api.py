@@ -2,7 +2,8 @@
 """The product API under load, in one run (run it through perf/run-api.sh).
 
 1. Seeds the database over the API itself: USERS users (each registered, so
-   each password hashed), follows, articles with tags, comments, favorites.
+   each password hashed), follows, articles with tags, comments, favorites;
+   then ANALYZE.
 2. Mixed logged-in workload, 200 connections: every request carries a user's
    token; 80 % reads (article by slug, feed, profile, article lists), 20 %
    writes (new articles, comments, favorite/unfavorite, follow/unfollow).
@@ -42,6 +43,7 @@ USERS = int(os.environ.get("PERF_USERS", "100"))
 ARTICLES_PER_USER = 5
 FOLLOWS_PER_USER = 10
 COMMENTS_PER_ARTICLE = 2
+FAVORITES_PER_USER = 5
 TAGS = [f"tag{i}" for i in range(20)]
 MIX_SIZE = 20000
 # Fixed rates: the mixed workload at about a quarter and about half of what
@@ -67,7 +69,14 @@ def start():
     cmd = [str(bench.SWIFTLET), "--listen", f"127.0.0.1:{PORT}", "--log", "warn"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bench.wait_ready(proc)
-    return proc
+    # /health answers before the database connections are up; the API does not.
+    for _ in range(200):
+        try:
+            Api().call("GET", "/api/tags")
+            return proc
+        except (RuntimeError, OSError):
+            time.sleep(0.05)
+    raise RuntimeError("the API never answered")
 
 
 class Api:
@@ -118,7 +127,9 @@ def seed():
     comments = [(rng.choice(tokens), s) for s in slugs for _ in range(COMMENTS_PER_ARTICLE)]
     parallel(comments, lambda api, c: api.call("POST", f"/api/articles/{c[1]}/comments", c[0],
                                                   {"comment": {"body": "seeded comment"}}))
-    log(f"seeded {len(follows)} follows, {len(slugs)} articles, {len(comments)} comments")
+    favorites = [(t, s) for (_, t) in users for s in rng.sample(slugs, FAVORITES_PER_USER)]
+    parallel(favorites, lambda api, f: api.call("POST", f"/api/articles/{f[1]}/favorite", f[0]))
+    log(f"seeded {len(follows)} follows, {len(slugs)} articles, {len(comments)} comments, {len(favorites)} favorites")
     # Planner statistics, as any database that has been running a while has
     # them (autovacuum would get there on its own, later).
     subprocess.run(["psql", os.environ["DATABASE_URL"], "-X", "-q", "-c", "ANALYZE"], check=True)
@@ -264,7 +275,8 @@ def main():
     non_2xx = sum(r["mixed"]["non_2xx"] + sum(f["non_2xx"] + f["errors"] for f in r["fixed"].values()) for r in rounds)
     verdict = lambda ok: "met" if ok else "**not met**"  # noqa: E731
     print(f"Seeded over the API: {USERS} users, {USERS * FOLLOWS_PER_USER} follows, "
-          f"{len(slugs)} articles with 3 of {len(TAGS)} tags, {len(slugs) * COMMENTS_PER_ARTICLE} comments. "
+          f"{len(slugs)} articles with 3 of {len(TAGS)} tags, {len(slugs) * COMMENTS_PER_ARTICLE} comments, "
+          f"{USERS * FAVORITES_PER_USER} favorites. "
           f"Each figure is the median of {ROUNDS} rounds of {DURATION} s; within a round the runs follow each other "
           f"on one server (workers = cores; PostgreSQL, Redis and the load generator share the cores).")
     print()

@@ -218,27 +218,3 @@ fn every_connection_answers_sparse_traffic() {
         assert!(slowest < Duration::from_secs(1), "a lone batch took {slowest:?}");
     });
 }
-
-#[test]
-fn an_unprepared_statement_runs_between_prepared_ones() {
-    let db = TestDb::create();
-    migrations::apply_once(&db.url, Duration::from_secs(10)).unwrap();
-    on_worker(async {
-        let pg = Postgres::start(&db.url, 1, Duration::from_secs(10));
-        wait_until("PostgreSQL", || pg.is_up()).await;
-        let link = pg.for_reads().unwrap();
-        // What the plan refresher sends, beside ordinary batches in flight.
-        let (refresh, read) =
-            tokio::join!(link.run(|b| b.unprepared("DISCARD PLANS")), link.run(|b| b.query(&WORLD_BY_ID, &[&7i32])),);
-        assert_eq!(refresh.unwrap().queries(), 1);
-        assert_eq!(read.unwrap().query(0).next().unwrap().int4(0).unwrap(), 7);
-        // Rows come back from an unprepared query too.
-        let rows = link.run(|b| b.unprepared("SELECT 41 + 1")).await.unwrap();
-        assert_eq!(rows.query(0).next().unwrap().int4(0).unwrap(), 42);
-        // And an error in one fails only that batch.
-        let bad = link.run(|b| b.unprepared("SELECT * FROM no_such_table")).await;
-        assert!(matches!(bad, Err(PgError::Failed(ref e)) if e.starts_with("42P01")), "{bad:?}");
-        let again = link.run(|b| b.query(&WORLD_BY_ID, &[&8i32])).await.unwrap();
-        assert_eq!(again.query(0).next().unwrap().int4(0).unwrap(), 8);
-    });
-}

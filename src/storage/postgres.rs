@@ -49,8 +49,6 @@ use super::backoff::Reconnect;
 use super::link::{pump, Duplex, IoCounts};
 use super::statements::{self, Statement};
 
-/// How often each connection drops its cached plans (see [`refresh_plans`]).
-const PLAN_REFRESH: Duration = Duration::from_secs(10);
 /// Batches outstanding per connection before callers wait for room.
 pub const MAX_IN_FLIGHT: usize = 4096;
 /// Results come back in binary: an int4 is four big-endian bytes, text is its UTF-8.
@@ -272,28 +270,6 @@ impl Batch<'_> {
     }
 }
 
-impl Batch<'_> {
-    /// Adds one execution of `sql` without preparing it (for statements that
-    /// are not on the request path and take no parameters).
-    pub fn unprepared(&mut self, sql: &str) -> Result<(), PgError> {
-        let failed = |e: io::Error| PgError::Failed(e.to_string());
-        frontend::parse("", sql, std::iter::empty(), self.out).map_err(failed)?;
-        frontend::bind(
-            "",
-            "",
-            std::iter::empty(),
-            std::iter::empty::<()>(),
-            |_, _| Ok(postgres_protocol::IsNull::No),
-            Some(BINARY),
-            self.out,
-        )
-        .map_err(|_| PgError::Failed("cannot encode an unprepared statement".into()))?;
-        frontend::execute("", 0, self.out).map_err(failed)?;
-        self.queries += 1;
-        Ok(())
-    }
-}
-
 struct Waiter {
     tx: oneshot::Sender<Result<BatchRows, PgError>>,
 }
@@ -475,13 +451,11 @@ async fn supervise(
                     stats: Rc::clone(&stats),
                 });
                 *slot.link.borrow_mut() = Some(Rc::clone(&link));
-                let refresher = tokio::task::spawn_local(refresh_plans(Rc::clone(&link)));
                 let mut collecting = Collecting::default();
                 let error =
                     pump(&socket, &link.out, &link.queued, &stats.io, |rbuf| deliver(&link, rbuf, &mut collecting))
                         .await;
                 slot.link.borrow_mut().take();
-                refresher.abort();
                 link.fail_all();
                 tracing::warn!(connection = index, error = %error, "PostgreSQL connection lost; reconnecting");
             }
@@ -493,29 +467,6 @@ async fn supervise(
             Err(_) => reconnect.failed("connect timed out"),
         }
         reconnect.wait().await;
-    }
-}
-
-/// Drops the connection's cached plans every [`PLAN_REFRESH`], so the next
-/// execution of each statement is planned afresh.
-///
-/// Why: the statements run with generic plans (see `start_up`), made once at
-/// first use from the tables' size at that moment. A plan made while a table
-/// was empty (a new deployment) probes it with a sequential scan, and stays
-/// that way as the table grows until an ANALYZE happens to invalidate it: in
-/// the API benchmark, a favorites probe planned on an empty table cut the
-/// mixed workload's throughput by half within seconds. Re-planning reads the
-/// tables' current physical size, so refreshed plans follow the data; one
-/// re-plan per statement per period costs nothing measurable.
-async fn refresh_plans(link: Rc<PgPipeline>) {
-    loop {
-        tokio::time::sleep(PLAN_REFRESH).await;
-        if !link.up.get() {
-            return;
-        }
-        if let Err(e) = link.run(|b| b.unprepared("DISCARD PLANS")).await {
-            tracing::debug!(error = %e, "could not refresh the cached plans");
-        }
     }
 }
 
@@ -591,7 +542,15 @@ async fn start_up(socket: &mut Socket, config: &tokio_postgres::Config) -> Resul
     // varying parameters, and re-planning each execution (PostgreSQL's
     // default while a custom plan looks cheaper) cost 0.8 ms per tag-filtered
     // list, three times the query itself. Each statement's generic plan is
-    // an index walk (see the EXPLAINs in docs/api-queries.md).
+    // an index walk (see the EXPLAINs in docs/api-queries.md). A generic plan
+    // follows the statistics: PostgreSQL re-plans when ANALYZE (or
+    // autovacuum's) changes them. One trap, measured: statistics taken of an
+    // *empty* table say it is empty, and the plan then scans it, which
+    // hurts as it fills until the next analyze; a never-analyzed table is
+    // assumed to span 10 pages and gets index plans. Re-planning on a timer
+    // instead was tried and dropped: each refresh is a burst of ~35 plans per
+    // connection, and the p99 of the API mix at 4,500/s went from 2-4 ms to
+    // 4-39 ms per 3 s window (perf/RESULTS.md, notes on the product API runs).
     let mut params = vec![
         ("user", user),
         ("client_encoding", "UTF8"),
