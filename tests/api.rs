@@ -393,6 +393,11 @@ fn lists_filters_pagination_and_the_feed() {
     assert_eq!(titles(&r), ["Anna 0", "Jake 4", "Jake 3"]);
     assert_eq!(r.json["articlesCount"].as_i64(), Some(8), "the count ignores the page");
     assert_eq!(titles(&api.get("/api/articles?offset=100", None)).len(), 0);
+    // Absurd offsets are an empty page, not an overflow.
+    for path in ["/api/articles?offset=9223372036854775807", "/api/articles/feed?offset=9223372036854775807"] {
+        let r = api.get(path, Some(&reader));
+        assert_eq!((r.status, titles(&r).len()), (200, 0), "{path}: {}", r.json);
+    }
     assert_eq!(titles(&api.get("/api/articles?author=anna", None)), ["Anna 2", "Anna 1", "Anna 0"]);
     let r = api.get("/api/articles?tag=even", None);
     assert_eq!(titles(&r), ["Jake 4", "Jake 2", "Jake 0"]);

@@ -26,6 +26,9 @@ const ARTICLE: &str = "article";
 /// Default and largest page (shared/conduit-api.md §6.3 allows a generous cap).
 const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 200;
+/// Offsets beyond this skip past any real table; capping them keeps
+/// `limit + offset` (the feed's per-author bound) far from overflow.
+const MAX_OFFSET: i64 = 1_000_000_000;
 /// Attempts at a unique slug: the plain one, then random suffixes.
 const SLUG_ATTEMPTS: usize = 4;
 
@@ -36,7 +39,7 @@ fn not_found() -> AppError {
 /// `limit` and `offset` from the query string.
 fn page(req: &Request<'_>) -> Result<(i64, i64), AppError> {
     let limit = input::count_param(req.query_param("limit"), "limit", DEFAULT_LIMIT, 1)?.min(MAX_LIMIT);
-    let offset = input::count_param(req.query_param("offset"), "offset", 0, 0)?;
+    let offset = input::count_param(req.query_param("offset"), "offset", 0, 0)?.min(MAX_OFFSET);
     Ok((limit, offset))
 }
 
