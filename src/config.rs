@@ -127,6 +127,29 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_API_BODY_LIMIT", default_value_t = 256 * 1024)]
     pub api_body_limit: u64,
 
+    /// Bit layout of the IDs /api/ids makes.
+    #[arg(long, env = "SWIFTLET_ID_LAYOUT", value_enum, default_value = "sonyflake")]
+    pub id_layout: crate::ids::Layout,
+
+    /// Epoch of the IDs' time field, in Unix milliseconds [default: 2014-09-01T00:00:00Z, Sonyflake's].
+    #[arg(long, env = "SWIFTLET_ID_EPOCH", default_value_t = 1_409_529_600_000)]
+    pub id_epoch: u64,
+
+    /// Low bits of the IDs' machine field that number the worker; the rest number
+    /// the node. Every node of a fleet must use the same value.
+    #[arg(long, env = "SWIFTLET_ID_CORE_BITS", default_value_t = 4)]
+    pub id_core_bits: u32,
+
+    /// This node's id in the IDs' machine field (unique in the fleet). Without
+    /// it, /api/ids answers 503.
+    #[arg(long, env = "SWIFTLET_NODE_ID")]
+    pub node_id: Option<u64>,
+
+    /// Seconds the clock may step back before ID generation answers 503 instead
+    /// of waiting for it to catch up.
+    #[arg(long, env = "SWIFTLET_ID_MAX_BACKWARDS", default_value = "1", value_parser = parse_seconds)]
+    pub id_max_backwards: Duration,
+
     /// Log filter: a level ("warn", "info", "debug") or per-target levels ("info,swiftlet=debug").
     #[arg(long, env = "SWIFTLET_LOG", default_value = "info")]
     pub log: String,
@@ -148,6 +171,15 @@ impl Config {
 
     pub fn hash_threads(&self) -> usize {
         self.hash_threads.unwrap_or_else(|| self.workers() / 2).max(1)
+    }
+
+    pub fn id_scheme(&self) -> crate::ids::IdScheme {
+        crate::ids::IdScheme {
+            layout: self.id_layout,
+            epoch_ms: self.id_epoch,
+            core_bits: self.id_core_bits,
+            max_backwards: self.id_max_backwards,
+        }
     }
 
     pub fn token_ttl(&self) -> Duration {

@@ -43,6 +43,8 @@ pub enum AppError {
     ResourceNotFound { resource: &'static str },
     /// Every password-hashing thread is busy and their queue is full.
     HashingBusy,
+    /// No ID can be made now (no node id, or the clock is behind).
+    IdsUnavailable { problem: &'static str },
 }
 
 impl From<PgError> for AppError {
@@ -80,6 +82,7 @@ impl AppError {
             AppError::Forbidden { .. } => Status::FORBIDDEN,
             AppError::ResourceNotFound { .. } => Status::NOT_FOUND,
             AppError::HashingBusy => Status::SERVICE_UNAVAILABLE,
+            AppError::IdsUnavailable { .. } => Status::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -108,6 +111,7 @@ impl AppError {
             AppError::Forbidden { resource } => (*resource, "may only be changed by its author"),
             AppError::ResourceNotFound { resource } => (*resource, "not found"),
             AppError::HashingBusy => ("server", "too many logins at once, try again shortly"),
+            AppError::IdsUnavailable { problem } => ("ids", *problem),
         };
         out.extend_from_slice(b"{\"errors\":{");
         json::write_str(out, key);

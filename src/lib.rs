@@ -15,6 +15,7 @@ pub mod connection;
 pub mod date_cache;
 pub mod error;
 pub mod handlers;
+pub mod ids;
 pub mod json;
 pub mod panic_guard;
 pub mod request;

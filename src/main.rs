@@ -24,6 +24,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let scheme = config.id_scheme();
+    let ids_ok = scheme.check(config.workers()).and_then(|()| match config.node_id {
+        Some(node) => scheme.machine(node, 0).map(|_| ()),
+        None => Ok(()),
+    });
+    if let Err(e) = ids_ok {
+        eprintln!("swiftlet: ID settings: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     // Before the workers, so the first login already finds the configured pool.
     password::start(config.hash_threads());
     // Before anything else that could take a moment: bind and start the

@@ -71,6 +71,10 @@ pub enum Route {
     Unfavorite,
     /// `GET /api/tags`
     Tags,
+    /// `GET /api/ids?count=N`: new time-ordered IDs.
+    Ids,
+    /// `GET /api/ids/:id`: an ID's parts.
+    DecodeId,
     /// `OPTIONS` on any `/api` path: a CORS preflight.
     Preflight,
     /// `GET /__test/panic`: a handler that panics (only with `--test-routes`).
@@ -157,6 +161,8 @@ fn api_route(rest: &[&[u8]]) -> Option<Methods> {
             Methods { post: Some(Favorite), delete: Some(Unfavorite), allow: "POST, DELETE", ..NONE }
         }
         [b"tags"] => get(Tags),
+        [b"ids"] => get(Ids),
+        [b"ids", _] => get(DecodeId),
         _ => return None,
     })
 }
@@ -258,6 +264,8 @@ mod tests {
         assert_eq!(r(Post, "/api/articles/how-to/favorite"), Ok(Route::Favorite));
         assert_eq!(r(Delete, "/api/articles/how-to/favorite"), Ok(Route::Unfavorite));
         assert_eq!(r(Get, "/api/tags"), Ok(Route::Tags));
+        assert_eq!(r(Get, "/api/ids"), Ok(Route::Ids));
+        assert_eq!(r(Get, "/api/ids/123"), Ok(Route::DecodeId));
         assert_eq!(r(Options, "/api/articles/x"), Ok(Route::Preflight));
         assert_eq!(r(Delete, "/api/user"), Err(AppError::MethodNotAllowed { allow: "GET, HEAD, PUT" }));
         assert_eq!(r(Get, "/api/nope"), Err(AppError::NotFound));

@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::connection::{self, Connection};
 use crate::date_cache;
 use crate::error::AppError;
+use crate::ids::IdGenerator;
 use crate::response::Response;
 use crate::storage::Storage;
 
@@ -39,6 +40,8 @@ pub struct Worker {
     pub limits: HeadLimits,
     /// Signs and checks the product API's tokens.
     pub tokens: Tokens,
+    /// This worker's ID generator; `None` while the node has no node id.
+    pub ids: RefCell<Option<IdGenerator>>,
     shutting_down: Cell<bool>,
     /// Every open connection, by id.
     connections: RefCell<HashMap<u64, Rc<ConnectionSlot>>>,
@@ -105,6 +108,10 @@ pub fn run(
         let listener = TcpListener::from_std(listener)?;
         let worker = Rc::new(Worker {
             limits: config.head_limits(),
+            ids: RefCell::new(config.node_id.and_then(|node| {
+                let scheme = config.id_scheme();
+                scheme.machine(node, index).ok().map(|machine| IdGenerator::new(scheme, machine))
+            })),
             tokens: Tokens::new(config.jwt_secret.as_deref().unwrap_or_default().as_bytes(), config.token_ttl()),
             storage: Storage::start(&config),
             config,

@@ -10,6 +10,7 @@ use crate::api;
 mod fault;
 mod fortunes;
 mod hello;
+pub mod ids;
 pub mod ingest;
 pub mod world;
 
@@ -75,6 +76,8 @@ pub async fn dispatch(
         Route::Favorite => api::articles::favorite(worker, req, res).await?,
         Route::Unfavorite => api::articles::unfavorite(worker, req, res).await?,
         Route::Tags => api::articles::tags(worker, res).await?,
+        Route::Ids => ids::generate(worker, req, res).await?,
+        Route::DecodeId => ids::decode(worker, req, res)?,
         Route::Preflight => res.set_cors(Cors::Preflight),
         Route::TestPanic => fault::panic(),
         Route::TestSleep => fault::sleep(req, res).await,

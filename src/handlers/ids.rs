@@ -1,0 +1,136 @@
+//! `GET /api/ids` (`?count=N`, 1..=1000) and `GET /api/ids/:id`.
+//!
+//! Each worker makes IDs with its own generator ([`crate::ids`]); nothing is
+//! shared between cores. IDs go out as JSON strings: they exceed 2^53, which
+//! JavaScript numbers cannot hold exactly. When a tick's sequence is used up
+//! the request waits for the next tick (a timer, not a spin, so the worker
+//! serves others meanwhile); when the clock is too far behind it gets 503.
+
+use swiftlet_protocol::{Rfc3339Millis, Status};
+
+use crate::error::AppError;
+use crate::ids::{self, Step};
+use crate::json::{write_int, write_str};
+use crate::request::Request;
+use crate::response::{Response, API_JSON};
+use crate::worker::Worker;
+
+/// Most IDs one request may ask for.
+const MAX_COUNT: usize = 1000;
+
+const NO_NODE: AppError = AppError::IdsUnavailable { problem: "this node has no node id (start it with --node-id)" };
+
+fn count(raw: Option<&[u8]>) -> Result<Option<usize>, AppError> {
+    let Some(raw) = raw else { return Ok(None) };
+    match std::str::from_utf8(raw).ok().and_then(|t| t.parse::<usize>().ok()) {
+        Some(n) if (1..=MAX_COUNT).contains(&n) => Ok(Some(n)),
+        _ => Err(AppError::InvalidField { field: "count", problem: "must be an integer from 1 to 1000" }),
+    }
+}
+
+pub async fn generate(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let wanted = count(req.query_param("count"))?;
+    let n = wanted.unwrap_or(1);
+    let mut made = Vec::with_capacity(n);
+    while made.len() < n {
+        // The generator is borrowed only between awaits.
+        let wait = {
+            let mut generator = worker.ids.borrow_mut();
+            let generator = generator.as_mut().ok_or(NO_NODE)?;
+            loop {
+                match generator.next_at(ids::unix_ms_now()) {
+                    Step::Id(id) => {
+                        made.push(id);
+                        if made.len() == n {
+                            break None;
+                        }
+                    }
+                    Step::Wait(d) => break Some(d),
+                    Step::ClockBackwards => {
+                        tracing::warn!("the clock went backwards past the bound; refusing to make IDs");
+                        return Err(AppError::IdsUnavailable {
+                            problem: "the clock went backwards; try again shortly",
+                        });
+                    }
+                    Step::OutOfRange => {
+                        tracing::error!("the clock is outside the ID layout's range (check --id-epoch)");
+                        return Err(AppError::IdsUnavailable { problem: "the clock is outside the ID range" });
+                    }
+                }
+            }
+        };
+        if let Some(d) = wait {
+            tokio::time::sleep(d).await;
+        }
+    }
+    res.send_with(Status::OK, API_JSON, |out| {
+        let mut digits = itoa::Buffer::new();
+        match wanted {
+            None => {
+                out.extend_from_slice(b"{\"id\":\"");
+                out.extend_from_slice(digits.format(made[0]).as_bytes());
+                out.extend_from_slice(b"\"}");
+            }
+            Some(_) => {
+                out.extend_from_slice(b"{\"ids\":[");
+                for (i, id) in made.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.push(b'"');
+                    out.extend_from_slice(digits.format(*id).as_bytes());
+                    out.push(b'"');
+                }
+                out.extend_from_slice(b"]}");
+            }
+        }
+    });
+    Ok(())
+}
+
+pub fn decode(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let invalid = AppError::InvalidField { field: "id", problem: "must be a decimal 64-bit ID" };
+    let raw = crate::router::Segments::split(req.path()).and_then(|s| s.as_slice().get(2).copied()).ok_or(invalid)?;
+    let id: u64 =
+        std::str::from_utf8(raw).ok().and_then(|t| t.parse().ok()).filter(|id| *id < 1 << 63).ok_or(invalid)?;
+    let scheme = worker.config.id_scheme();
+    let parts = scheme.decode(id);
+    res.send_with(Status::OK, API_JSON, |out| {
+        out.extend_from_slice(b"{\"id\":\"");
+        write_int(out, id as i64);
+        out.extend_from_slice(b"\",\"layout\":");
+        write_str(out, scheme.layout.name());
+        out.extend_from_slice(b",\"time\":");
+        let micros = i64::try_from(parts.unix_ms).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+        write_str(out, Rfc3339Millis::from_unix_micros(micros).as_str());
+        for (name, value) in [
+            ("unix_ms", parts.unix_ms),
+            ("machine", parts.machine),
+            ("node", parts.node),
+            ("core", parts.core),
+            ("sequence", parts.sequence),
+        ] {
+            out.push(b',');
+            write_str(out, name);
+            out.push(b':');
+            write_int(out, value as i64);
+        }
+        out.push(b'}');
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(None), Ok(None));
+        assert_eq!(count(Some(b"1")), Ok(Some(1)));
+        assert_eq!(count(Some(b"1000")), Ok(Some(1000)));
+        for bad in [&b"0"[..], b"1001", b"-1", b"x", b""] {
+            assert!(count(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
