@@ -140,10 +140,15 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_ID_CORE_BITS", default_value_t = 4)]
     pub id_core_bits: u32,
 
-    /// This node's id in the IDs' machine field (unique in the fleet). Without
-    /// it, /api/ids answers 503.
+    /// This node's id in the IDs' machine field, unique in the fleet. Without
+    /// it the node leases one from Redis (and without Redis, /api/ids answers 503).
     #[arg(long, env = "SWIFTLET_NODE_ID")]
     pub node_id: Option<u64>,
+
+    /// Seconds a leased node id lives in Redis unless renewed (renewed every
+    /// third of it; IDs stop a quarter of it before expiry if renewals fail).
+    #[arg(long, env = "SWIFTLET_ID_LEASE_TTL", default_value = "10", value_parser = parse_seconds)]
+    pub id_lease_ttl: Duration,
 
     /// Seconds the clock may step back before ID generation answers 503 instead
     /// of waiting for it to catch up.

@@ -4,7 +4,8 @@
 use clap::Parser;
 use swiftlet::api::password;
 use swiftlet::config::Command;
-use swiftlet::storage::migrations;
+use swiftlet::ids;
+use swiftlet::storage::{self, migrations};
 use swiftlet::{Config, Server};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
@@ -72,6 +73,18 @@ fn main() -> std::process::ExitCode {
              they stop working when it ends and other nodes refuse them. Never run like this in production."
         );
     }
+    match config.node_id {
+        Some(node) => ids::lease::fix(node),
+        None if !config.redis_url.is_empty() => ids::lease::lease_in_background(
+            config.redis_url.clone(),
+            storage::cache_prefix(&config.database_url),
+            config.id_scheme().max_node(),
+            config.id_lease_ttl,
+            config.storage_timeout,
+        ),
+        None => tracing::warn!("no --node-id and no Redis to lease one: /api/ids will answer 503"),
+    }
+
     if !config.database_url.is_empty() {
         migrations::apply_in_background(config.database_url.clone(), config.storage_timeout);
     }

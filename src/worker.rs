@@ -40,7 +40,9 @@ pub struct Worker {
     pub limits: HeadLimits,
     /// Signs and checks the product API's tokens.
     pub tokens: Tokens,
-    /// This worker's ID generator; `None` while the node has no node id.
+    /// Which worker this is (its core number in the IDs' machine field).
+    pub index: usize,
+    /// This worker's ID generator, made for the node id it was last used with.
     pub ids: RefCell<Option<IdGenerator>>,
     shutting_down: Cell<bool>,
     /// Every open connection, by id.
@@ -108,10 +110,8 @@ pub fn run(
         let listener = TcpListener::from_std(listener)?;
         let worker = Rc::new(Worker {
             limits: config.head_limits(),
-            ids: RefCell::new(config.node_id.and_then(|node| {
-                let scheme = config.id_scheme();
-                scheme.machine(node, index).ok().map(|machine| IdGenerator::new(scheme, machine))
-            })),
+            index,
+            ids: RefCell::new(None),
             tokens: Tokens::new(config.jwt_secret.as_deref().unwrap_or_default().as_bytes(), config.token_ttl()),
             storage: Storage::start(&config),
             config,

@@ -115,3 +115,94 @@ fn settings_that_could_repeat_ids_refuse_to_start() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("ID settings"), "{args:?}: {out:?}");
     }
 }
+
+fn node_of(server: &TestServer) -> Option<u64> {
+    let mut client = server.connect();
+    let res = client.get("/api/ids");
+    if res.status != 200 {
+        return None;
+    }
+    let id = json(&res.body)["id"].as_str().unwrap().to_owned();
+    json(&client.get(&format!("/api/ids/{id}")).body)["node"].as_u64()
+}
+
+/// A server that leases its node id from `redis` under `db`'s key prefix.
+fn leasing(db: &common::storage::TestDb, redis: &str, args: &[&str]) -> TestServer {
+    let url = format!("redis://{redis}");
+    TestServer::start_with_env(args, &[("DATABASE_URL", &db.url), ("REDIS_URL", &url)])
+}
+
+#[test]
+fn ten_million_ids_from_two_leasing_nodes_have_no_duplicate() {
+    let db = common::storage::TestDb::create();
+    let redis = common::storage::redis_addr();
+    // Snowflake: its 4,096 IDs per millisecond per worker let the test finish
+    // in seconds; Sonyflake's 256 per 10 ms would make it wait 100 s by design.
+    let args = ["--workers", "2", "--id-layout", "snowflake"];
+    let a = leasing(&db, &redis, &args);
+    let b = leasing(&db, &redis, &args);
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || node_of(&a).is_some()
+        && node_of(&b).is_some()));
+    assert_ne!(node_of(&a), node_of(&b), "two nodes leased the same node id");
+
+    const TOTAL: usize = 10_000_000;
+    const PER_REQUEST: usize = 1000;
+    // Four clients per node, each on its own connection, all at once.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let addr = if t % 2 == 0 { a.addr } else { b.addr };
+            std::thread::spawn(move || {
+                let mut client = common::Client::connect_to(addr);
+                let mut out = Vec::with_capacity(TOTAL / 8);
+                while out.len() < TOTAL / 8 {
+                    let res = client.get(&format!("/api/ids?count={PER_REQUEST}"));
+                    assert_eq!(res.status, 200, "{}", res.text());
+                    let body = std::str::from_utf8(&res.body).unwrap();
+                    // {"ids":["1","2",...]}: every quoted run of digits.
+                    out.extend(
+                        body.split('"')
+                            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty())
+                            .map(|s| s.parse::<u64>().unwrap()),
+                    );
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = Vec::with_capacity(TOTAL);
+    for t in threads {
+        all.extend(t.join().unwrap());
+    }
+    assert_eq!(all.len(), TOTAL);
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(all.len(), before, "{} duplicates", before - all.len());
+}
+
+#[test]
+fn a_node_that_loses_its_lease_stops_until_it_has_another() {
+    let mut redis = common::storage::PrivateRedis::start();
+    let db = common::storage::TestDb::create();
+    let server = leasing(&db, &redis.addr(), &["--id-lease-ttl", "0.6"]);
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || node_of(&server).is_some()));
+    let first = node_of(&server).unwrap();
+
+    // Someone else holds our key now: the next renewal fails and the node
+    // moves to another id.
+    let key = format!("swiftlet:{}:ids:node:{first}", db.name);
+    common::storage::redis(&redis.addr(), &[b"SET", key.as_bytes(), b"someone-else", b"PX", b"60000"]);
+    let moved =
+        common::storage::eventually(std::time::Duration::from_secs(5), || node_of(&server).is_some_and(|n| n != first));
+    assert!(moved, "still making IDs as node {first}");
+
+    // Redis goes away: within three quarters of the lease's life the node stops.
+    redis.stop_server();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let mut client = server.connect();
+    let res = client.get("/api/ids");
+    assert_eq!(res.status, 503, "{}", res.text());
+    // And starts again once it can lease.
+    redis.start_server();
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || node_of(&server).is_some()));
+}

@@ -43,7 +43,12 @@ impl Storage {
     pub fn start(config: &Config) -> Storage {
         let pg = Postgres::start(&config.database_url, config.pg_connections.into(), config.storage_timeout);
         let redis = Redis::start(&config.redis_url, config.storage_timeout);
-        let database = postgres::database_name(&config.database_url).unwrap_or_default();
-        Storage { pg, redis, cache_prefix: format!("swiftlet:{database}:"), cache_ttl: config.cache_ttl.to_string() }
+        Storage { pg, redis, cache_prefix: cache_prefix(&config.database_url), cache_ttl: config.cache_ttl.to_string() }
     }
+}
+
+/// The prefix of every Redis key of the deployment on `database_url`.
+pub fn cache_prefix(database_url: &str) -> String {
+    let database = postgres::database_name(database_url).unwrap_or_default();
+    format!("swiftlet:{database}:")
 }

@@ -18,6 +18,10 @@
 //! has gone backwards it says to wait until it catches up, or, if it is
 //! further behind than the configured bound, refuses: it never returns an ID
 //! it may have returned before.
+//!
+//! [`lease`] decides the node id: fixed by configuration, or leased from Redis.
+
+pub mod lease;
 
 use std::time::Duration;
 
@@ -198,6 +202,11 @@ impl IdGenerator {
 
     pub fn scheme(&self) -> &IdScheme {
         &self.scheme
+    }
+
+    /// The node part of this generator's machine id.
+    pub fn node(&self) -> u64 {
+        self.machine >> self.scheme.core_bits
     }
 
     /// The next ID if one can be made at Unix time `now_ms`.
