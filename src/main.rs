@@ -34,8 +34,8 @@ fn main() -> std::process::ExitCode {
         eprintln!("swiftlet: ID settings: {e}");
         return std::process::ExitCode::FAILURE;
     }
-    // Before the workers, so the first login already finds the configured pool.
-    password::start(config.hash_threads());
+    // Before the workers, so the first login already finds the configured size.
+    password::configure(config.hash_threads());
     // Before anything else that could take a moment: bind and start the
     // workers, so their runtimes start up while this thread sets up logging.
     let started = Server::start(config.clone());

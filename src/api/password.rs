@@ -13,8 +13,10 @@
 //!
 //! Parameters are argon2's defaults (argon2id, 19 MiB, 2 passes, 1 lane:
 //! OWASP's recommended minimum), recorded in each PHC string, so stored
-//! hashes keep verifying if the defaults ever change.
+//! hashes keep verifying if the defaults ever change. The threads start with
+//! the first hash, so a node that never sees a login never runs them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -34,14 +36,22 @@ const NICE: i32 = 10;
 type Job = Box<dyn FnOnce() + Send>;
 
 static POOL: OnceLock<SyncSender<Job>> = OnceLock::new();
+/// The pool's size, set at start-up; the threads start with the first hash.
+static THREADS: AtomicUsize = AtomicUsize::new(1);
 
 /// A hash made earlier with the same parameters, verified when the e-mail is
 /// unknown so a failed login takes as long whether or not the account exists.
 static DECOY: OnceLock<String> = OnceLock::new();
 
-/// Starts the pool's threads; later calls do nothing. Workers call [`hash`]
-/// and [`verify`]; if the pool was never started they start it with one thread.
-pub fn start(threads: usize) {
+/// Sets the pool's size. The threads start when the first password is hashed
+/// or checked, so a node that never sees a login never runs them (nor pays
+/// their memory).
+pub fn configure(threads: usize) {
+    THREADS.store(threads.max(1), Ordering::Relaxed);
+}
+
+/// Starts the pool's threads; later calls do nothing.
+fn start(threads: usize) {
     POOL.get_or_init(|| {
         let threads = threads.max(1);
         let (tx, rx) = mpsc::sync_channel::<Job>(threads * QUEUE_PER_THREAD);
@@ -90,7 +100,7 @@ fn lower_priority() {
 /// Runs `f` on the pool and waits for its result without blocking the worker.
 async fn run<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, AppError> {
     if POOL.get().is_none() {
-        start(1);
+        start(THREADS.load(Ordering::Relaxed));
     }
     let pool = POOL.get().ok_or(AppError::Internal)?;
     let (tx, rx) = oneshot::channel();
