@@ -14,14 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
+source perf/stores.sh
 
-command -v wrk >/dev/null || install_packages wrk
-data=$(mktemp -d "${TMPDIR:-/tmp}/swiftlet-perf-XXXXXX")
-chmod 755 "$data"
-trap 'stop_private_services; rm -rf "$data"' EXIT
-ensure_packages
-ensure_postgres "$data"
-ensure_redis "$data"
+bench_stores
 
 cargo build --release --locked --bin swiftlet
 (cd perf/loadgen && cargo build --release --locked)
@@ -34,25 +29,11 @@ export REDIS_URL=redis://$REDIS_ADDR
 redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" --scan --pattern 'swiftlet:swiftlet_api_bench:*' \
     | xargs -r redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" del >/dev/null
 
-if ss -ltn 2>/dev/null | grep -q ':18080 '; then
-    echo "port 18080 is busy; stop whatever holds it first" >&2
-    exit 1
-fi
+require_bench_port
 
 report=$(mktemp)
 python3 perf/api.py | tee "$report"
 
-if [ -z "${PERF_NO_RECORD:-}" ]; then
-    settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3}"
-    dirty=""; git diff --quiet HEAD -- src protocol Cargo.toml Cargo.lock perf/loadgen || dirty=" (with uncommitted changes)"
-    {
-        echo
-        echo "## Product API: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)${dirty}"
-        echo
-        echo "Command: \`${settings} perf/run-api.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), PostgreSQL $(admin_psql -At -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)."
-        echo
-        cat "$report"
-    } >> perf/RESULTS.md
-    echo "appended to perf/RESULTS.md" >&2
-fi
+settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3}"
+record_report "Product API" "$settings" perf/run-api.sh "$report" src protocol Cargo.toml Cargo.lock perf/loadgen
 rm -f "$report"

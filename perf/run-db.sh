@@ -13,14 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
+source perf/stores.sh
 
-command -v wrk >/dev/null || install_packages wrk
-data=$(mktemp -d "${TMPDIR:-/tmp}/swiftlet-perf-XXXXXX")
-chmod 755 "$data"
-trap 'stop_private_services; rm -rf "$data"' EXIT
-ensure_packages
-ensure_postgres "$data"
-ensure_redis "$data"
+bench_stores
 
 cargo build --release --locked --bin swiftlet
 (cd perf/baseline/axum && cargo build --release --locked)
@@ -33,27 +28,13 @@ export DATABASE_URL=${PG_ADMIN_URL%/postgres}/swiftlet_bench
 export REDIS_URL=redis://$REDIS_ADDR
 ./target/release/swiftlet migrate
 
-if ss -ltn 2>/dev/null | grep -q ':18080 '; then
-    echo "port 18080 is busy; stop whatever holds it first" >&2
-    exit 1
-fi
+require_bench_port
 
 report=$(mktemp)
 python3 perf/db.py | tee "$report"
 
-if [ -z "${PERF_NO_RECORD:-}" ]; then
-    settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3} PERF_CONNS=${PERF_CONNS:-256}"
-    [ -n "${PERF_ENDPOINTS:-}" ] && settings="$settings PERF_ENDPOINTS=$PERF_ENDPOINTS"
-    [ -n "${PERF_SWIFTLET_ARGS:-}" ] && settings="$settings PERF_SWIFTLET_ARGS=\"$PERF_SWIFTLET_ARGS\""
-    dirty=""; git diff --quiet HEAD -- src protocol Cargo.toml Cargo.lock perf/baseline || dirty=" (with uncommitted changes)"
-    {
-        echo
-        echo "## Database tests: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)${dirty}"
-        echo
-        echo "Command: \`${settings} perf/run-db.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), PostgreSQL $(admin_psql -At -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)."
-        echo
-        cat "$report"
-    } >> perf/RESULTS.md
-    echo "appended to perf/RESULTS.md" >&2
-fi
+settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3} PERF_CONNS=${PERF_CONNS:-256}"
+[ -n "${PERF_ENDPOINTS:-}" ] && settings="$settings PERF_ENDPOINTS=$PERF_ENDPOINTS"
+[ -n "${PERF_SWIFTLET_ARGS:-}" ] && settings="$settings PERF_SWIFTLET_ARGS=\"$PERF_SWIFTLET_ARGS\""
+record_report "Database tests" "$settings" perf/run-db.sh "$report" src protocol Cargo.toml Cargo.lock perf/baseline
 rm -f "$report"

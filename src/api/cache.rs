@@ -59,19 +59,19 @@ pub enum Entry<'a> {
 
 impl Entry<'_> {
     pub fn key(&self, storage: &Storage) -> Vec<u8> {
-        let mut key = format!("{}api:", storage.cache_prefix).into_bytes();
-        match self {
-            Entry::Article(slug) => {
-                key.extend_from_slice(b"article:");
-                key.extend_from_slice(slug.as_bytes());
-            }
-            Entry::Profile(username) => {
-                key.extend_from_slice(b"profile:");
-                key.extend_from_slice(username.as_bytes());
-            }
-            Entry::Tags => key.extend_from_slice(b"tags"),
-            Entry::FirstPage => key.extend_from_slice(b"articles:first"),
-        }
+        let (kind, name): (&[u8], &str) = match self {
+            Entry::Article(slug) => (b"article:", slug),
+            Entry::Profile(username) => (b"profile:", username),
+            Entry::Tags => (b"tags", ""),
+            Entry::FirstPage => (b"articles:first", ""),
+        };
+        // One allocation of the exact size: this runs on every cached read.
+        let prefix = storage.cache_prefix.as_bytes();
+        let mut key = Vec::with_capacity(prefix.len() + 4 + kind.len() + name.len());
+        key.extend_from_slice(prefix);
+        key.extend_from_slice(b"api:");
+        key.extend_from_slice(kind);
+        key.extend_from_slice(name.as_bytes());
         key
     }
 }

@@ -24,12 +24,7 @@ pub async fn add(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>)
     let pg = worker.storage.pg.for_writes()?;
     let rows = pg.run(|b| b.query(&sql::INSERT_COMMENT, &[&caller, &slug.as_str(), &body])).await?;
     let row = rows.query(0).next().ok_or(AppError::ResourceNotFound { resource: ARTICLE })?;
-    res.try_send_with(Status::OK, API_JSON, |out| {
-        out.extend_from_slice(b"{\"comment\":");
-        render::comment_object(out, &row)?;
-        out.push(b'}');
-        Ok::<(), crate::storage::PgError>(())
-    })?;
+    res.try_send_with(Status::OK, API_JSON, |out| render::comment(out, &row))?;
     Ok(())
 }
 
@@ -47,17 +42,7 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     if rows.query(0).next().is_none() {
         return Err(AppError::ResourceNotFound { resource: ARTICLE });
     }
-    res.try_send_with(Status::OK, API_JSON, |out| {
-        out.extend_from_slice(b"{\"comments\":[");
-        for (i, row) in rows.query(1).enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            render::comment_object(out, &row)?;
-        }
-        out.extend_from_slice(b"]}");
-        Ok::<(), crate::storage::PgError>(())
-    })?;
+    res.try_send_with(Status::OK, API_JSON, |out| render::comments(out, rows.query(1)))?;
     Ok(())
 }
 

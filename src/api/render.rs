@@ -118,7 +118,7 @@ pub fn article_list<'r>(out: &mut Vec<u8>, rows: impl Iterator<Item = Row<'r>>, 
 }
 
 /// A comment object from a row laid out as the comment statements' (see `api::sql`).
-pub fn comment_object(out: &mut Vec<u8>, row: &Row<'_>) -> Result<(), PgError> {
+fn comment_object(out: &mut Vec<u8>, row: &Row<'_>) -> Result<(), PgError> {
     out.extend_from_slice(b"{\"id\":");
     write_int(out, row.int8(0)?);
     out.extend_from_slice(b",\"createdAt\":");
@@ -130,6 +130,27 @@ pub fn comment_object(out: &mut Vec<u8>, row: &Row<'_>) -> Result<(), PgError> {
     out.extend_from_slice(b",\"author\":");
     profile_object(out, row, 4)?;
     out.push(b'}');
+    Ok(())
+}
+
+/// `{"comment":{...}}`.
+pub fn comment(out: &mut Vec<u8>, row: &Row<'_>) -> Result<(), PgError> {
+    out.extend_from_slice(b"{\"comment\":");
+    comment_object(out, row)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// `{"comments":[...]}`.
+pub fn comments<'r>(out: &mut Vec<u8>, rows: impl Iterator<Item = Row<'r>>) -> Result<(), PgError> {
+    out.extend_from_slice(b"{\"comments\":[");
+    for (i, row) in rows.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        comment_object(out, &row)?;
+    }
+    out.extend_from_slice(b"]}");
     Ok(())
 }
 

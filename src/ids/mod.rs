@@ -200,10 +200,6 @@ impl IdGenerator {
         IdGenerator { scheme, machine, last_tick: None, sequence: 0 }
     }
 
-    pub fn scheme(&self) -> &IdScheme {
-        &self.scheme
-    }
-
     /// The node part of this generator's machine id.
     pub fn node(&self) -> u64 {
         self.machine >> self.scheme.core_bits

@@ -1,0 +1,43 @@
+# Shared by the perf scripts that need PostgreSQL and Redis (run-db.sh,
+# run-api.sh); sourced after scripts/services.sh.
+
+# wrk, a data folder for private servers (removed on exit, with the servers
+# stopped), and the running or private PostgreSQL and Redis.
+bench_stores() {
+    command -v wrk >/dev/null || install_packages wrk
+    data=$(mktemp -d "${TMPDIR:-/tmp}/swiftlet-perf-XXXXXX")
+    chmod 755 "$data"
+    trap 'stop_private_services; rm -rf "$data"' EXIT
+    ensure_packages
+    ensure_postgres "$data"
+    ensure_redis "$data"
+}
+
+# Nothing of ours may be left listening on the bench port.
+require_bench_port() {
+    if ss -ltn 2>/dev/null | grep -q ':18080 '; then
+        echo "port 18080 is busy; stop whatever holds it first" >&2
+        exit 1
+    fi
+}
+
+# record_report TITLE SETTINGS SCRIPT REPORT PATH...: appends REPORT to
+# perf/RESULTS.md under a heading with the date and commit (flagged when any
+# PATH has uncommitted changes) and the command that made it, unless
+# PERF_NO_RECORD is set.
+record_report() {
+    local title=$1 settings=$2 script=$3 report=$4
+    shift 4
+    [ -n "${PERF_NO_RECORD:-}" ] && return 0
+    local dirty=""
+    git diff --quiet HEAD -- "$@" || dirty=" (with uncommitted changes)"
+    {
+        echo
+        echo "## ${title}: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)${dirty}"
+        echo
+        echo "Command: \`${settings} ${script}\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), PostgreSQL $(admin_psql -At -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)."
+        echo
+        cat "$report"
+    } >> perf/RESULTS.md
+    echo "appended to perf/RESULTS.md" >&2
+}
