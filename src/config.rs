@@ -70,6 +70,29 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_INGEST_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub ingest_body_limit: u64,
 
+    /// Largest body accepted by POST /ingest/batch (NDJSON), in bytes (413 beyond).
+    #[arg(long, env = "SWIFTLET_INGEST_BATCH_BODY_LIMIT", default_value_t = 4 * 1024 * 1024)]
+    pub ingest_batch_body_limit: u64,
+
+    /// When POST /ingest answers 202: "durable" once the event's batch has
+    /// committed to PostgreSQL, "queued" as soon as it is queued.
+    #[arg(long, env = "SWIFTLET_INGEST_ACK", value_enum, default_value = "durable")]
+    pub ingest_ack: crate::ingest::AckMode,
+
+    /// Events per ingest batch: a batch commits when it has this many...
+    #[arg(long, env = "SWIFTLET_INGEST_BATCH_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub ingest_batch_events: u32,
+
+    /// ...or when its first event is this many milliseconds old (0: as soon as
+    /// the writer is free). Each worker commits its own batches.
+    #[arg(long, env = "SWIFTLET_INGEST_BATCH_MS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=60_000))]
+    pub ingest_batch_ms: u32,
+
+    /// Most events a worker holds uncommitted; beyond it ingestion answers 503
+    /// with Retry-After, so memory stays bounded while the database is slow or down.
+    #[arg(long, env = "SWIFTLET_INGEST_QUEUE_EVENTS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ingest_queue_events: u32,
+
     /// Initial size of each connection's read and write buffers, in bytes. They grow
     /// for larger messages; small keeps memory per idle or busy connection low.
     #[arg(long, env = "SWIFTLET_BUFFER_SIZE", default_value_t = 1024, value_parser = parse_buffer_size)]
@@ -185,6 +208,10 @@ impl Config {
             core_bits: self.id_core_bits,
             max_backwards: self.id_max_backwards,
         }
+    }
+
+    pub fn ingest_linger(&self) -> Duration {
+        Duration::from_millis(self.ingest_batch_ms.into())
     }
 
     pub fn token_ttl(&self) -> Duration {

@@ -434,8 +434,8 @@ pub(crate) fn write_response(
     let date = date_cache::current();
     let mut headers: [(&str, &[u8]); 5] = [("", b""); 5];
     let mut n = 0;
-    if let Some(methods) = response.allow() {
-        headers[n] = ("Allow", methods.as_bytes());
+    if let Some((name, value)) = response.header() {
+        headers[n] = (name, value.as_bytes());
         n += 1;
     }
     if response.cors() != Cors::None {

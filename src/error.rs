@@ -45,6 +45,8 @@ pub enum AppError {
     HashingBusy,
     /// No ID can be made now (no node id, or the clock is behind).
     IdsUnavailable { problem: &'static str },
+    /// This worker's ingest queue is full: the database is behind.
+    IngestBusy,
 }
 
 impl From<PgError> for AppError {
@@ -83,19 +85,23 @@ impl AppError {
             AppError::ResourceNotFound { .. } => Status::NOT_FOUND,
             AppError::HashingBusy => Status::SERVICE_UNAVAILABLE,
             AppError::IdsUnavailable { .. } => Status::SERVICE_UNAVAILABLE,
+            AppError::IngestBusy => Status::SERVICE_UNAVAILABLE,
         }
     }
 
-    /// Extra headers the status requires (RFC 9110 §15.5.6: 405 carries Allow).
-    pub fn allow(&self) -> Option<&'static str> {
+    /// The extra header the answer carries: Allow on a 405 (RFC 9110
+    /// §15.5.6), Retry-After where waiting a moment is the fix (§10.2.3).
+    pub fn header(&self) -> Option<(&'static str, &'static str)> {
         match self {
-            AppError::MethodNotAllowed { allow } => Some(allow),
+            AppError::MethodNotAllowed { allow } => Some(("Allow", allow)),
+            AppError::IngestBusy => Some(("Retry-After", "1")),
             _ => None,
         }
     }
 
-    /// Writes the JSON error body.
-    pub fn write_body(&self, out: &mut Vec<u8>) {
+    /// Writes `"errors":{…}`, the member of the body that says what was wrong
+    /// (also used inside larger documents, such as a batch's rejected lines).
+    pub fn write_errors_member(&self, out: &mut Vec<u8>) {
         let (key, message) = match self {
             AppError::Http(e) => ("request", e.message()),
             AppError::NotFound => ("path", "no such route"),
@@ -112,12 +118,20 @@ impl AppError {
             AppError::ResourceNotFound { resource } => (*resource, "not found"),
             AppError::HashingBusy => ("server", "too many logins at once, try again shortly"),
             AppError::IdsUnavailable { problem } => ("ids", *problem),
+            AppError::IngestBusy => ("server", "too many events waiting to be stored, retry shortly"),
         };
-        out.extend_from_slice(b"{\"errors\":{");
+        out.extend_from_slice(b"\"errors\":{");
         json::write_str(out, key);
         out.extend_from_slice(b":[");
         json::write_str(out, message);
-        out.extend_from_slice(b"]}}");
+        out.extend_from_slice(b"]}");
+    }
+
+    /// Writes the JSON error body.
+    pub fn write_body(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        self.write_errors_member(out);
+        out.push(b'}');
     }
 }
 
@@ -153,5 +167,7 @@ mod tests {
         assert_eq!(AppError::Forbidden { resource: "article" }.status().code(), 403);
         assert_eq!(AppError::ResourceNotFound { resource: "article" }.status().code(), 404);
         assert_eq!(AppError::HashingBusy.status().code(), 503);
+        assert_eq!(AppError::IngestBusy.status().code(), 503);
+        assert_eq!(AppError::IngestBusy.header(), Some(("Retry-After", "1")));
     }
 }

@@ -5,7 +5,8 @@
 //! [`connection`] is the per-connection read/decode/answer/write loop; it asks
 //! [`router`] for the route and calls into [`handlers`], which reach
 //! PostgreSQL and Redis through the worker's own [`storage`] connections. The
-//! product API (the Conduit backend) is [`api`], one module per resource. The HTTP wire rules
+//! product API (the Conduit backend) is [`api`], one module per resource; log
+//! ingestion and its group commit are [`ingest`]. The HTTP wire rules
 //! themselves live in the `swiftlet-protocol` crate (`protocol/`), which has no
 //! IO at all.
 
@@ -16,6 +17,7 @@ pub mod date_cache;
 pub mod error;
 pub mod handlers;
 pub mod ids;
+pub mod ingest;
 pub mod json;
 pub mod panic_guard;
 pub mod request;

@@ -35,7 +35,8 @@ enum Body {
 pub struct Response<'s> {
     status: Status,
     content_type: Option<&'static str>,
-    allow: Option<&'static str>,
+    /// The error's extra header (Allow, Retry-After).
+    header: Option<(&'static str, &'static str)>,
     cors: Cors,
     body: Body,
     scratch: &'s mut Vec<u8>,
@@ -48,7 +49,7 @@ impl<'s> Response<'s> {
         Response {
             status: Status::NO_CONTENT,
             content_type: None,
-            allow: None,
+            header: None,
             cors: Cors::None,
             body: Body::Static(b""),
             scratch,
@@ -63,9 +64,9 @@ impl<'s> Response<'s> {
         self.content_type
     }
 
-    /// The value of the Allow header, for a 405.
-    pub fn allow(&self) -> Option<&'static str> {
-        self.allow
+    /// The extra header an error answer carries (Allow on a 405, Retry-After on some 503s).
+    pub fn header(&self) -> Option<(&'static str, &'static str)> {
+        self.header
     }
 
     pub fn cors(&self) -> Cors {
@@ -139,7 +140,7 @@ impl<'s> Response<'s> {
         error.write_body(self.scratch);
         self.status = error.status();
         self.content_type = Some(JSON);
-        self.allow = error.allow();
+        self.header = error.header();
         self.body = Body::Scratch;
     }
 }

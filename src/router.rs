@@ -21,7 +21,10 @@ pub enum Route {
     Health,
     Plaintext,
     Json,
+    /// `POST /ingest`: one log event.
     Ingest,
+    /// `POST /ingest/batch`: log events as NDJSON.
+    IngestBatch,
     /// `GET /db`: one random World row.
     Db,
     /// `GET /queries?queries=N`: N random World rows.
@@ -75,6 +78,8 @@ pub enum Route {
     Ids,
     /// `GET /api/ids/:id`: an ID's parts.
     DecodeId,
+    /// `GET /api/logs`: ingested events, newest first.
+    Logs,
     /// `OPTIONS` on any `/api` path: a CORS preflight.
     Preflight,
     /// `GET /__test/panic`: a handler that panics (only with `--test-routes`).
@@ -163,6 +168,7 @@ fn api_route(rest: &[&[u8]]) -> Option<Methods> {
         [b"tags"] => get(Tags),
         [b"ids"] => get(Ids),
         [b"ids", _] => get(DecodeId),
+        [b"logs"] => get(Logs),
         _ => return None,
     })
 }
@@ -198,6 +204,7 @@ fn benchmark_route(segments: &[&[u8]], test_routes: bool) -> Option<Methods> {
         [b"plaintext"] => get(Route::Plaintext),
         [b"json"] => get(Route::Json),
         [b"ingest"] => post(Route::Ingest),
+        [b"ingest", b"batch"] => post(Route::IngestBatch),
         [b"db"] => get(Route::Db),
         [b"queries"] => get(Route::Queries),
         [b"updates"] => get(Route::Updates),
@@ -220,6 +227,7 @@ mod tests {
         assert_eq!(route(Method::Get, b"/plaintext", false), Ok(Route::Plaintext));
         assert_eq!(route(Method::Get, b"/json", false), Ok(Route::Json));
         assert_eq!(route(Method::Post, b"/ingest", false), Ok(Route::Ingest));
+        assert_eq!(route(Method::Post, b"/ingest/batch", false), Ok(Route::IngestBatch));
         assert_eq!(route(Method::Get, b"/db", false), Ok(Route::Db));
         assert_eq!(route(Method::Get, b"/queries", false), Ok(Route::Queries));
         assert_eq!(route(Method::Get, b"/updates", false), Ok(Route::Updates));
@@ -266,6 +274,7 @@ mod tests {
         assert_eq!(r(Get, "/api/tags"), Ok(Route::Tags));
         assert_eq!(r(Get, "/api/ids"), Ok(Route::Ids));
         assert_eq!(r(Get, "/api/ids/123"), Ok(Route::DecodeId));
+        assert_eq!(r(Get, "/api/logs"), Ok(Route::Logs));
         assert_eq!(r(Options, "/api/articles/x"), Ok(Route::Preflight));
         assert_eq!(r(Delete, "/api/user"), Err(AppError::MethodNotAllowed { allow: "GET, HEAD, PUT" }));
         assert_eq!(r(Get, "/api/nope"), Err(AppError::NotFound));

@@ -8,7 +8,8 @@
 //! accepting, aborts the connections that are idle (each keeps a flag in its
 //! slot saying whether it holds part of a request), lets the others finish the
 //! request they are on, and returns when none are left or the shutdown timeout
-//! ends the wait (dropping the runtime then closes whatever remains).
+//! ends the wait (dropping the runtime then closes whatever remains). Before it
+//! returns it lets its ingest writer commit the log events still queued.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::connection::{self, Connection};
 use crate::date_cache;
 use crate::error::AppError;
 use crate::ids::IdGenerator;
+use crate::ingest::{writer, IngestQueue};
 use crate::response::Response;
 use crate::storage::Storage;
 
@@ -44,6 +46,8 @@ pub struct Worker {
     pub index: usize,
     /// This worker's ID generator, made for the node id it was last used with.
     pub ids: RefCell<Option<IdGenerator>>,
+    /// Log events waiting for this worker's ingest writer to commit them.
+    pub ingest: Rc<IngestQueue>,
     shutting_down: Cell<bool>,
     /// Every open connection, by id.
     connections: RefCell<HashMap<u64, Rc<ConnectionSlot>>>,
@@ -112,6 +116,12 @@ pub fn run(
             limits: config.head_limits(),
             index,
             ids: RefCell::new(None),
+            ingest: Rc::new(IngestQueue::new(
+                config.ingest_ack,
+                config.ingest_batch_events as usize,
+                config.ingest_linger(),
+                config.ingest_queue_events as usize,
+            )),
             tokens: Tokens::new(config.jwt_secret.as_deref().unwrap_or_default().as_bytes(), config.token_ttl()),
             storage: Storage::start(&config),
             config,
@@ -120,6 +130,12 @@ pub fn run(
             next_id: Cell::new(0),
         });
         let date = tokio::task::spawn_local(date_cache::refresh_every_second());
+        let ingest_writer = tokio::task::spawn_local(writer::run(
+            Rc::clone(&worker.ingest),
+            worker.config.database_url.clone(),
+            worker.config.storage_timeout,
+            index,
+        ));
         accept_until_shutdown(&listener, &worker, shutdown).await;
         worker.shutting_down.set(true);
         drop(listener);
@@ -136,6 +152,19 @@ pub fn run(
                 "shutdown timeout: closing connections still open"
             );
         }
+        // Queued events were acknowledged: store them before exiting, within the same deadline.
+        worker.ingest.close();
+        while worker.ingest.depth() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if worker.ingest.depth() > 0 {
+            tracing::error!(
+                worker = index,
+                events = worker.ingest.depth(),
+                "shutdown timeout: queued log events not stored"
+            );
+        }
+        ingest_writer.abort();
         date.abort();
         Ok(())
     })

@@ -2,8 +2,10 @@
 //!
 //! Formatting a date costs far more than copying 29 bytes, so the server
 //! formats it once a second per core and every response copies the result.
-//! This module only knows how to turn a Unix time into those 29 bytes, and
-//! into the RFC 3339 timestamps the product API sends (`Rfc3339Millis`).
+//! This module only knows how to turn a Unix time into those 29 bytes, into
+//! the RFC 3339 timestamps the product API sends (`Rfc3339Millis`) and the log
+//! API sends (`Rfc3339Micros`), and how to read the RFC 3339 timestamps clients
+//! send ([`parse_rfc3339`]).
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT`: always exactly 29 ASCII bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +58,7 @@ impl Rfc3339Millis {
     /// millisecond. Years outside 0000..=9999 are clamped to its ends, which
     /// no stored timestamp reaches.
     pub fn from_unix_micros(micros: i64) -> Rfc3339Millis {
-        const MIN: i64 = -62_167_219_200_000_000; // 0000-01-01T00:00:00Z
-        const MAX: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
-        let micros = micros.clamp(MIN, MAX);
+        let micros = clamp_micros(micros);
         let secs = micros.div_euclid(1_000_000);
         let millis = (micros.rem_euclid(1_000_000) / 1000) as u32;
         let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
@@ -81,6 +81,126 @@ impl Rfc3339Millis {
         // Only ASCII digits and punctuation are ever written.
         std::str::from_utf8(&self.0).unwrap_or("")
     }
+}
+
+/// `2016-02-18T03:22:56.637123Z`: like [`Rfc3339Millis`] with six fractional
+/// digits, so a stored microsecond timestamp reads back exactly. 27 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339Micros([u8; 27]);
+
+impl Rfc3339Micros {
+    /// Formats microseconds since the Unix epoch; years outside 0000..=9999
+    /// are clamped to its ends.
+    pub fn from_unix_micros(micros: i64) -> Rfc3339Micros {
+        let millis = Rfc3339Millis::from_unix_micros(micros);
+        let sub_milli = (clamp_micros(micros).rem_euclid(1000)) as u32;
+        let mut b = [0u8; 27];
+        b[..23].copy_from_slice(&millis.0[..23]);
+        b[23] = b'0' + (sub_milli / 100) as u8;
+        two_digits(&mut b[24..26], sub_milli % 100);
+        b[26] = b'Z';
+        Rfc3339Micros(b)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+const MIN_MICROS: i64 = -62_167_219_200_000_000; // 0000-01-01T00:00:00Z
+const MAX_MICROS: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999Z
+
+fn clamp_micros(micros: i64) -> i64 {
+    micros.clamp(MIN_MICROS, MAX_MICROS)
+}
+
+/// Reads an RFC 3339 date-time (§5.6): `YYYY-MM-DDTHH:MM:SS`, an optional
+/// fraction (digits past the sixth are dropped), then `Z` or `±HH:MM`. `t`,
+/// `z` and a space for the `T` are accepted, as the RFC allows. A leap
+/// second (`:60`) is read as the first instant of the next minute, as
+/// PostgreSQL does. Returns microseconds since the Unix epoch, or `None` for
+/// anything else, including impossible dates such as February 30th.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        b[range].iter().try_fold(0i64, |n, &c| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0')))
+    };
+    let punctuation_ok =
+        b[4] == b'-' && b[7] == b'-' && matches!(b[10], b'T' | b't' | b' ') && b[13] == b':' && b[16] == b':';
+    if !punctuation_ok {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut at = 19;
+    let mut fraction_micros = 0i64;
+    if b[at] == b'.' {
+        at += 1;
+        let digits = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        for (i, &c) in b[at..at + digits].iter().take(6).enumerate() {
+            fraction_micros += i64::from(c - b'0') * 10i64.pow(5 - i as u32);
+        }
+        at += digits;
+    }
+    let offset_secs = match &b[at..] {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let two = |x: u8, y: u8| {
+                (x.is_ascii_digit() && y.is_ascii_digit()).then(|| i64::from((x - b'0') * 10 + (y - b'0')))
+            };
+            let (h, m) = (two(*h1, *h2)?, two(*m1, *m2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = h * 3600 + m * 60;
+            if *sign == b'+' {
+                secs
+            } else {
+                -secs
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month as u32, day as u32);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    Some(secs * 1_000_000 + fraction_micros)
+}
+
+fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// The inverse of [`civil_from_days`]: a proleptic Gregorian date to days
+/// since the Unix epoch, with the same 400-year era arithmetic.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400); // 0..=399
+    let mp = i64::from(if month > 2 { month - 3 } else { month + 9 }); // March = 0
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Whether `s` has exactly the shape [`Rfc3339Millis`] writes,
@@ -169,5 +289,63 @@ mod tests {
         assert_eq!(fmt(1_709_164_799), "Wed, 28 Feb 2024 23:59:59 GMT");
         assert_eq!(fmt(1_709_251_199), "Thu, 29 Feb 2024 23:59:59 GMT");
         assert_eq!(fmt(4_102_444_800), "Fri, 01 Jan 2100 00:00:00 GMT");
+    }
+
+    #[test]
+    fn rfc3339_micros_keeps_every_digit() {
+        let s = |m| Rfc3339Micros::from_unix_micros(m).as_str().to_owned();
+        assert_eq!(s(1_455_765_776_637_123), "2016-02-18T03:22:56.637123Z");
+        assert_eq!(s(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(s(0), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2016-02-18T03:22:56.637123Z"), Some(1_455_765_776_637_123));
+        assert_eq!(parse_rfc3339("2016-02-18t03:22:56.6z"), Some(1_455_765_776_600_000));
+        assert_eq!(parse_rfc3339("2016-02-18 03:22:56.123456789Z"), Some(1_455_765_776_123_456));
+        assert_eq!(parse_rfc3339("2016-02-18T04:22:56+01:00"), Some(1_455_765_776_000_000));
+        assert_eq!(parse_rfc3339("2016-02-17T22:52:56-04:30"), Some(1_455_765_776_000_000));
+        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400_000_000));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59.999999Z"), Some(-1));
+        assert_eq!(parse_rfc3339("2016-12-31T23:59:60Z"), parse_rfc3339("2017-01-01T00:00:00Z"));
+        assert_eq!(parse_rfc3339("0000-01-01T00:00:00Z"), Some(MIN_MICROS));
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:59.999999Z"), Some(MAX_MICROS));
+    }
+
+    #[test]
+    fn refuses_what_is_not_rfc3339() {
+        for bad in [
+            "",
+            "2016-02-18",
+            "2016-02-18T03:22:56",
+            "2016-02-18T03:22:56.Z",
+            "2016-02-18T03:22:56+0100",
+            "2016-02-18T03:22:56+01",
+            "2016-02-30T00:00:00Z",
+            "2017-02-29T00:00:00Z",
+            "2016-13-01T00:00:00Z",
+            "2016-00-01T00:00:00Z",
+            "2016-02-18T24:00:00Z",
+            "2016-02-18T03:60:00Z",
+            "2016-02-18T03:22:61Z",
+            "2016-02-18T03:22:56+24:00",
+            "2016-02-18T03:22:56ZZ",
+            "2016-02-18X03:22:56Z",
+            "+016-02-18T03:22:56Z",
+            "2016-02-18T03:22:56.1234567890123456789012345Zx",
+            "２016-02-18T03:22:56Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parse_and_format_agree() {
+        for micros in [0, 1, -1, 951_782_400_000_000, 1_700_000_000_123_456, MIN_MICROS, MAX_MICROS] {
+            let text = Rfc3339Micros::from_unix_micros(micros);
+            assert_eq!(parse_rfc3339(text.as_str()), Some(micros), "{}", text.as_str());
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! swiftlet's wire code (HTTP/1.1, and RESP for Redis), with no IO in it.
+//! swiftlet's wire code (HTTP/1.1, RESP for Redis, PostgreSQL's binary COPY
+//! format), with no IO in it.
 //!
 //! Bytes go in, parsed request heads and decoded bodies come out, and response
 //! heads are encoded into a buffer the caller owns. Nothing here knows about
@@ -12,6 +13,7 @@
 //! - [`date`]: the Date header value.
 //! - [`error`]: every way a request can be refused, each with its status.
 //! - [`resp`]: Redis commands and replies (RESP2), for the cache client.
+//! - [`pgcopy`]: rows in PostgreSQL's binary COPY format, for the log store.
 
 pub mod chunked;
 pub mod date;
@@ -19,11 +21,12 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod head;
+pub mod pgcopy;
 pub mod resp;
 pub mod response;
 
 pub use chunked::{Chunked, ChunkedDecoder};
-pub use date::{HttpDate, Rfc3339Millis};
+pub use date::{parse_rfc3339, HttpDate, Rfc3339Micros, Rfc3339Millis};
 pub use error::HttpError;
 pub use head::{BodyFraming, HeadLimits, HeaderLines, Method, RequestHead, Version};
 pub use response::{ConnectionHeader, ResponseHead, Status};

@@ -4,7 +4,7 @@
 //! One module per resource, each owning its handlers (the SQL is in [`sql`]):
 //! [`users`] (registration, login, the current user), [`profiles`] (and
 //! follows), [`articles`] (lists, the feed, CRUD, favorites, tags) and
-//! [`comments`]. [`auth`] turns the Authorization header into a caller,
+//! [`comments`], and [`logs`] (the ingested log events, read back). [`auth`] turns the Authorization header into a caller,
 //! [`password`] hashes off the event loop, [`input`] reads requests,
 //! [`render`] writes the response documents and [`cache`] keeps the hot
 //! anonymous reads in Redis.
@@ -19,6 +19,7 @@ pub mod auth;
 pub mod cache;
 pub mod comments;
 pub mod input;
+pub mod logs;
 pub mod password;
 pub mod profiles;
 pub mod render;

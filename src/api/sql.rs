@@ -352,6 +352,37 @@ pub const COMMENT_OWNER: Statement = Statement {
 pub const DELETE_COMMENT: Statement =
     Statement { name: "delete_comment", sql: "DELETE FROM comments WHERE id = $1", params: &[Type::INT8] };
 
+/// The columns of a log event row: 0 event_id, 1 ts, 2 service, 3 message,
+/// 4 metadata (as JSON text).
+macro_rules! log_page {
+    ($filter:literal) => {
+        concat!(
+            "SELECT event_id, ts, service, message, metadata::text FROM log_events WHERE ",
+            $filter,
+            " ORDER BY ts DESC, event_id DESC LIMIT $4"
+        )
+    };
+}
+
+/// A page of one service's log events, newest first: `$1` since (inclusive),
+/// `$2`/`$3` the (ts, event_id) to start below, `$4` rows, `$5` service.
+/// The position is compared as (service, ts, event_id), the whole key of
+/// `log_events_by_service`, so that index serves every condition; said as
+/// (ts, event_id), the generic plan could pick the time index and filter by
+/// service, which is slow for a rare service.
+pub const LOGS_BY_SERVICE: Statement = Statement {
+    name: "logs_by_service",
+    sql: log_page!("service = $5 AND ts >= $1 AND (service, ts, event_id) < ($5, $2, $3)"),
+    params: &[Type::TIMESTAMPTZ, Type::TIMESTAMPTZ, Type::TEXT, Type::INT8, Type::TEXT],
+};
+
+/// [`LOGS_BY_SERVICE`] over every service (no `$5`).
+pub const LOGS_ALL: Statement = Statement {
+    name: "logs_all",
+    sql: log_page!("ts >= $1 AND (ts, event_id) < ($2, $3)"),
+    params: &[Type::TIMESTAMPTZ, Type::TIMESTAMPTZ, Type::TEXT, Type::INT8],
+};
+
 pub const ALL: &[&Statement] = &[
     &USER_BY_EMAIL,
     &USER_BY_ID,
@@ -383,6 +414,8 @@ pub const ALL: &[&Statement] = &[
     &FAVORITE,
     &UNFAVORITE,
     &TAGS,
+    &LOGS_BY_SERVICE,
+    &LOGS_ALL,
     &COUNT_AUTHOR,
     &COUNT_TAGS,
     &COUNT_TOTAL,

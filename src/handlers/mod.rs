@@ -32,6 +32,7 @@ pub fn body_limit(route: Route, config: &Config) -> u64 {
     }
     match route {
         Route::Ingest => config.ingest_body_limit,
+        Route::IngestBatch => config.ingest_batch_body_limit,
         _ => 0,
     }
 }
@@ -51,7 +52,8 @@ pub async fn dispatch(
         Route::Health => hello::health(res),
         Route::Plaintext => hello::plaintext(res),
         Route::Json => hello::json(res),
-        Route::Ingest => ingest::ingest(req, res)?,
+        Route::Ingest => ingest::ingest(worker, req, res).await?,
+        Route::IngestBatch => ingest::ingest_batch(worker, req, res).await?,
         Route::Db => world::db(worker, res).await?,
         Route::Queries => world::queries(worker, req, res).await?,
         Route::Updates => world::updates(worker, req, res).await?,
@@ -78,6 +80,7 @@ pub async fn dispatch(
         Route::Tags => api::articles::tags(worker, res).await?,
         Route::Ids => ids::generate(worker, req, res).await?,
         Route::DecodeId => ids::decode(worker, req, res)?,
+        Route::Logs => api::logs::list(worker, req, res).await?,
         Route::Preflight => res.set_cors(Cors::Preflight),
         Route::TestPanic => fault::panic(),
         Route::TestSleep => fault::sleep(req, res).await,
@@ -93,6 +96,7 @@ fn is_api(route: Route) -> bool {
             | Route::Plaintext
             | Route::Json
             | Route::Ingest
+            | Route::IngestBatch
             | Route::Db
             | Route::Queries
             | Route::Updates

@@ -72,7 +72,12 @@ impl Reconnect {
 
     /// Sleeps until the next attempt.
     pub async fn wait(&mut self) {
-        tokio::time::sleep(self.backoff.next_wait()).await;
+        tokio::time::sleep(self.next_wait()).await;
+    }
+
+    /// How long to wait before the next attempt, for a caller that does not sleep on it.
+    pub fn next_wait(&mut self) -> Duration {
+        self.backoff.next_wait()
     }
 }
 

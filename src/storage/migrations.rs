@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "world_and_fortune", sql: include_str!("migrations/0001_world_and_fortune.sql") },
     Migration { version: 2, name: "conduit", sql: include_str!("migrations/0002_conduit.sql") },
     Migration { version: 3, name: "counters", sql: include_str!("migrations/0003_counters.sql") },
+    Migration { version: 4, name: "log_events", sql: include_str!("migrations/0004_log_events.sql") },
 ];
 
 /// An arbitrary constant that names swiftlet's migration lock.

@@ -187,9 +187,8 @@ impl<'r> Row<'r> {
     /// A timestamptz as microseconds since the Unix epoch (PostgreSQL sends
     /// microseconds since 2000-01-01).
     pub fn timestamp_micros(&self, index: usize) -> Result<i64, PgError> {
-        const UNIX_TO_PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
         let pg = i64::from_be_bytes(fixed(self.column(index)?, index, "timestamptz")?);
-        Ok(pg.saturating_add(UNIX_TO_PG_EPOCH_MICROS))
+        Ok(pg.saturating_add(swiftlet_protocol::pgcopy::UNIX_TO_PG_EPOCH_MICROS))
     }
 
     pub fn text(&self, index: usize) -> Result<&'r str, PgError> {
@@ -224,6 +223,32 @@ fn fixed<const N: usize>(bytes: &[u8], index: usize, ty: &str) -> Result<[u8; N]
 
 fn utf8(bytes: &[u8], index: usize) -> Result<&str, PgError> {
     std::str::from_utf8(bytes).map_err(|_| PgError::Failed(format!("column {index} is not UTF-8")))
+}
+
+/// A timestamptz parameter, given as microseconds since the Unix epoch;
+/// `i64::MIN` and `i64::MAX` are PostgreSQL's `-infinity` and `infinity`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timestamptz(pub i64);
+
+impl ToSql for Timestamptz {
+    fn to_sql(
+        &self,
+        _: &postgres_types::Type,
+        out: &mut BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let pg = match self.0 {
+            i64::MIN | i64::MAX => self.0,
+            unix => unix.saturating_sub(swiftlet_protocol::pgcopy::UNIX_TO_PG_EPOCH_MICROS),
+        };
+        out.extend_from_slice(&pg.to_be_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
+
+    fn accepts(ty: &postgres_types::Type) -> bool {
+        *ty == postgres_types::Type::TIMESTAMPTZ
+    }
+
+    postgres_types::to_sql_checked!();
 }
 
 /// Encodes the queries of one batch.

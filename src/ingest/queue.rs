@@ -1,0 +1,204 @@
+//! [`IngestQueue`]: one worker's events waiting to be committed, as the COPY
+//! stream of the next batch, and the [`Receipt`] a durable request waits on.
+//!
+//! Invariants:
+//! - Events queued — in the open batch plus the one being written — never
+//!   exceed the capacity; past it [`IngestQueue::append`] refuses with
+//!   [`AppError::IngestBusy`] (503 with Retry-After), so memory is bounded
+//!   whatever the database does.
+//! - Every event appended is in exactly one batch, and each batch gets exactly
+//!   one outcome, which every receipt for it sees.
+//! - Only this worker's thread touches the queue (`Rc`, `RefCell`): an append
+//!   and a take never interleave.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use swiftlet_protocol::pgcopy::{self, CopyWriter};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::event::LogPayload;
+use super::AckMode;
+use crate::error::AppError;
+
+/// How a batch ended, once it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchResult {
+    Committed,
+    /// Not committed; the error its events' requests answer with.
+    Failed(AppError),
+}
+
+/// The outcome of one batch, shared by the requests whose events it holds.
+#[derive(Default)]
+pub struct Outcome {
+    result: Cell<Option<BatchResult>>,
+    done: Notify,
+}
+
+impl Outcome {
+    pub fn settle(&self, result: BatchResult) {
+        self.result.set(Some(result));
+        self.done.notify_waiters();
+    }
+}
+
+/// What an accepted event's request waits on before it answers: nothing in
+/// queued mode, the batch's outcome in durable mode.
+pub struct Receipt(Option<Rc<Outcome>>);
+
+impl Receipt {
+    /// Waits until the event is committed (durable mode) and says whether it was.
+    pub async fn confirmed(self) -> Result<(), AppError> {
+        let Some(outcome) = self.0 else { return Ok(()) };
+        loop {
+            // `notified()` is created before the check, so a settle between
+            // the two is not missed.
+            let notified = outcome.done.notified();
+            match outcome.result.get() {
+                Some(BatchResult::Committed) => return Ok(()),
+                Some(BatchResult::Failed(e)) => return Err(e),
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Whether two receipts wait on the same batch (a request with many events
+    /// needs to wait on each batch once).
+    pub fn same_batch(&self, other: &Receipt) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+            _ => self.0.is_none() && other.0.is_none(),
+        }
+    }
+}
+
+/// A batch taken for writing: the complete COPY payload, its event count and
+/// the outcome its requests wait on.
+pub struct Batch {
+    pub copy: Vec<u8>,
+    pub events: usize,
+    pub outcome: Rc<Outcome>,
+}
+
+struct OpenBatch {
+    copy: Vec<u8>,
+    events: usize,
+    /// When the first event arrived: the batch is due `linger` later.
+    first_at: Option<Instant>,
+    outcome: Rc<Outcome>,
+}
+
+impl OpenBatch {
+    fn new(capacity: usize) -> OpenBatch {
+        OpenBatch { copy: Vec::with_capacity(capacity), events: 0, first_at: None, outcome: Rc::default() }
+    }
+}
+
+pub struct IngestQueue {
+    mode: AckMode,
+    batch_events: usize,
+    linger: Duration,
+    capacity: usize,
+    open: RefCell<OpenBatch>,
+    /// Events in the batch the writer holds (0 when it holds none).
+    writing: Cell<usize>,
+    /// Wakes the writer: the first event of a batch arrived, a batch is full,
+    /// or the worker is shutting down.
+    wake: Notify,
+    closing: Cell<bool>,
+}
+
+impl IngestQueue {
+    pub fn new(mode: AckMode, batch_events: usize, linger: Duration, capacity: usize) -> IngestQueue {
+        IngestQueue {
+            mode,
+            batch_events,
+            linger,
+            capacity,
+            open: RefCell::new(OpenBatch::new(0)),
+            writing: Cell::new(0),
+            wake: Notify::new(),
+            closing: Cell::new(false),
+        }
+    }
+
+    pub fn mode(&self) -> AckMode {
+        self.mode
+    }
+
+    /// Events accepted and not yet committed.
+    pub fn depth(&self) -> usize {
+        self.open.borrow().events + self.writing.get()
+    }
+
+    /// Queues one event for the next batch.
+    pub fn append(&self, event: &LogPayload<'_, '_>) -> Result<Receipt, AppError> {
+        if self.depth() >= self.capacity {
+            return Err(AppError::IngestBusy);
+        }
+        let mut open = self.open.borrow_mut();
+        event.write_row(&mut CopyWriter::new(&mut open.copy));
+        open.events += 1;
+        if open.first_at.is_none() {
+            open.first_at = Some(Instant::now());
+            self.wake.notify_one();
+        } else if open.events == self.batch_events {
+            self.wake.notify_one();
+        }
+        Ok(Receipt(match self.mode {
+            AckMode::Durable => Some(Rc::clone(&open.outcome)),
+            AckMode::Queued => None,
+        }))
+    }
+
+    /// Waits until a batch is due — `batch_events` events, or its first event
+    /// `linger` old, or the worker closing — and takes it. The writer calls
+    /// this only when it holds no batch.
+    pub async fn next_batch(&self) -> Batch {
+        loop {
+            let notified = self.wake.notified();
+            let (events, first_at) = {
+                let open = self.open.borrow();
+                (open.events, open.first_at)
+            };
+            match first_at {
+                None => notified.await,
+                Some(_) if events >= self.batch_events || self.closing.get() => break,
+                Some(first) => {
+                    let due = first + self.linger;
+                    if Instant::now() >= due {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => break,
+                        _ = notified => {}
+                    }
+                }
+            }
+        }
+        let mut open = self.open.borrow_mut();
+        // The next batch starts with room for one like this, so a steady
+        // stream does not regrow its buffer from nothing every batch.
+        let fresh = OpenBatch::new(open.copy.len().min(4 << 20));
+        let taken = std::mem::replace(&mut *open, fresh);
+        self.writing.set(taken.events);
+        let mut copy = taken.copy;
+        pgcopy::finish(&mut copy);
+        Batch { copy, events: taken.events, outcome: taken.outcome }
+    }
+
+    /// The writer is done with its batch (committed, or given up in durable mode).
+    pub fn written(&self) {
+        self.writing.set(0);
+    }
+
+    /// From now on a batch is due as soon as it has an event: the worker is
+    /// shutting down and wants the queue empty.
+    pub fn close(&self) {
+        self.closing.set(true);
+        self.wake.notify_one();
+    }
+}
