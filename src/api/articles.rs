@@ -15,6 +15,7 @@ use super::cache::{self, Entry, Lookup};
 use super::input::{self, with_root};
 use super::{change_then_read, path_param, render, slug, sql};
 use crate::error::AppError;
+use crate::ids;
 use crate::request::Request;
 use crate::response::{Response, API_JSON};
 use crate::storage::postgres::{Batch, BatchRows};
@@ -157,11 +158,12 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     let tags = tag_list(tags);
     let base = slug::slugify(title);
     let mut slug = base.clone();
+    let id = ids::issue::one(worker).await?;
     for _ in 0..SLUG_ATTEMPTS {
         let pg = worker.storage.pg.for_writes()?;
         let attempt = pg
             .run(|b| {
-                b.query(&sql::INSERT_ARTICLE, &[&slug.as_str(), &caller, &title, &description, &body, &tags])?;
+                b.query(&sql::INSERT_ARTICLE, &[&slug.as_str(), &caller, &title, &description, &body, &tags, &id])?;
                 count(b, caller, &tags, 1)?;
                 b.query(&sql::ARTICLE_BY_SLUG, &[&caller, &slug.as_str()])
             })

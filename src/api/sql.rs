@@ -53,9 +53,9 @@ pub const USER_BY_ID: Statement = Statement {
 /// `$1` username, `$2` email, `$3` password hash -> `(id, username, email, bio, image)`.
 pub const INSERT_USER: Statement = Statement {
     name: "insert_user",
-    sql: "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, $3) \
+    sql: "INSERT INTO users (id, username, email, password_hash) VALUES ($4, $1, $2, $3) \
           RETURNING id, username, email, bio, image",
-    params: &[Type::TEXT, Type::TEXT, Type::TEXT],
+    params: &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8],
 };
 
 /// Partial update of the caller (`$1`): NULL email/username/hash keep the old
@@ -245,12 +245,12 @@ pub const COUNT_FEED: Statement = Statement {
 /// sorted, de-duplicated tags; the tags' index rows go in with it. Returns `(id)`.
 pub const INSERT_ARTICLE: Statement = Statement {
     name: "insert_article",
-    sql: "WITH a AS (INSERT INTO articles (slug, author_id, title, description, body, tag_list) \
-          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at), \
+    sql: "WITH a AS (INSERT INTO articles (id, slug, author_id, title, description, body, tag_list) \
+          VALUES ($7, $1, $2, $3, $4, $5, $6) RETURNING id, created_at), \
           t AS (INSERT INTO article_tags (tag, article_id, created_at) \
           SELECT tag, a.id, a.created_at FROM a, unnest($6::text[]) AS tag) \
           SELECT id FROM a",
-    params: &[Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT_ARRAY],
+    params: &[Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT_ARRAY, Type::INT8],
 };
 
 /// Partial update of article `$1`: NULL keeps a field.

@@ -12,6 +12,7 @@ use super::cache::{self, Entry};
 use super::input::with_root;
 use super::{on_constraint, password, render, sql};
 use crate::error::AppError;
+use crate::ids;
 use crate::request::Request;
 use crate::response::{Response, API_JSON};
 use crate::worker::Worker;
@@ -54,8 +55,9 @@ pub async fn register(worker: &Worker, req: &mut Request<'_>, res: &mut Response
     check_username(username)?;
     check_email(email)?;
     let hash = password::hash(pass.to_owned()).await?;
+    let id = ids::issue::one(worker).await?;
     let pg = worker.storage.pg.for_writes()?;
-    let rows = pg.run(|b| b.query(&sql::INSERT_USER, &[&username, &email, &hash])).await.map_err(on_constraint)?;
+    let rows = pg.run(|b| b.query(&sql::INSERT_USER, &[&username, &email, &hash, &id])).await.map_err(on_constraint)?;
     let row = rows.query(0).next().ok_or(AppError::Internal)?;
     let token = worker.tokens.issue(row.int8(0)?)?;
     res.try_send_with(Status::CREATED, API_JSON, |out| render::user(out, &row, &token))?;

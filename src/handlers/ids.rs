@@ -1,16 +1,16 @@
 //! `GET /api/ids` (`?count=N`, 1..=1000) and `GET /api/ids/:id`.
 //!
-//! Each worker makes IDs with its own generator ([`crate::ids`]); nothing is
-//! shared between cores but the node id, read from one atomic word per
-//! request ([`crate::ids::lease`]); while the node holds no valid id, 503. IDs go out as JSON strings: they exceed 2^53, which
-//! JavaScript numbers cannot hold exactly. When a tick's sequence is used up
-//! the request waits for the next tick (a timer, not a spin, so the worker
-//! serves others meanwhile); when the clock is too far behind it gets 503.
+//! Each worker makes IDs with its own generator ([`crate::ids::issue`]);
+//! nothing is shared between cores but the node id, read from one atomic word
+//! per request ([`crate::ids::lease`]); while the node holds no valid id, 503.
+//! IDs go out as JSON strings: they exceed 2^53, which JavaScript numbers
+//! cannot hold exactly. When a tick's sequence is used up the request waits
+//! for the next tick; when the clock is too far behind it gets 503.
 
 use swiftlet_protocol::{Rfc3339Millis, Status};
 
 use crate::error::AppError;
-use crate::ids::{self, IdGenerator, Step};
+use crate::ids;
 use crate::json::{write_int, write_str};
 use crate::request::Request;
 use crate::response::{Response, API_JSON};
@@ -18,9 +18,6 @@ use crate::worker::Worker;
 
 /// Most IDs one request may ask for.
 const MAX_COUNT: usize = 1000;
-
-const NO_NODE: AppError =
-    AppError::IdsUnavailable { problem: "this node has no node id (set --node-id, or REDIS_URL to lease one)" };
 
 fn count(raw: Option<&[u8]>) -> Result<Option<usize>, AppError> {
     let Some(raw) = raw else { return Ok(None) };
@@ -34,44 +31,7 @@ pub async fn generate(worker: &Worker, req: &mut Request<'_>, res: &mut Response
     let wanted = count(req.query_param("count"))?;
     let n = wanted.unwrap_or(1);
     let mut made = Vec::with_capacity(n);
-    while made.len() < n {
-        // The generator is borrowed only between awaits.
-        let wait = {
-            let node = ids::lease::current(ids::unix_ms_now()).ok_or(NO_NODE)?;
-            let mut slot = worker.ids.borrow_mut();
-            if slot.as_ref().is_none_or(|g| g.node() != node) {
-                // First use, or the lease moved this node to another id.
-                let scheme = worker.config.id_scheme();
-                let machine = scheme.machine(node, worker.index).map_err(|_| NO_NODE)?;
-                *slot = Some(IdGenerator::new(scheme, machine));
-            }
-            let generator = slot.as_mut().ok_or(NO_NODE)?;
-            loop {
-                match generator.next_at(ids::unix_ms_now()) {
-                    Step::Id(id) => {
-                        made.push(id);
-                        if made.len() == n {
-                            break None;
-                        }
-                    }
-                    Step::Wait(d) => break Some(d),
-                    Step::ClockBackwards => {
-                        tracing::warn!("the clock went backwards past the bound; refusing to make IDs");
-                        return Err(AppError::IdsUnavailable {
-                            problem: "the clock went backwards; try again shortly",
-                        });
-                    }
-                    Step::OutOfRange => {
-                        tracing::error!("the clock is outside the ID layout's range (check --id-epoch)");
-                        return Err(AppError::IdsUnavailable { problem: "the clock is outside the ID range" });
-                    }
-                }
-            }
-        };
-        if let Some(d) = wait {
-            tokio::time::sleep(d).await;
-        }
-    }
+    ids::issue::issue(worker, n, &mut made).await?;
     res.send_with(Status::OK, API_JSON, |out| {
         let mut digits = itoa::Buffer::new();
         match wanted {

@@ -20,7 +20,10 @@
 //! it may have returned before.
 //!
 //! [`lease`] decides the node id: fixed by configuration, or leased from Redis.
+//! [`issue`] hands out IDs on a worker, for `/api/ids` and for the primary
+//! keys of the product API's users and articles.
 
+pub mod issue;
 pub mod lease;
 
 use std::time::Duration;

@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "conduit", sql: include_str!("migrations/0002_conduit.sql") },
     Migration { version: 3, name: "counters", sql: include_str!("migrations/0003_counters.sql") },
     Migration { version: 4, name: "log_events", sql: include_str!("migrations/0004_log_events.sql") },
+    Migration { version: 5, name: "time_ordered_ids", sql: include_str!("migrations/0005_time_ordered_ids.sql") },
 ];
 
 /// An arbitrary constant that names swiftlet's migration lock.

@@ -1,0 +1,65 @@
+//! Handing out IDs on a worker: the worker's own [`IdGenerator`], made for the
+//! node id currently held, stepped over the real clock.
+//!
+//! Both `/api/ids` and the product API's inserts (users and articles get
+//! their primary keys here) come through [`issue`]. The generator is borrowed
+//! only between awaits; when a tick's sequence is used up the caller sleeps
+//! to the next tick (a timer, so the worker serves others meanwhile).
+
+use super::{lease, unix_ms_now, IdGenerator, Step};
+use crate::error::AppError;
+use crate::worker::Worker;
+
+const NO_NODE: AppError =
+    AppError::IdsUnavailable { problem: "this node has no node id (set --node-id, or REDIS_URL to lease one)" };
+
+/// Appends `n` new IDs to `made`, in increasing order.
+pub async fn issue(worker: &Worker, n: usize, made: &mut Vec<u64>) -> Result<(), AppError> {
+    let target = made.len() + n;
+    while made.len() < target {
+        let wait = {
+            let node = lease::current(unix_ms_now()).ok_or(NO_NODE)?;
+            let mut slot = worker.ids.borrow_mut();
+            if slot.as_ref().is_none_or(|g| g.node() != node) {
+                // First use, or the lease moved this node to another id.
+                let scheme = worker.config.id_scheme();
+                let machine = scheme.machine(node, worker.index).map_err(|_| NO_NODE)?;
+                *slot = Some(IdGenerator::new(scheme, machine));
+            }
+            let generator = slot.as_mut().ok_or(NO_NODE)?;
+            loop {
+                match generator.next_at(unix_ms_now()) {
+                    Step::Id(id) => {
+                        made.push(id);
+                        if made.len() == target {
+                            break None;
+                        }
+                    }
+                    Step::Wait(d) => break Some(d),
+                    Step::ClockBackwards => {
+                        tracing::warn!("the clock went backwards past the bound; refusing to make IDs");
+                        return Err(AppError::IdsUnavailable {
+                            problem: "the clock went backwards; try again shortly",
+                        });
+                    }
+                    Step::OutOfRange => {
+                        tracing::error!("the clock is outside the ID layout's range (check --id-epoch)");
+                        return Err(AppError::IdsUnavailable { problem: "the clock is outside the ID range" });
+                    }
+                }
+            }
+        };
+        if let Some(d) = wait {
+            tokio::time::sleep(d).await;
+        }
+    }
+    Ok(())
+}
+
+/// One new ID as PostgreSQL's bigint: the primary key of a row about to be
+/// inserted. Every layout leaves the top bit 0, so it always fits.
+pub async fn one(worker: &Worker) -> Result<i64, AppError> {
+    let mut made = Vec::with_capacity(1);
+    issue(worker, 1, &mut made).await?;
+    made.pop().and_then(|id| i64::try_from(id).ok()).ok_or(AppError::Internal)
+}
