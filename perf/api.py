@@ -69,10 +69,12 @@ def start():
     cmd = [str(bench.SWIFTLET), "--listen", f"127.0.0.1:{PORT}", "--log", "warn"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bench.wait_ready(proc)
-    # /health answers before the database connections are up; the API does not.
+    # /health answers before the database connections are up and the node id
+    # is leased; the API's reads and the keys of its new rows need both.
     for _ in range(200):
         try:
             Api().call("GET", "/api/tags")
+            Api().call("GET", "/api/ids")
             return proc
         except (RuntimeError, OSError):
             time.sleep(0.05)

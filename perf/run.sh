@@ -36,7 +36,7 @@ trap 'rm -f "$report"' EXIT
 python3 perf/bench.py | tee "$report"
 
 if [ -z "${PERF_NO_RECORD:-}" ]; then
-  settings="PERF_DURATION=${PERF_DURATION:-4} PERF_ROUNDS=${PERF_ROUNDS:-5} PERF_RATE=${PERF_RATE:-50000} PERF_MODES=${PERF_MODES:-pinned,unpinned} PERF_ENDPOINTS=${PERF_ENDPOINTS:-/health,/plaintext,/json,/ingest}"
+  settings="PERF_DURATION=${PERF_DURATION:-4} PERF_ROUNDS=${PERF_ROUNDS:-5} PERF_RATE=${PERF_RATE:-50000} PERF_MODES=${PERF_MODES:-pinned,unpinned} PERF_ENDPOINTS=${PERF_ENDPOINTS:-/health,/plaintext,/json}"
   dirty=""; git diff --quiet HEAD -- src protocol Cargo.toml Cargo.lock || dirty=" (with uncommitted changes)"
   {
     echo

@@ -10,6 +10,7 @@
 //! themselves live in the `swiftlet-protocol` crate (`protocol/`), which has no
 //! IO at all.
 
+pub mod alloc_count;
 pub mod api;
 pub mod config;
 pub mod connection;

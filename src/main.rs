@@ -10,8 +10,15 @@ use swiftlet::{Config, Server};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
+#[cfg(not(feature = "count-allocations"))]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The measuring build (perf/services.py): the same allocator, counted.
+#[cfg(feature = "count-allocations")]
+#[global_allocator]
+static ALLOC: swiftlet::alloc_count::Counting<tikv_jemallocator::Jemalloc> =
+    swiftlet::alloc_count::Counting(tikv_jemallocator::Jemalloc);
 
 fn main() -> std::process::ExitCode {
     let mut config = Config::parse();

@@ -82,6 +82,9 @@ pub enum Route {
     Logs,
     /// `OPTIONS` on any `/api` path: a CORS preflight.
     Preflight,
+    /// `GET /__allocations`: heap allocations so far (only in the
+    /// `count-allocations` build, for perf/services.py).
+    Allocations,
     /// `GET /__test/panic`: a handler that panics (only with `--test-routes`).
     TestPanic,
     /// `GET /__test/sleep?ms=N`: a handler that takes N ms (only with `--test-routes`).
@@ -210,6 +213,7 @@ fn benchmark_route(segments: &[&[u8]], test_routes: bool) -> Option<Methods> {
         [b"updates"] => get(Route::Updates),
         [b"fortunes"] => get(Route::Fortunes),
         [b"cached-queries"] => get(Route::CachedQueries),
+        [b"__allocations"] if cfg!(feature = "count-allocations") => get(Route::Allocations),
         [b"__test", b"panic"] if test_routes => get(Route::TestPanic),
         [b"__test", b"sleep"] if test_routes => get(Route::TestSleep),
         _ => return None,

@@ -121,6 +121,7 @@ pub fn run(
                 config.ingest_batch_events as usize,
                 config.ingest_linger(),
                 config.ingest_queue_events as usize,
+                config.ingest_full_wait(),
             )),
             tokens: Tokens::new(config.jwt_secret.as_deref().unwrap_or_default().as_bytes(), config.token_ttl()),
             storage: Storage::start(&config),

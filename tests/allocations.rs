@@ -7,44 +7,18 @@
 //! One test function on purpose: the count is global, and a second test
 //! running beside it (or libtest spawning its thread) would be counted too.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::System;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use swiftlet::alloc_count::{calls, Counting};
 use swiftlet::{Config, Server};
 use swiftlet_protocol::{
     Chunked, ChunkedDecoder, ConnectionHeader, HeadLimits, HttpDate, Parse, RequestHead, ResponseHead, Status,
 };
 
-struct Counting;
-
-static CALLS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every method forwards its arguments unchanged to `System`, which
-// implements the `GlobalAlloc` contract; counting touches only an atomic and
-// never the memory handed out, so the contract holds for `Counting` as well.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same layout the caller gave us, under the same contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` through `alloc` above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System` with `layout`, as the caller promises.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: Counting<System> = Counting(System);
 
 /// Sends `request` `rounds` times, `pipeline` per write, reading each batch's
 /// responses (each exactly `response_len` bytes) before the next.
@@ -90,9 +64,9 @@ fn allocations_per_request(stream: &mut TcpStream, request: &[u8], pipeline: usi
     let len = response_len(stream, request);
     exchange(stream, request, pipeline, 200, len); // warm-up
     let rounds = 2000;
-    let before = CALLS.load(Ordering::SeqCst);
+    let before = calls() as usize;
     exchange(stream, request, pipeline, rounds, len);
-    let after = CALLS.load(Ordering::SeqCst);
+    let after = calls() as usize;
     (after - before, rounds * pipeline)
 }
 
@@ -105,7 +79,7 @@ Accept: */*\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
     let mut region = Vec::with_capacity(body.len());
     let mut out = Vec::with_capacity(4096);
 
-    let before = CALLS.load(Ordering::SeqCst);
+    let before = calls() as usize;
     for _ in 0..1000 {
         let parsed = match RequestHead::parse(head, &limits) {
             Ok(Parse::Complete(h)) => h,
@@ -132,7 +106,7 @@ Accept: */*\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
         .encode(&mut out);
         out.extend_from_slice(b"Hello, World!");
     }
-    CALLS.load(Ordering::SeqCst) - before
+    calls() as usize - before
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //!
 //! A batch request takes every good line and reports the others by line
 //! number; it is answered once every batch holding its lines committed
-//! (durable mode). If the queue fills part-way through, the whole request
-//! gets 503: the lines already queued may be stored, and a retry of the whole
-//! request stores each of them once (event_id is unique).
+//! (durable mode). If the queue stays full part-way through, the whole
+//! request gets 503: the lines already queued may be stored, and a retry of
+//! the whole request stores each of them once (event_id is unique).
 
 use swiftlet_protocol::Status;
 
@@ -22,6 +22,7 @@ use crate::worker::Worker;
 const MAX_LISTED_REJECTIONS: usize = 100;
 
 pub async fn ingest(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    worker.ingest.room().await?;
     let receipt = with_payload(req.body, |event| worker.ingest.append(event))?;
     receipt.confirmed().await?;
     res.send_static(Status::ACCEPTED, JSON, br#"{"status":"queued"}"#);
@@ -38,6 +39,7 @@ pub async fn ingest_batch(worker: &Worker, req: &mut Request<'_>, res: &mut Resp
         if line.is_empty() {
             continue;
         }
+        worker.ingest.room().await?;
         match with_payload(line, |event| worker.ingest.append(event)) {
             Ok(receipt) => {
                 accepted += 1;

@@ -82,6 +82,12 @@ pub async fn dispatch(
         Route::DecodeId => ids::decode(worker, req, res)?,
         Route::Logs => api::logs::list(worker, req, res).await?,
         Route::Preflight => res.set_cors(Cors::Preflight),
+        Route::Allocations => {
+            let count = crate::alloc_count::calls();
+            res.send_with(swiftlet_protocol::Status::OK, crate::response::TEXT, |out| {
+                crate::json::write_int(out, count as i64)
+            })
+        }
         Route::TestPanic => fault::panic(),
         Route::TestSleep => fault::sleep(req, res).await,
     }
@@ -102,6 +108,7 @@ fn is_api(route: Route) -> bool {
             | Route::Updates
             | Route::Fortunes
             | Route::CachedQueries
+            | Route::Allocations
             | Route::TestPanic
             | Route::TestSleep
     )

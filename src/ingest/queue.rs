@@ -5,7 +5,11 @@
 //! - Events queued — in the open batch plus the one being written — never
 //!   exceed the capacity; past it [`IngestQueue::append`] refuses with
 //!   [`AppError::IngestBusy`] (503 with Retry-After), so memory is bounded
-//!   whatever the database does.
+//!   whatever the database does. Handlers first wait a moment for room
+//!   ([`IngestQueue::room`]): a queue that is full only until the batch being
+//!   written commits slows its clients down instead of failing them, and a
+//!   flood of instant 503s does not starve the database of the CPU it needs
+//!   to drain the queue.
 //! - Every event appended is in exactly one batch, and each batch gets exactly
 //!   one outcome, which every receipt for it sees.
 //! - Only this worker's thread touches the queue (`Rc`, `RefCell`): an append
@@ -102,25 +106,37 @@ pub struct IngestQueue {
     batch_events: usize,
     linger: Duration,
     capacity: usize,
+    /// How long a request may wait for room in a full queue before its 503.
+    full_wait: Duration,
     open: RefCell<OpenBatch>,
     /// Events in the batch the writer holds (0 when it holds none).
     writing: Cell<usize>,
     /// Wakes the writer: the first event of a batch arrived, a batch is full,
     /// or the worker is shutting down.
     wake: Notify,
+    /// Wakes requests waiting for room: the writer finished a batch.
+    room: Notify,
     closing: Cell<bool>,
 }
 
 impl IngestQueue {
-    pub fn new(mode: AckMode, batch_events: usize, linger: Duration, capacity: usize) -> IngestQueue {
+    pub fn new(
+        mode: AckMode,
+        batch_events: usize,
+        linger: Duration,
+        capacity: usize,
+        full_wait: Duration,
+    ) -> IngestQueue {
         IngestQueue {
             mode,
             batch_events,
             linger,
             capacity,
+            full_wait,
             open: RefCell::new(OpenBatch::new(0)),
             writing: Cell::new(0),
             wake: Notify::new(),
+            room: Notify::new(),
             closing: Cell::new(false),
         }
     }
@@ -132,6 +148,26 @@ impl IngestQueue {
     /// Events accepted and not yet committed.
     pub fn depth(&self) -> usize {
         self.open.borrow().events + self.writing.get()
+    }
+
+    /// Returns once the queue has room for an event, waiting up to the full
+    /// wait for the writer to finish a batch; after that, [`AppError::IngestBusy`].
+    /// An [`append`](Self::append) right after it (no await between) has room.
+    pub async fn room(&self) -> Result<(), AppError> {
+        if self.depth() < self.capacity {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.full_wait;
+        loop {
+            // Created before the check, so a batch finishing in between is not missed.
+            let notified = self.room.notified();
+            if self.depth() < self.capacity {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(AppError::IngestBusy);
+            }
+        }
     }
 
     /// Queues one event for the next batch.
@@ -193,6 +229,7 @@ impl IngestQueue {
     /// The writer is done with its batch (committed, or given up in durable mode).
     pub fn written(&self) {
         self.writing.set(0);
+        self.room.notify_waiters();
     }
 
     /// From now on a batch is due as soon as it has an event: the worker is
@@ -200,5 +237,91 @@ impl IngestQueue {
     pub fn close(&self) {
         self.closing.set(true);
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::event::with_payload;
+
+    fn append(queue: &IngestQueue, id: &str) -> Result<Receipt, AppError> {
+        let mut body =
+            format!(r#"{{"event_id":"{id}","timestamp":1,"service":"s","message":"m","metadata":{{}}}}"#).into_bytes();
+        with_payload(&mut body, |event| queue.append(event))
+    }
+
+    fn run<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
+    }
+
+    #[test]
+    fn a_full_queue_refuses_after_the_wait_and_has_room_once_a_batch_is_written() {
+        run(async {
+            let queue = IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 2, Duration::from_millis(20));
+            assert!(queue.room().await.is_ok());
+            append(&queue, "a").unwrap();
+            append(&queue, "b").unwrap();
+            assert_eq!(queue.depth(), 2);
+            assert_eq!(append(&queue, "c").err(), Some(AppError::IngestBusy));
+            assert_eq!(queue.room().await, Err(AppError::IngestBusy));
+            // Taking the batch does not free its room; committing it does.
+            let batch = queue.next_batch().await;
+            assert_eq!((batch.events, queue.depth()), (2, 2));
+            assert!(batch.copy.starts_with(b"PGCOPY\n\xff\r\n\0") && batch.copy.ends_with(&[0xff, 0xff]));
+            assert_eq!(queue.room().await, Err(AppError::IngestBusy));
+            queue.written();
+            assert!(queue.room().await.is_ok());
+            assert_eq!(queue.depth(), 0);
+        });
+    }
+
+    #[test]
+    fn a_waiting_request_gets_room_when_the_writer_finishes() {
+        run(async {
+            let queue = Rc::new(IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 1, Duration::from_secs(10)));
+            append(&queue, "a").unwrap();
+            let _batch = queue.next_batch().await;
+            let writer = Rc::clone(&queue);
+            let local = tokio::task::LocalSet::new();
+            local
+                .run_until(async move {
+                    tokio::task::spawn_local(async move {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        writer.written();
+                    });
+                    assert!(queue.room().await.is_ok());
+                })
+                .await;
+        });
+    }
+
+    #[test]
+    fn durable_receipts_see_their_batch_outcome() {
+        run(async {
+            let queue = IngestQueue::new(AckMode::Durable, 10, Duration::ZERO, 100, Duration::ZERO);
+            let first = append(&queue, "a").unwrap();
+            let same = append(&queue, "b").unwrap();
+            assert!(first.same_batch(&same));
+            let batch = queue.next_batch().await;
+            let later = append(&queue, "c").unwrap();
+            assert!(!later.same_batch(&first), "an event after the take joins the next batch");
+            batch.outcome.settle(BatchResult::Failed(AppError::DatabaseUnavailable));
+            assert_eq!(first.confirmed().await, Err(AppError::DatabaseUnavailable));
+            assert_eq!(same.confirmed().await, Err(AppError::DatabaseUnavailable));
+            queue.written();
+            let next = queue.next_batch().await;
+            assert_eq!(next.events, 1);
+            next.outcome.settle(BatchResult::Committed);
+            assert_eq!(later.confirmed().await, Ok(()));
+        });
+    }
+
+    #[test]
+    fn queued_receipts_need_no_commit() {
+        run(async {
+            let queue = IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 100, Duration::ZERO);
+            assert_eq!(append(&queue, "a").unwrap().confirmed().await, Ok(()));
+        });
     }
 }

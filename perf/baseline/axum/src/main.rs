@@ -1,8 +1,14 @@
-//! The axum baseline for perf/run.sh and perf/db.py: swiftlet's endpoints
-//! written the way an axum 0.8 user would write them, on tokio's default
-//! multi-thread runtime, with serde_json for /ingest, a deadpool-postgres pool
-//! and the redis crate for the database endpoints. Listens on SWIFTLET_LISTEN
-//! or its first argument; DATABASE_URL and REDIS_URL as for swiftlet.
+//! The axum baseline for perf/run.sh, perf/db.py and perf/services.py:
+//! swiftlet's endpoints written the way an axum 0.8 user would write them, on
+//! tokio's default multi-thread runtime, with a deadpool-postgres pool and the
+//! redis crate for the database endpoints. Listens on SWIFTLET_LISTEN or its
+//! first argument; DATABASE_URL and REDIS_URL as for swiftlet.
+//!
+//! `/ingest` stores each event the usual way: serde_json (chrono for the
+//! timestamp), then one `INSERT … ON CONFLICT (event_id) DO NOTHING` per
+//! request on a pooled connection, answering 202 after it. `/api/ids` uses
+//! the `sonyflake` crate, one generator for the process, as the reference
+//! benchmark's Rust entry does.
 //!
 //! Where a choice changes speed, it takes the one a performance-minded user
 //! would (and the one swiftlet makes): statements prepared once per pooled
@@ -29,13 +35,53 @@ struct Message {
 }
 
 #[derive(Deserialize)]
-#[allow(dead_code)]
 struct LogPayload {
     event_id: String,
-    timestamp: serde_json::Value,
+    timestamp: chrono::DateTime<chrono::Utc>,
     service: String,
     message: String,
     metadata: HashMap<String, String>,
+}
+
+#[cfg(feature = "count-allocations")]
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub static CALLS: AtomicU64 = AtomicU64::new(0);
+
+    pub struct Counting;
+
+    // SAFETY: every method forwards unchanged to `System`, which upholds the
+    // `GlobalAlloc` contract; the counter never touches the memory.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the caller's layout, under the caller's contract.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` came from `System` with `layout`.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: as for `alloc`.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `ptr` came from `System` with `layout`.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    pub async fn count() -> String {
+        CALLS.load(Ordering::SeqCst).to_string()
+    }
 }
 
 #[derive(Serialize)]
@@ -49,6 +95,7 @@ struct World {
 struct AppState {
     pool: Pool,
     redis: Option<redis::aio::ConnectionManager>,
+    ids: sonyflake::Sonyflake,
 }
 
 struct AppError(StatusCode, String);
@@ -83,8 +130,22 @@ async fn json() -> impl IntoResponse {
     Json(Message { message: "Hello, World!" })
 }
 
-async fn ingest(Json(_event): Json<LogPayload>) -> impl IntoResponse {
-    (StatusCode::ACCEPTED, Json(serde_json::json!({"status": "queued"})))
+async fn ingest(State(state): State<AppState>, Json(event): Json<LogPayload>) -> Result<Response, AppError> {
+    let client = state.pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO log_events (event_id, ts, service, message, metadata) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .await?;
+    let metadata = tokio_postgres::types::Json(&event.metadata);
+    client.execute(&stmt, &[&event.event_id, &event.timestamp, &event.service, &event.message, &metadata]).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"status": "queued"}))).into_response())
+}
+
+async fn next_id(State(state): State<AppState>) -> Result<Response, AppError> {
+    let id = state.ids.next_id().map_err(|e| AppError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(serde_json::json!({"id": id.to_u64().to_string()})).into_response())
 }
 
 const WORLD_BY_ID: &str = "SELECT id, randomnumber FROM world WHERE id = $1";
@@ -231,7 +292,8 @@ async fn main() {
         Ok(client) => redis::aio::ConnectionManager::new(client).await.ok(),
         Err(_) => None,
     };
-    let state = AppState { pool, redis };
+    let ids = sonyflake::Sonyflake::builder().machine_id(&|| Ok(1)).finalize().expect("sonyflake");
+    let state = AppState { pool, redis, ids };
     let app = Router::new()
         .route("/health", get(health))
         .route("/plaintext", get(plaintext))
@@ -242,7 +304,10 @@ async fn main() {
         .route("/updates", get(updates))
         .route("/fortunes", get(fortunes))
         .route("/cached-queries", get(cached_queries))
-        .with_state(state);
+        .route("/api/ids", get(next_id));
+    #[cfg(feature = "count-allocations")]
+    let app = app.route("/__allocations", get(counting::count));
+    let app = app.with_state(state);
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
     println!("listening addr={}", listener.local_addr().expect("addr"));
     axum::serve(listener, app).await.expect("serve");
