@@ -21,19 +21,9 @@ bench_stores
 cargo build --release --locked --bin swiftlet
 (cd perf/loadgen && cargo build --release --locked)
 
-admin_psql -q -c "DROP DATABASE IF EXISTS swiftlet_api_bench WITH (FORCE)"
-admin_psql -q -c "CREATE DATABASE swiftlet_api_bench"
-export DATABASE_URL=${PG_ADMIN_URL%/postgres}/swiftlet_api_bench
-export REDIS_URL=redis://$REDIS_ADDR
-./target/release/swiftlet migrate
+bench_database swiftlet_api_bench fresh
 redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" --scan --pattern 'swiftlet:swiftlet_api_bench:*' \
     | xargs -r redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" del >/dev/null
 
-require_bench_port
-
-report=$(mktemp)
-python3 perf/api.py | tee "$report"
-
 settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3}"
-record_report "Product API" "$settings" perf/run-api.sh "$report" src protocol Cargo.toml Cargo.lock perf/loadgen
-rm -f "$report"
+run_report "Product API" "$settings" perf/run-api.sh perf/api.py src protocol Cargo.toml Cargo.lock perf/loadgen

@@ -21,20 +21,9 @@ cargo build --release --locked --bin swiftlet
 (cd perf/baseline/axum && cargo build --release --locked)
 (cd perf/loadgen && cargo build --release --locked)
 
-if [ -z "$(admin_psql -At -c "SELECT 1 FROM pg_database WHERE datname = 'swiftlet_bench'")" ]; then
-    admin_psql -c "CREATE DATABASE swiftlet_bench"
-fi
-export DATABASE_URL=${PG_ADMIN_URL%/postgres}/swiftlet_bench
-export REDIS_URL=redis://$REDIS_ADDR
-./target/release/swiftlet migrate
-
-require_bench_port
-
-report=$(mktemp)
-python3 perf/db.py | tee "$report"
+bench_database swiftlet_bench
 
 settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3} PERF_CONNS=${PERF_CONNS:-256}"
 [ -n "${PERF_ENDPOINTS:-}" ] && settings="$settings PERF_ENDPOINTS=$PERF_ENDPOINTS"
 [ -n "${PERF_SWIFTLET_ARGS:-}" ] && settings="$settings PERF_SWIFTLET_ARGS=\"$PERF_SWIFTLET_ARGS\""
-record_report "Database tests" "$settings" perf/run-db.sh "$report" src protocol Cargo.toml Cargo.lock perf/baseline
-rm -f "$report"
+run_report "Database tests" "$settings" perf/run-db.sh perf/db.py src protocol Cargo.toml Cargo.lock perf/baseline

@@ -23,19 +23,10 @@ cargo build --release --locked --bin swiftlet --features count-allocations --tar
     && cargo build --release --locked --features count-allocations --target-dir target/count-allocations)
 (cd perf/loadgen && cargo build --release --locked)
 
-if [ -z "$(admin_psql -At -c "SELECT 1 FROM pg_database WHERE datname = 'swiftlet_services_bench'")" ]; then
-    admin_psql -c "CREATE DATABASE swiftlet_services_bench"
-fi
-export DATABASE_URL=${PG_ADMIN_URL%/postgres}/swiftlet_services_bench
-export REDIS_URL=redis://$REDIS_ADDR
-./target/release/swiftlet migrate
-
-require_bench_port
-
-report=$(mktemp)
-python3 perf/services.py | tee "$report"
+bench_database swiftlet_services_bench
 
 settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3} PERF_CONNS=${PERF_CONNS:-256} PERF_INGEST_CONNS=${PERF_INGEST_CONNS:-64} PERF_ID_RATE=${PERF_ID_RATE:-10000}"
 [ -n "${PERF_SECTIONS:-}" ] && settings="$settings PERF_SECTIONS=$PERF_SECTIONS"
-record_report "IDs and ingestion" "$settings" perf/run-services.sh "$report" src protocol Cargo.toml Cargo.lock perf/baseline perf/services.py perf/lua
-rm -f "$report"
+[ -n "${PERF_SWIFTLET_ARGS:-}" ] && settings="$settings PERF_SWIFTLET_ARGS=\"$PERF_SWIFTLET_ARGS\""
+run_report "IDs and ingestion" "$settings" perf/run-services.sh perf/services.py \
+    src protocol Cargo.toml Cargo.lock perf/baseline perf/services.py perf/lua

@@ -1,5 +1,5 @@
 # Shared by the perf scripts that need PostgreSQL and Redis (run-db.sh,
-# run-api.sh); sourced after scripts/services.sh.
+# run-api.sh, run-services.sh); sourced after scripts/services.sh.
 
 # wrk, a data folder for private servers (removed on exit, with the servers
 # stopped), and the running or private PostgreSQL and Redis.
@@ -40,4 +40,33 @@ record_report() {
         cat "$report"
     } >> perf/RESULTS.md
     echo "appended to perf/RESULTS.md" >&2
+}
+
+# bench_database NAME [fresh]: the benchmark database NAME, created if missing
+# (dropped and created anew with "fresh"), migrated by this build of swiftlet;
+# exports DATABASE_URL and REDIS_URL for the harness.
+bench_database() {
+    local name=$1 fresh=${2:-}
+    if [ -n "$fresh" ]; then
+        admin_psql -q -c "DROP DATABASE IF EXISTS $name WITH (FORCE)"
+    fi
+    if [ -z "$(admin_psql -At -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]; then
+        admin_psql -q -c "CREATE DATABASE $name"
+    fi
+    export DATABASE_URL=${PG_ADMIN_URL%/postgres}/$name
+    export REDIS_URL=redis://$REDIS_ADDR
+    ./target/release/swiftlet migrate
+}
+
+# run_report TITLE SETTINGS SCRIPT HARNESS PATH...: checks the bench port, runs
+# the Python HARNESS, shows its report and records it (record_report).
+run_report() {
+    local title=$1 settings=$2 script=$3 harness=$4
+    shift 4
+    require_bench_port
+    local report
+    report=$(mktemp)
+    python3 "$harness" | tee "$report"
+    record_report "$title" "$settings" "$script" "$report" "$@"
+    rm -f "$report"
 }
