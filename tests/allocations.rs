@@ -122,6 +122,8 @@ fn hot_paths_do_not_allocate_after_warm_up() {
     // With no database, /ingest can only answer in queued mode: the events
     // collect in the worker's open batch (ample room for this test's 2,400).
     config.ingest_ack = swiftlet::ingest::AckMode::Queued;
+    // A fixed node id, so /api/ids issues without Redis.
+    config.node_id = Some(1);
     let server = Server::start(config).unwrap();
     let mut stream = TcpStream::connect(server.local_addr()).unwrap();
     stream.set_nodelay(true).unwrap();
@@ -136,6 +138,10 @@ fn hot_paths_do_not_allocate_after_warm_up() {
     let json = b"GET /json HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let (allocs, requests) = allocations_per_request(&mut stream, json, 1);
     assert_eq!(allocs, 0, "/json: {allocs} allocations in {requests} requests");
+
+    let ids = b"GET /api/ids HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let (allocs, requests) = allocations_per_request(&mut stream, ids, 1);
+    assert_eq!(allocs, 0, "/api/ids: {allocs} allocations in {requests} requests");
 
     let event = br#"{"event_id":"e-1","timestamp":1700000000000,"service":"api","message":"a \"quoted\" line","metadata":{"host":"h1","region":"eu"}}"#;
     let mut ingest =

@@ -28,19 +28,21 @@ fn count(raw: Option<&[u8]>) -> Result<Option<usize>, AppError> {
 }
 
 pub async fn generate(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let wanted = count(req.query_param("count"))?;
-    let n = wanted.unwrap_or(1);
-    let mut made = Vec::with_capacity(n);
-    ids::issue::issue(worker, n, &mut made).await?;
-    res.send_with(Status::OK, API_JSON, |out| {
-        let mut digits = itoa::Buffer::new();
-        match wanted {
-            None => {
+    let mut digits = itoa::Buffer::new();
+    match count(req.query_param("count"))? {
+        None => {
+            let mut made = 0;
+            ids::issue::issue(worker, 1, |id| made = id).await?;
+            res.send_with(Status::OK, API_JSON, |out| {
                 out.extend_from_slice(b"{\"id\":\"");
-                out.extend_from_slice(digits.format(made[0]).as_bytes());
+                out.extend_from_slice(digits.format(made).as_bytes());
                 out.extend_from_slice(b"\"}");
-            }
-            Some(_) => {
+            });
+        }
+        Some(n) => {
+            let mut made = Vec::with_capacity(n);
+            ids::issue::issue(worker, n, |id| made.push(id)).await?;
+            res.send_with(Status::OK, API_JSON, |out| {
                 out.extend_from_slice(b"{\"ids\":[");
                 for (i, id) in made.iter().enumerate() {
                     if i > 0 {
@@ -51,9 +53,9 @@ pub async fn generate(worker: &Worker, req: &mut Request<'_>, res: &mut Response
                     out.push(b'"');
                 }
                 out.extend_from_slice(b"]}");
-            }
+            });
         }
-    });
+    }
     Ok(())
 }
 

@@ -13,10 +13,11 @@ use crate::worker::Worker;
 const NO_NODE: AppError =
     AppError::IdsUnavailable { problem: "this node has no node id (set --node-id, or REDIS_URL to lease one)" };
 
-/// Appends `n` new IDs to `made`, in increasing order.
-pub async fn issue(worker: &Worker, n: usize, made: &mut Vec<u64>) -> Result<(), AppError> {
-    let target = made.len() + n;
-    while made.len() < target {
+/// Makes `n` new IDs and hands each to `take`, in increasing order. A
+/// callback rather than a `Vec`, so a single ID costs no allocation.
+pub async fn issue(worker: &Worker, n: usize, mut take: impl FnMut(u64)) -> Result<(), AppError> {
+    let mut made = 0;
+    while made < n {
         let wait = {
             let node = lease::current(unix_ms_now()).ok_or(NO_NODE)?;
             let mut slot = worker.ids.borrow_mut();
@@ -30,8 +31,9 @@ pub async fn issue(worker: &Worker, n: usize, made: &mut Vec<u64>) -> Result<(),
             loop {
                 match generator.next_at(unix_ms_now()) {
                     Step::Id(id) => {
-                        made.push(id);
-                        if made.len() == target {
+                        take(id);
+                        made += 1;
+                        if made == n {
                             break None;
                         }
                     }
@@ -59,7 +61,7 @@ pub async fn issue(worker: &Worker, n: usize, made: &mut Vec<u64>) -> Result<(),
 /// One new ID as PostgreSQL's bigint: the primary key of a row about to be
 /// inserted. Every layout leaves the top bit 0, so it always fits.
 pub async fn one(worker: &Worker) -> Result<i64, AppError> {
-    let mut made = Vec::with_capacity(1);
-    issue(worker, 1, &mut made).await?;
-    made.pop().and_then(|id| i64::try_from(id).ok()).ok_or(AppError::Internal)
+    let mut made = None;
+    issue(worker, 1, |id| made = Some(id)).await?;
+    made.and_then(|id| i64::try_from(id).ok()).ok_or(AppError::Internal)
 }
