@@ -1,15 +1,16 @@
 //! The worker's ingest writer: a task that commits the [`IngestQueue`]'s
 //! batches to PostgreSQL, one at a time, over its own connection.
 //!
-//! A batch is one transaction: COPY (binary) into a temporary table, then one
-//! INSERT … SELECT … ON CONFLICT (event_id) DO NOTHING into `log_events`, then
-//! COMMIT. The temporary table is what lets a batch skip events already
-//! stored (a retry) — COPY straight into `log_events` would fail the whole
-//! batch on the first duplicate — and it empties itself at each commit.
-//!
-//! The connection is tokio-postgres's, not the request path's pipelined one:
-//! a COPY holds its connection for the whole stream, and a batch costs a
-//! handful of round-trips per thousand events, so pipelining buys nothing here.
+//! A batch is one transaction, sent as one simple Query followed by the COPY
+//! data: `BEGIN; COPY … FROM STDIN (FORMAT binary)` into a temporary table,
+//! `EXECUTE` of the session's prepared `INSERT … SELECT … ON CONFLICT
+//! (event_id) DO NOTHING` into `log_events`, `COMMIT`. The client writes the query, the CopyData and the CopyDone in one
+//! go without waiting for the server's CopyInResponse, so a batch costs one
+//! round-trip plus the commit's WAL flush (five round-trips with
+//! tokio-postgres's `copy_in`, which measured a 3 ms p50 at 4,000 events/s).
+//! The temporary table is what lets a batch skip events already stored (a
+//! retry) — COPY straight into `log_events` would fail the whole batch on the
+//! first duplicate — and it empties itself at each commit.
 //!
 //! On failure: in durable mode the batch's requests get 503 (their events
 //! were not acknowledged, and event_id makes the client's retry safe); in
@@ -20,37 +21,54 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::SinkExt;
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
 use tokio::time::Instant;
-use tokio_postgres::{Client, NoTls, Statement};
 
 use super::event::COPY_COLUMNS;
 use super::queue::{BatchResult, IngestQueue};
 use super::AckMode;
 use crate::error::AppError;
 use crate::storage::backoff::Reconnect;
-use crate::storage::postgres::describe;
+use crate::storage::postgres::SimpleSession;
+use crate::storage::PgError;
 
-/// One open connection with its statements prepared.
-struct Session {
-    client: Client,
-    copy: Statement,
-    insert: Statement,
+/// Once per session: the staging table, and the INSERT prepared so that a
+/// batch does not plan it again.
+fn set_up_sql() -> String {
+    format!(
+        "SET application_name = 'swiftlet-ingest'; \
+         CREATE TEMPORARY TABLE incoming_log_events \
+         (event_id text, ts timestamptz, service text, message text, metadata jsonb) ON COMMIT DELETE ROWS; \
+         PREPARE store_incoming AS INSERT INTO log_events ({COPY_COLUMNS}) \
+         SELECT {COPY_COLUMNS} FROM incoming_log_events ON CONFLICT (event_id) DO NOTHING"
+    )
+}
+
+/// The whole batch transaction; the COPY's data follows the query.
+fn batch_sql() -> String {
+    format!(
+        "BEGIN; COPY incoming_log_events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary); EXECUTE store_incoming; COMMIT"
+    )
 }
 
 /// Runs for the life of the worker. `url` empty: no database, every batch fails
 /// (durable) or waits (queued) as if it were down.
 pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker: usize) {
-    let mut link =
-        Link { url, timeout, session: None, reconnect: Reconnect::new("PostgreSQL (ingest)", worker), retry_at: None };
+    let reconnect = Reconnect::new("PostgreSQL (ingest)", worker);
+    let mut link = Link { url, timeout, session: None, reconnect, retry_at: None, sql: batch_sql() };
+    let mut out = BytesMut::new();
     loop {
         let batch = queue.next_batch().await;
-        let payload = Bytes::from(batch.copy);
+        out.clear();
+        if let Err(e) = encode(&link.sql, &batch.copy, &mut out) {
+            tracing::error!(error = %e, "an ingest batch could not be encoded");
+        }
+        drop(batch.copy);
         loop {
-            match link.commit(&payload).await {
-                Ok(stored) => {
-                    tracing::trace!(events = batch.events, stored, "batch committed");
+            match link.commit(&out).await {
+                Ok(()) => {
+                    tracing::trace!(events = batch.events, "batch committed");
                     batch.outcome.settle(BatchResult::Committed);
                     break;
                 }
@@ -66,45 +84,58 @@ pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker:
             }
         }
         queue.written();
+        // A buffer sized for a burst is not kept for the quiet after it.
+        if out.capacity() > 1 << 20 {
+            out = BytesMut::new();
+        }
     }
+}
+
+/// The query, then the COPY payload as one CopyData, then CopyDone.
+fn encode(sql: &str, copy: &[u8], out: &mut BytesMut) -> std::io::Result<()> {
+    out.reserve(sql.len() + copy.len() + 32);
+    frontend::query(sql, out)?;
+    frontend::CopyData::new(copy)?.write(out);
+    frontend::copy_done(out);
+    Ok(())
 }
 
 struct Link {
     url: String,
     timeout: Duration,
-    session: Option<Session>,
+    session: Option<SimpleSession>,
     reconnect: Reconnect,
     /// While the database is unreachable: no new connect attempt before this,
     /// so durable requests fail fast instead of each waiting on a connect.
     retry_at: Option<Instant>,
+    sql: String,
 }
 
 impl Link {
-    /// Commits one COPY payload; returns how many events were new.
-    async fn commit(&mut self, payload: &Bytes) -> Result<u64, AppError> {
+    /// Runs one encoded batch transaction.
+    async fn commit(&mut self, messages: &[u8]) -> Result<(), AppError> {
         if self.session.is_none() {
             self.connect().await?;
         }
-        let session = self.session.as_ref().ok_or(AppError::DatabaseUnavailable)?;
-        match tokio::time::timeout(self.timeout, write(session, payload)).await {
-            Ok(Ok(stored)) => Ok(stored),
-            Ok(Err(e)) => {
-                self.session = None;
-                Err(classify(&e))
-            }
-            Err(_) => {
-                self.session = None;
-                tracing::warn!("an ingest batch did not commit within the storage timeout");
-                Err(AppError::DatabaseTimedOut)
-            }
+        let session = self.session.as_mut().ok_or(AppError::DatabaseUnavailable)?;
+        let result = tokio::time::timeout(self.timeout, session.exchange(messages)).await;
+        let error = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e,
+            Err(_) => PgError::TimedOut,
+        };
+        self.session = None;
+        match &error {
+            PgError::Unavailable => tracing::warn!("ingest connection lost"),
+            PgError::TimedOut => tracing::warn!("an ingest batch did not commit within the storage timeout"),
+            // Logged as it becomes an AppError.
+            _ => {}
         }
+        Err(error.into())
     }
 
     async fn connect(&mut self) -> Result<(), AppError> {
-        if self.retry_at.is_some_and(|at| Instant::now() < at) {
-            return Err(AppError::DatabaseUnavailable);
-        }
-        if self.url.is_empty() {
+        if self.url.is_empty() || self.retry_at.is_some_and(|at| Instant::now() < at) {
             return Err(AppError::DatabaseUnavailable);
         }
         let failed = match tokio::time::timeout(self.timeout, open(&self.url)).await {
@@ -114,7 +145,7 @@ impl Link {
                 self.reconnect.connected();
                 return Ok(());
             }
-            Ok(Err(e)) => describe(&e),
+            Ok(Err(e)) => e,
             Err(_) => "connect timed out".to_owned(),
         };
         self.reconnect.failed(&failed);
@@ -123,55 +154,11 @@ impl Link {
     }
 }
 
-async fn open(url: &str) -> Result<Session, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::task::spawn_local(async move {
-        // Ends when the client is dropped or the socket fails; a failure
-        // surfaces as the next call's error.
-        let _ = connection.await;
-    });
-    client
-        .batch_execute(
-            "SET application_name = 'swiftlet-ingest';
-             CREATE TEMPORARY TABLE incoming_log_events
-                 (event_id text, ts timestamptz, service text, message text, metadata jsonb)
-                 ON COMMIT DELETE ROWS",
-        )
-        .await?;
-    let copy = client.prepare(&format!("COPY incoming_log_events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
-    let insert = client
-        .prepare(&format!(
-            "INSERT INTO log_events ({COPY_COLUMNS}) SELECT {COPY_COLUMNS} FROM incoming_log_events
-             ON CONFLICT (event_id) DO NOTHING"
-        ))
-        .await?;
-    Ok(Session { client, copy, insert })
-}
-
-async fn write(session: &Session, payload: &Bytes) -> Result<u64, tokio_postgres::Error> {
-    session.client.batch_execute("BEGIN").await?;
-    let sink = session.client.copy_in::<_, Bytes>(&session.copy).await?;
-    futures_util::pin_mut!(sink);
-    sink.send(payload.clone()).await?;
-    sink.finish().await?;
-    let stored = session.client.execute(&session.insert, &[]).await?;
-    session.client.batch_execute("COMMIT").await?;
-    Ok(stored)
-}
-
-/// A lost connection or a server going down is "unavailable"; anything else
-/// is a fault worth the log.
-fn classify(e: &tokio_postgres::Error) -> AppError {
-    let code = e.code().map(|c| c.code());
-    if e.is_closed() || code.is_some_and(|c| c.starts_with("08") || c.starts_with("57")) {
-        tracing::warn!(error = %describe(e), "ingest connection lost");
-        return AppError::DatabaseUnavailable;
-    }
-    if code.is_none() {
-        // An IO error under the client (reset, refused): also the connection.
-        tracing::warn!(error = %describe(e), "ingest connection failed");
-        return AppError::DatabaseUnavailable;
-    }
-    tracing::error!(error = %describe(e), "an ingest batch failed");
-    AppError::Internal
+/// A session with its staging table made.
+async fn open(url: &str) -> Result<SimpleSession, String> {
+    let mut session = SimpleSession::connect(url).await?;
+    let mut out = BytesMut::new();
+    frontend::query(&set_up_sql(), &mut out).map_err(|e| e.to_string())?;
+    session.exchange(&out).await.map_err(|e| e.to_string())?;
+    Ok(session)
 }

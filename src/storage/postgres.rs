@@ -495,6 +495,51 @@ async fn supervise(
     }
 }
 
+/// One connection that speaks the simple-query protocol, one exchange at a
+/// time: the ingest writer's (`ingest::writer`). An exchange is written in one
+/// go — a Query, and the CopyData and CopyDone of a `COPY … FROM STDIN` in it —
+/// and read back up to its ReadyForQuery, so a whole COPY transaction costs a
+/// single round-trip. Opened, authenticated and prepared like the pipelined
+/// connections.
+pub struct SimpleSession {
+    socket: Socket,
+    buf: BytesMut,
+}
+
+impl SimpleSession {
+    pub async fn connect(url: &str) -> Result<SimpleSession, String> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| format!("DATABASE_URL: {e}"))?;
+        let socket = open(&config).await.map_err(|e| e.to_string())?;
+        Ok(SimpleSession { socket, buf: BytesMut::with_capacity(1024) })
+    }
+
+    /// Sends `messages` (encoded frontend messages) and reads every answer up
+    /// to the ReadyForQuery that ends them. Fails with the first error the
+    /// server reported; a session that failed is left in an unknown state and
+    /// should be dropped.
+    pub async fn exchange(&mut self, messages: &[u8]) -> Result<(), PgError> {
+        self.socket.write_all(messages).await.map_err(|_| PgError::Unavailable)?;
+        let mut error = None;
+        loop {
+            let message = match next_message(&mut self.socket, &mut self.buf).await {
+                Ok(message) => message,
+                // The server may end the session after an error: report that error.
+                Err(_) => return Err(error.unwrap_or(PgError::Unavailable)),
+            };
+            match message {
+                Message::ErrorResponse(body) => {
+                    let e = error_fields(&body);
+                    error.get_or_insert(classify(&e.code, e.text, e.constraint));
+                }
+                Message::ReadyForQuery(_) => return error.map_or(Ok(()), Err),
+                Message::CommandComplete(_) | Message::CopyInResponse(_) | Message::EmptyQueryResponse => {}
+                Message::NoticeResponse(_) | Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
+                _ => return Err(PgError::Failed("unexpected message from PostgreSQL".into())),
+            }
+        }
+    }
+}
+
 /// Why a connection could not be opened.
 #[derive(Debug)]
 enum OpenError {

@@ -19,10 +19,14 @@
 //!
 //! Usage: swiftlet-loadgen URL RATE CONNECTIONS SECONDS [METHOD BODY]
 //!        swiftlet-loadgen URL RATE CONNECTIONS SECONDS @mix FILE
+//!        swiftlet-loadgen URL RATE CONNECTIONS SECONDS @each FILE
 //! With `@mix`, FILE holds whole raw requests separated by NUL bytes (a mixed
 //! workload, perf/api.py writes one); connection i sends them in order,
-//! starting at request i, so the mix is the same at any rate. URL then only
-//! names the server.
+//! starting at request i, so the mix is the same at any rate. With `@each`,
+//! connection i sends requests i, i+C, i+2C, ... instead, so each request of
+//! the file is sent once until the file runs out (then they repeat): for
+//! requests that must differ, such as new log events (perf/services.py).
+//! URL then only names the server.
 //! Prints one JSON object: requests, achieved_rps, non_2xx, errors, and
 //! p50/p90/p99/p999/max latency in milliseconds. The first second is warm-up
 //! and is not recorded.
@@ -64,7 +68,8 @@ fn main() {
     let seconds: f64 = args[4].parse().expect("SECONDS");
     let method = args.get(5).map_or("GET", String::as_str);
     let body = args.get(6).map_or("", String::as_str);
-    let requests: Vec<Vec<u8>> = if method == "@mix" {
+    let stride = if method == "@each" { conns } else { 1 };
+    let requests: Vec<Vec<u8>> = if method == "@mix" || method == "@each" {
         let file = std::fs::read(body).expect("the @mix FILE");
         file.split(|&b| b == 0).filter(|r| !r.is_empty()).map(<[u8]>::to_vec).collect()
     } else if body.is_empty() {
@@ -77,7 +82,7 @@ fn main() {
         .into_bytes()]
     };
     assert!(!requests.is_empty(), "no requests to send");
-    match run(addr, &requests, rate, conns, seconds) {
+    match run(addr, &requests, stride, rate, conns, seconds) {
         Ok(report) => println!("{report}"),
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -97,7 +102,14 @@ fn parse_url(url: &str) -> (SocketAddr, String, String) {
     (addr, host.to_string(), path.to_string())
 }
 
-fn run(addr: SocketAddr, requests: &[Vec<u8>], rate: f64, conns: usize, seconds: f64) -> io::Result<String> {
+fn run(
+    addr: SocketAddr,
+    requests: &[Vec<u8>],
+    stride: usize,
+    rate: f64,
+    conns: usize,
+    seconds: f64,
+) -> io::Result<String> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let period = Duration::from_secs_f64(conns as f64 / rate);
@@ -145,7 +157,7 @@ fn run(addr: SocketAddr, requests: &[Vec<u8>], rate: f64, conns: usize, seconds:
             c.outstanding = Some(due);
             c.due = due + period;
             let request = &requests[c.next];
-            c.next = (c.next + 1) % requests.len();
+            c.next = (c.next + stride) % requests.len();
             if write_all(&mut c.stream, request).is_err() {
                 errors += 1;
             }
