@@ -1,16 +1,19 @@
 //! The worker's ingest writer: a task that commits the [`IngestQueue`]'s
 //! batches to PostgreSQL, one at a time, over its own connection.
 //!
-//! A batch is one transaction, sent as one simple Query followed by the COPY
-//! data: `BEGIN; COPY … FROM STDIN (FORMAT binary)` into a temporary table,
-//! `EXECUTE` of the session's prepared `INSERT … SELECT … ON CONFLICT
-//! (event_id) DO NOTHING` into `log_events`, `COMMIT`. The client writes the query, the CopyData and the CopyDone in one
-//! go without waiting for the server's CopyInResponse, so a batch costs one
-//! round-trip plus the commit's WAL flush (five round-trips with
-//! tokio-postgres's `copy_in`, which measured a 3 ms p50 at 4,000 events/s).
-//! The temporary table is what lets a batch skip events already stored (a
-//! retry) — COPY straight into `log_events` would fail the whole batch on the
-//! first duplicate — and it empties itself at each commit.
+//! A batch is one statement: `COPY log_events … FROM STDIN (FORMAT binary)`,
+//! its own transaction. The client writes the query, the CopyData and the
+//! CopyDone in one go without waiting for the server's CopyInResponse, so a
+//! batch costs one round-trip plus the commit's WAL flush (five round-trips
+//! with tokio-postgres's `copy_in`, which measured a 3 ms p50 at 4,000
+//! events/s). A batch holding an event already stored (a client's retry, or
+//! the same event twice in one batch) fails on the primary key as a whole and
+//! rolls back; the writer then sends it again through the slow path: COPY
+//! into a temporary table and the session's prepared `INSERT … SELECT … ON
+//! CONFLICT (event_id) DO NOTHING`, one transaction. The slow path is not the
+//! only path because the staging table costs a transaction about twice as
+//! much PostgreSQL time (its rows are written twice and it is truncated at
+//! every commit), and retries are rare.
 //!
 //! On failure: in durable mode the batch's requests get 503 (their events
 //! were not acknowledged, and event_id makes the client's retry safe); in
@@ -45,28 +48,33 @@ fn set_up_sql() -> String {
     )
 }
 
-/// The whole batch transaction; the COPY's data follows the query.
-fn batch_sql() -> String {
+/// The fast path: the batch straight into the table; the COPY's data follows the query.
+fn direct_sql() -> String {
+    format!("COPY log_events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)")
+}
+
+/// The slow path, for a batch with an event already stored: one transaction
+/// that skips the duplicates.
+fn deduplicating_sql() -> String {
     format!(
         "BEGIN; COPY incoming_log_events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary); EXECUTE store_incoming; COMMIT"
     )
 }
 
+/// The constraint a duplicate event_id violates.
+const PRIMARY_KEY: &str = "log_events_pkey";
+
 /// Runs for the life of the worker. `url` empty: no database, every batch fails
 /// (durable) or waits (queued) as if it were down.
 pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker: usize) {
     let reconnect = Reconnect::new("PostgreSQL (ingest)", worker);
-    let mut link = Link { url, timeout, session: None, reconnect, retry_at: None, sql: batch_sql() };
+    let mut link = Link { url, timeout, session: None, reconnect, retry_at: None };
+    let (direct, deduplicating) = (direct_sql(), deduplicating_sql());
     let mut out = BytesMut::new();
     loop {
         let batch = queue.next_batch().await;
-        out.clear();
-        if let Err(e) = encode(&link.sql, &batch.copy, &mut out) {
-            tracing::error!(error = %e, "an ingest batch could not be encoded");
-        }
-        drop(batch.copy);
         loop {
-            match link.commit(&out).await {
+            match link.commit(&direct, &deduplicating, &batch.copy, &mut out).await {
                 Ok(()) => {
                     tracing::trace!(events = batch.events, "batch committed");
                     batch.outcome.settle(BatchResult::Committed);
@@ -83,6 +91,7 @@ pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker:
                 }
             }
         }
+        drop(batch.copy);
         queue.written();
         // A buffer sized for a burst is not kept for the quiet after it.
         if out.capacity() > 1 << 20 {
@@ -93,6 +102,7 @@ pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker:
 
 /// The query, then the COPY payload as one CopyData, then CopyDone.
 fn encode(sql: &str, copy: &[u8], out: &mut BytesMut) -> std::io::Result<()> {
+    out.clear();
     out.reserve(sql.len() + copy.len() + 32);
     frontend::query(sql, out)?;
     frontend::CopyData::new(copy)?.write(out);
@@ -108,17 +118,34 @@ struct Link {
     /// While the database is unreachable: no new connect attempt before this,
     /// so durable requests fail fast instead of each waiting on a connect.
     retry_at: Option<Instant>,
-    sql: String,
 }
 
 impl Link {
-    /// Runs one encoded batch transaction.
-    async fn commit(&mut self, messages: &[u8]) -> Result<(), AppError> {
+    /// Stores one batch (`copy`, a complete COPY stream): the direct COPY, and
+    /// if an event of it is already stored, the deduplicating transaction.
+    async fn commit(
+        &mut self,
+        direct: &str,
+        deduplicating: &str,
+        copy: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), AppError> {
         if self.session.is_none() {
             self.connect().await?;
         }
         let session = self.session.as_mut().ok_or(AppError::DatabaseUnavailable)?;
-        let result = tokio::time::timeout(self.timeout, session.exchange(messages)).await;
+        let attempt = async {
+            encode(direct, copy, out).map_err(|e| PgError::Failed(e.to_string()))?;
+            match session.exchange(out).await {
+                // The failed COPY rolled back on its own; the session is usable.
+                Err(PgError::Violation { constraint }) if constraint == PRIMARY_KEY => {
+                    encode(deduplicating, copy, out).map_err(|e| PgError::Failed(e.to_string()))?;
+                    session.exchange(out).await
+                }
+                other => other,
+            }
+        };
+        let result = tokio::time::timeout(self.timeout, attempt).await;
         let error = match result {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => e,
