@@ -47,6 +47,8 @@ pub enum AppError {
     IdsUnavailable { problem: &'static str },
     /// This worker's ingest queue is full: the database is behind.
     IngestBusy,
+    /// `/ready`: a store did not answer (each flag says whether that one did).
+    NotReady { postgres: bool, redis: bool },
 }
 
 impl From<PgError> for AppError {
@@ -86,6 +88,7 @@ impl AppError {
             AppError::HashingBusy => Status::SERVICE_UNAVAILABLE,
             AppError::IdsUnavailable { .. } => Status::SERVICE_UNAVAILABLE,
             AppError::IngestBusy => Status::SERVICE_UNAVAILABLE,
+            AppError::NotReady { .. } => Status::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -102,6 +105,21 @@ impl AppError {
     /// Writes `"errors":{…}`, the member of the body that says what was wrong
     /// (also used inside larger documents, such as a batch's rejected lines).
     pub fn write_errors_member(&self, out: &mut Vec<u8>) {
+        if let AppError::NotReady { postgres, redis } = self {
+            // The one error that names two things: every store that is down.
+            out.extend_from_slice(b"\"errors\":{");
+            let down: Vec<&str> =
+                [(!postgres).then_some("postgres"), (!redis).then_some("redis")].into_iter().flatten().collect();
+            for (i, store) in down.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json::write_str(out, store);
+                out.extend_from_slice(b":[\"is not reachable\"]");
+            }
+            out.push(b'}');
+            return;
+        }
         let (key, message) = match self {
             AppError::Http(e) => ("request", e.message()),
             AppError::NotFound => ("path", "no such route"),
@@ -119,6 +137,7 @@ impl AppError {
             AppError::HashingBusy => ("server", "too many logins at once, try again shortly"),
             AppError::IdsUnavailable { problem } => ("ids", *problem),
             AppError::IngestBusy => ("server", "too many events waiting to be stored, retry shortly"),
+            AppError::NotReady { .. } => ("server", "not ready"),
         };
         out.extend_from_slice(b"\"errors\":{");
         json::write_str(out, key);
@@ -169,5 +188,18 @@ mod tests {
         assert_eq!(AppError::HashingBusy.status().code(), 503);
         assert_eq!(AppError::IngestBusy.status().code(), 503);
         assert_eq!(AppError::IngestBusy.header(), Some(("Retry-After", "1")));
+        assert_eq!(AppError::NotReady { postgres: true, redis: false }.status().code(), 503);
+    }
+
+    #[test]
+    fn not_ready_names_every_store_that_is_down() {
+        let body = |postgres, redis| {
+            let mut out = Vec::new();
+            AppError::NotReady { postgres, redis }.write_body(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(body(false, true), r#"{"errors":{"postgres":["is not reachable"]}}"#);
+        assert_eq!(body(true, false), r#"{"errors":{"redis":["is not reachable"]}}"#);
+        assert_eq!(body(false, false), r#"{"errors":{"postgres":["is not reachable"],"redis":["is not reachable"]}}"#);
     }
 }

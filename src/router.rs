@@ -19,6 +19,8 @@ pub const MAX_SEGMENTS: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Health,
+    /// `GET /ready`: 200 only when PostgreSQL and Redis answer.
+    Ready,
     Plaintext,
     Json,
     /// `POST /ingest`: one log event.
@@ -204,6 +206,7 @@ pub fn route(method: Method, path: &[u8], test_routes: bool) -> Result<Route, Ap
 fn benchmark_route(segments: &[&[u8]], test_routes: bool) -> Option<Methods> {
     Some(match segments {
         [b"health"] => get(Route::Health),
+        [b"ready"] => get(Route::Ready),
         [b"plaintext"] => get(Route::Plaintext),
         [b"json"] => get(Route::Json),
         [b"ingest"] => post(Route::Ingest),
@@ -228,6 +231,7 @@ mod tests {
     fn known_routes() {
         assert_eq!(route(Method::Get, b"/health", false), Ok(Route::Health));
         assert_eq!(route(Method::Head, b"/health", false), Ok(Route::Health));
+        assert_eq!(route(Method::Get, b"/ready", false), Ok(Route::Ready));
         assert_eq!(route(Method::Get, b"/plaintext", false), Ok(Route::Plaintext));
         assert_eq!(route(Method::Get, b"/json", false), Ok(Route::Json));
         assert_eq!(route(Method::Post, b"/ingest", false), Ok(Route::Ingest));

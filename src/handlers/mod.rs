@@ -12,6 +12,7 @@ mod fortunes;
 mod hello;
 pub mod ids;
 pub mod ingest;
+mod ready;
 pub mod world;
 
 use crate::config::Config;
@@ -50,6 +51,7 @@ pub async fn dispatch(
     }
     match route {
         Route::Health => hello::health(res),
+        Route::Ready => ready::ready(worker, res).await?,
         Route::Plaintext => hello::plaintext(res),
         Route::Json => hello::json(res),
         Route::Ingest => ingest::ingest(worker, req, res).await?,
@@ -99,6 +101,7 @@ fn is_api(route: Route) -> bool {
     !matches!(
         route,
         Route::Health
+            | Route::Ready
             | Route::Plaintext
             | Route::Json
             | Route::Ingest

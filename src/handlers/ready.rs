@@ -1,0 +1,31 @@
+//! `GET /ready`: whether this worker can serve requests that need storage.
+//!
+//! Readiness asks both stores for a real round-trip — an empty batch (just a
+//! Sync) on the worker's PostgreSQL read connection and a PING on its Redis
+//! connection, at once — rather than trusting that a socket is open: a
+//! server that hangs is not ready. 200 when both answer; 503 naming each one
+//! that did not (a store that is not configured counts as not reachable).
+//! `/health` stays the constant liveness answer that needs nothing.
+
+use swiftlet_protocol::Status;
+
+use crate::error::AppError;
+use crate::response::{Response, JSON};
+use crate::worker::Worker;
+
+pub async fn ready(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
+    let storage = &worker.storage;
+    let postgres = async {
+        match storage.pg.for_reads() {
+            Ok(pg) => pg.run(|_| Ok(())).await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    let redis = async { storage.redis.call(&[b"PING"]).await.is_ok() };
+    let (postgres_up, redis_up) = tokio::join!(postgres, redis);
+    if !(postgres_up && redis_up) {
+        return Err(AppError::NotReady { postgres: postgres_up, redis: redis_up });
+    }
+    res.send_static(Status::OK, JSON, br#"{"status":"ready","postgres":"up","redis":"up"}"#);
+    Ok(())
+}
