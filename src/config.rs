@@ -186,6 +186,11 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_ID_MAX_BACKWARDS", default_value = "1", value_parser = parse_seconds)]
     pub id_max_backwards: Duration,
 
+    /// Turn off the request counters and latency histogram (`/metrics` then
+    /// shows only the gauges). For measuring what metrics cost.
+    #[arg(long, env = "SWIFTLET_NO_METRICS", default_value_t = false)]
+    pub no_metrics: bool,
+
     /// Log filter: a level ("warn", "info", "debug") or per-target levels ("info,swiftlet=debug").
     #[arg(long, env = "SWIFTLET_LOG", default_value = "info")]
     pub log: String,
@@ -216,6 +221,11 @@ impl Config {
             core_bits: self.id_core_bits,
             max_backwards: self.id_max_backwards,
         }
+    }
+
+    /// Whether requests are counted for `/metrics`.
+    pub fn metrics(&self) -> bool {
+        !self.no_metrics
     }
 
     pub fn ingest_linger(&self) -> Duration {

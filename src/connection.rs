@@ -251,6 +251,7 @@ impl<'w> Connection<'w> {
             let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
             let mut request = Request::new(head, head_bytes, &mut rest[..body_len]);
             let mut response = Response::new(&mut self.scratch);
+            let started = self.worker.config.metrics().then(std::time::Instant::now);
             let outcome =
                 panic_guard::catch_panic(handlers::dispatch(route, self.worker, &mut request, &mut response)).await;
             match outcome {
@@ -264,6 +265,9 @@ impl<'w> Connection<'w> {
                     );
                     response.send_error(&AppError::HandlerPanicked);
                 }
+            }
+            if let Some(started) = started {
+                self.worker.metrics.record(Some(route), response.status().code(), Some(started.elapsed()));
             }
             // Decided after the handler: shutdown may have begun while it ran.
             let keep_alive = keep_alive(&head, self.worker);
@@ -295,6 +299,10 @@ impl<'w> Connection<'w> {
     fn queue_error(&mut self, error: &AppError, head: Option<&RequestHead>, close: bool) {
         let mut response = Response::new(&mut self.scratch);
         response.send_error(error);
+        if self.worker.config.metrics() {
+            // Refused before a handler ran: counted without a route or a latency.
+            self.worker.metrics.record(None, response.status().code(), None);
+        }
         match head {
             Some(head) => encode(&mut self.wbuf, &response, head, !close),
             None => encode_unparsed(&mut self.wbuf, &response),

@@ -20,6 +20,7 @@ pub mod handlers;
 pub mod ids;
 pub mod ingest;
 pub mod json;
+pub mod metrics;
 pub mod panic_guard;
 pub mod request;
 pub mod response;

@@ -13,6 +13,8 @@ use crate::error::AppError;
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
 pub const HTML: &str = "text/html; charset=utf-8";
+/// The Prometheus text exposition format, version 0.0.4.
+pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The product API's JSON, with the charset its spec asks for (shared/conduit-api.md §1).
 pub const API_JSON: &str = "application/json; charset=utf-8";
 

@@ -21,6 +21,8 @@ pub enum Route {
     Health,
     /// `GET /ready`: 200 only when PostgreSQL and Redis answer.
     Ready,
+    /// `GET /metrics`: Prometheus text format.
+    Metrics,
     Plaintext,
     Json,
     /// `POST /ingest`: one log event.
@@ -92,6 +94,145 @@ pub enum Route {
     /// `GET /__test/sleep?ms=N`: a handler that takes N ms (only with `--test-routes`).
     TestSleep,
 }
+
+impl Route {
+    /// Every route, in declaration order: `Route::ALL[r as usize] == r`.
+    pub const ALL: [Route; 38] = [
+        Route::Health,
+        Route::Ready,
+        Route::Metrics,
+        Route::Plaintext,
+        Route::Json,
+        Route::Ingest,
+        Route::IngestBatch,
+        Route::Db,
+        Route::Queries,
+        Route::Updates,
+        Route::Fortunes,
+        Route::CachedQueries,
+        Route::Login,
+        Route::Register,
+        Route::CurrentUser,
+        Route::UpdateUser,
+        Route::Profile,
+        Route::Follow,
+        Route::Unfollow,
+        Route::ListArticles,
+        Route::Feed,
+        Route::Article,
+        Route::CreateArticle,
+        Route::UpdateArticle,
+        Route::DeleteArticle,
+        Route::AddComment,
+        Route::Comments,
+        Route::DeleteComment,
+        Route::Favorite,
+        Route::Unfavorite,
+        Route::Tags,
+        Route::Ids,
+        Route::DecodeId,
+        Route::Logs,
+        Route::Preflight,
+        Route::Allocations,
+        Route::TestPanic,
+        Route::TestSleep,
+    ];
+
+    /// The route's path pattern, which metrics label requests with (several
+    /// routes share one; the method tells them apart).
+    pub fn pattern(self) -> &'static str {
+        match self {
+            Route::Health => "/health",
+            Route::Ready => "/ready",
+            Route::Metrics => "/metrics",
+            Route::Plaintext => "/plaintext",
+            Route::Json => "/json",
+            Route::Ingest => "/ingest",
+            Route::IngestBatch => "/ingest/batch",
+            Route::Db => "/db",
+            Route::Queries => "/queries",
+            Route::Updates => "/updates",
+            Route::Fortunes => "/fortunes",
+            Route::CachedQueries => "/cached-queries",
+            Route::Login => "/api/users/login",
+            Route::Register => "/api/users",
+            Route::CurrentUser => "/api/user",
+            Route::UpdateUser => "/api/user",
+            Route::Profile => "/api/profiles/:username",
+            Route::Follow => "/api/profiles/:username/follow",
+            Route::Unfollow => "/api/profiles/:username/follow",
+            Route::ListArticles => "/api/articles",
+            Route::Feed => "/api/articles/feed",
+            Route::Article => "/api/articles/:slug",
+            Route::CreateArticle => "/api/articles",
+            Route::UpdateArticle => "/api/articles/:slug",
+            Route::DeleteArticle => "/api/articles/:slug",
+            Route::AddComment => "/api/articles/:slug/comments",
+            Route::Comments => "/api/articles/:slug/comments",
+            Route::DeleteComment => "/api/articles/:slug/comments/:id",
+            Route::Favorite => "/api/articles/:slug/favorite",
+            Route::Unfavorite => "/api/articles/:slug/favorite",
+            Route::Tags => "/api/tags",
+            Route::Ids => "/api/ids",
+            Route::DecodeId => "/api/ids/:id",
+            Route::Logs => "/api/logs",
+            Route::Preflight => "/api/*",
+            Route::Allocations => "/__allocations",
+            Route::TestPanic => "/__test/panic",
+            Route::TestSleep => "/__test/sleep",
+        }
+    }
+
+    /// A short snake-case name for metrics labels.
+    pub fn name(self) -> &'static str {
+        ROUTE_NAMES[self as usize]
+    }
+}
+
+// The last variant closes the list: a route added after it without a place in
+// ALL fails to compile here.
+const _: () = assert!(Route::TestSleep as usize + 1 == Route::ALL.len());
+
+const ROUTE_NAMES: [&str; 38] = [
+    "health",
+    "ready",
+    "metrics",
+    "plaintext",
+    "json",
+    "ingest",
+    "ingest_batch",
+    "db",
+    "queries",
+    "updates",
+    "fortunes",
+    "cached_queries",
+    "login",
+    "register",
+    "current_user",
+    "update_user",
+    "profile",
+    "follow",
+    "unfollow",
+    "list_articles",
+    "feed",
+    "article",
+    "create_article",
+    "update_article",
+    "delete_article",
+    "add_comment",
+    "comments",
+    "delete_comment",
+    "favorite",
+    "unfavorite",
+    "tags",
+    "ids",
+    "decode_id",
+    "logs",
+    "preflight",
+    "allocations",
+    "test_panic",
+    "test_sleep",
+];
 
 /// A path split into segments: `/api/articles/x` is `["api", "articles", "x"]`.
 /// The leading `/` is dropped; empty segments (`//`, a trailing `/`) are kept,
@@ -207,6 +348,7 @@ fn benchmark_route(segments: &[&[u8]], test_routes: bool) -> Option<Methods> {
     Some(match segments {
         [b"health"] => get(Route::Health),
         [b"ready"] => get(Route::Ready),
+        [b"metrics"] => get(Route::Metrics),
         [b"plaintext"] => get(Route::Plaintext),
         [b"json"] => get(Route::Json),
         [b"ingest"] => post(Route::Ingest),
@@ -228,10 +370,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn all_lists_every_route_at_its_index() {
+        for (i, route) in Route::ALL.iter().enumerate() {
+            assert_eq!(*route as usize, i, "{route:?}");
+            assert!(route.pattern().starts_with('/'));
+        }
+        assert_eq!(Route::CreateArticle.name(), "create_article");
+    }
+
+    #[test]
     fn known_routes() {
         assert_eq!(route(Method::Get, b"/health", false), Ok(Route::Health));
         assert_eq!(route(Method::Head, b"/health", false), Ok(Route::Health));
         assert_eq!(route(Method::Get, b"/ready", false), Ok(Route::Ready));
+        assert_eq!(route(Method::Get, b"/metrics", false), Ok(Route::Metrics));
         assert_eq!(route(Method::Get, b"/plaintext", false), Ok(Route::Plaintext));
         assert_eq!(route(Method::Get, b"/json", false), Ok(Route::Json));
         assert_eq!(route(Method::Post, b"/ingest", false), Ok(Route::Ingest));

@@ -15,6 +15,8 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use swiftlet_protocol::{ConnectionHeader, HeadLimits};
@@ -30,6 +32,7 @@ use crate::date_cache;
 use crate::error::AppError;
 use crate::ids::IdGenerator;
 use crate::ingest::{writer, IngestQueue};
+use crate::metrics::{self, WorkerMetrics};
 use crate::response::Response;
 use crate::storage::Storage;
 
@@ -48,6 +51,8 @@ pub struct Worker {
     pub ids: RefCell<Option<IdGenerator>>,
     /// Log events waiting for this worker's ingest writer to commit them.
     pub ingest: Rc<IngestQueue>,
+    /// This worker's counters for `/metrics` (shared with the scraping worker).
+    pub metrics: Arc<WorkerMetrics>,
     shutting_down: Cell<bool>,
     /// Every open connection, by id.
     connections: RefCell<HashMap<u64, Rc<ConnectionSlot>>>,
@@ -61,6 +66,10 @@ impl Worker {
 
     fn open_connections(&self) -> usize {
         self.connections.borrow().len()
+    }
+
+    fn count_connections(&self) {
+        self.metrics.open_connections.store(self.open_connections() as u64, Relaxed);
     }
 
     /// Stops every connection that is waiting without a request in hand.
@@ -98,6 +107,7 @@ struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.worker.connections.borrow_mut().remove(&self.id);
+        self.worker.count_connections();
     }
 }
 
@@ -112,7 +122,12 @@ pub fn run(
     let local = LocalSet::new();
     local.block_on(&runtime, async move {
         let listener = TcpListener::from_std(listener)?;
+        // Before the storage starts: its connections count themselves here.
+        let worker_metrics = Arc::new(WorkerMetrics::new(index));
+        metrics::registry().register(Arc::clone(&worker_metrics));
+        metrics::set_current(Arc::clone(&worker_metrics));
         let worker = Rc::new(Worker {
+            metrics: worker_metrics,
             limits: config.head_limits(),
             index,
             ids: RefCell::new(None),
@@ -200,6 +215,7 @@ async fn accept_until_shutdown(listener: &TcpListener, worker: &Rc<Worker>, mut 
         // one not yet polled at shutdown sees the flag itself and closes.
         let slot = Rc::new(ConnectionSlot { idle: Cell::new(false), task: OnceCell::new() });
         worker.connections.borrow_mut().insert(id, Rc::clone(&slot));
+        worker.count_connections();
         let registration = Registration { worker: Rc::clone(worker), id };
         let task_slot = Rc::clone(&slot);
         let task = tokio::task::spawn_local(async move {

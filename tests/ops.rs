@@ -54,3 +54,54 @@ fn not_ready_names_the_store_that_is_away() {
     assert_eq!(errors(&res), ["postgres", "redis"]);
     assert_eq!(client.get("/health").status, 200);
 }
+
+/// The value of the series `name{labels}` in a scrape (0 when absent).
+fn series(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[test]
+fn metrics_merge_every_worker_and_name_routes_statuses_and_stores() {
+    let db = TestDb::create();
+    let redis_url = format!("redis://{}", redis_addr());
+    let server =
+        TestServer::start_with_env(&["--workers", "2"], &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)]);
+    let mut probe = server.connect();
+    assert!(eventually(Duration::from_secs(30), || probe.get("/ready").status == 200));
+    // Twenty connections: SO_REUSEPORT spreads them over both workers.
+    let mut clients: Vec<_> = (0..20).map(|_| server.connect()).collect();
+    for c in &mut clients {
+        assert_eq!(c.get("/plaintext").status, 200);
+        assert_eq!(c.get("/nope").status, 404);
+    }
+    let res = probe.get("/metrics");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let scrape = res.text();
+    assert_eq!(series(&scrape, r#"swiftlet_requests_total{route="plaintext",path="/plaintext",status="200"}"#), 20.0);
+    assert_eq!(series(&scrape, r#"swiftlet_requests_total{route="unrouted",path="",status="404"}"#), 20.0);
+    assert_eq!(series(&scrape, r#"swiftlet_request_duration_seconds_count{route="plaintext"}"#), 20.0);
+    assert_eq!(series(&scrape, r#"swiftlet_request_duration_seconds_bucket{route="plaintext",le="+Inf"}"#), 20.0);
+    // Per core: both workers report, and between them they hold our 21 connections.
+    let open = series(&scrape, r#"swiftlet_open_connections{core="0"}"#)
+        + series(&scrape, r#"swiftlet_open_connections{core="1"}"#);
+    assert_eq!(open, 21.0, "{scrape}");
+    assert!(scrape.contains(r#"swiftlet_ingest_queue_depth{core="1"} 0"#), "{scrape}");
+    for store in ["postgres", "redis"] {
+        let up: f64 =
+            (0..2).map(|core| series(&scrape, &format!("swiftlet_{store}_connections_up{{core=\"{core}\"}}"))).sum();
+        assert!(up >= 2.0, "{store}: {up} connections up\n{scrape}");
+    }
+    drop(clients);
+
+    // Without the counters, requests are not counted; the gauges stay.
+    let server = TestServer::start(&["--no-metrics"]);
+    let mut client = server.connect();
+    assert_eq!(client.get("/plaintext").status, 200);
+    let scrape = client.get("/metrics").text();
+    assert_eq!(series(&scrape, r#"swiftlet_requests_total{route="plaintext",path="/plaintext",status="200"}"#), 0.0);
+    assert!(scrape.contains(r#"swiftlet_open_connections{core="0"} 1"#), "{scrape}");
+}

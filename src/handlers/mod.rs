@@ -52,6 +52,9 @@ pub async fn dispatch(
     match route {
         Route::Health => hello::health(res),
         Route::Ready => ready::ready(worker, res).await?,
+        Route::Metrics => res.send_with(swiftlet_protocol::Status::OK, crate::response::PROMETHEUS, |out| {
+            crate::metrics::registry().render(out)
+        }),
         Route::Plaintext => hello::plaintext(res),
         Route::Json => hello::json(res),
         Route::Ingest => ingest::ingest(worker, req, res).await?,
@@ -102,6 +105,7 @@ fn is_api(route: Route) -> bool {
         route,
         Route::Health
             | Route::Ready
+            | Route::Metrics
             | Route::Plaintext
             | Route::Json
             | Route::Ingest

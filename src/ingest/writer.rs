@@ -32,7 +32,7 @@ use super::event::COPY_COLUMNS;
 use super::queue::{BatchResult, IngestQueue};
 use super::AckMode;
 use crate::error::AppError;
-use crate::storage::backoff::Reconnect;
+use crate::storage::backoff::{Reconnect, Store};
 use crate::storage::postgres::SimpleSession;
 use crate::storage::PgError;
 
@@ -67,9 +67,10 @@ const PRIMARY_KEY: &str = "log_events_pkey";
 /// Runs for the life of the worker. `url` empty: no database, every batch fails
 /// (durable) or waits (queued) as if it were down.
 pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker: usize) {
-    let reconnect = Reconnect::new("PostgreSQL (ingest)", worker);
+    let reconnect = Reconnect::new(Store::PostgresIngest, worker);
     let mut link = Link { url, timeout, session: None, reconnect, retry_at: None };
     let (direct, deduplicating) = (direct_sql(), deduplicating_sql());
+    let metrics = crate::metrics::current();
     let mut out = BytesMut::new();
     loop {
         let batch = queue.next_batch().await;
@@ -93,6 +94,9 @@ pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker:
         }
         drop(batch.copy);
         queue.written();
+        if let Some(m) = &metrics {
+            m.ingest_queue_depth.store(queue.depth() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         // A buffer sized for a burst is not kept for the quiet after it.
         if out.capacity() > 1 << 20 {
             out = BytesMut::new();
@@ -152,6 +156,7 @@ impl Link {
             Err(_) => PgError::TimedOut,
         };
         self.session = None;
+        self.reconnect.lost();
         match &error {
             PgError::Unavailable => tracing::warn!("ingest connection lost"),
             PgError::TimedOut => tracing::warn!("an ingest batch did not commit within the storage timeout"),

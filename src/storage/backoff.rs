@@ -1,9 +1,14 @@
 //! How long to wait before the next reconnect attempt: doubling from a short
 //! first wait to a cap, with jitter so the workers (and a fleet of servers)
 //! do not all knock on a restarted database in the same millisecond. And
-//! [`Reconnect`], the schedule plus the logging both storage clients share.
+//! [`Reconnect`], the schedule plus the logging and the connection gauges
+//! (`metrics`) every storage connection shares.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::metrics::{self, WorkerMetrics};
 
 pub struct Backoff {
     first: Duration,
@@ -34,23 +39,63 @@ impl Backoff {
 /// logged so that a store that stays down does not flood the log (the first
 /// failure in a row is a warning, later ones only every 50th).
 pub struct Reconnect {
-    store: &'static str,
+    store: Store,
     connection: usize,
     backoff: Backoff,
     failures: u32,
+    /// The worker's metrics, when this runs on a worker thread.
+    metrics: Option<Arc<WorkerMetrics>>,
+}
+
+/// Which store a connection is to: what the log names and which gauges count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Postgres,
+    /// The ingest writer's own PostgreSQL connection.
+    PostgresIngest,
+    Redis,
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Store::Postgres => "PostgreSQL",
+            Store::PostgresIngest => "PostgreSQL (ingest)",
+            Store::Redis => "Redis",
+        }
+    }
 }
 
 impl Reconnect {
-    /// `store` names it in the log ("PostgreSQL", "Redis").
-    pub fn new(store: &'static str, connection: usize) -> Reconnect {
+    /// Counted in the metrics of the worker whose thread this is, if any.
+    pub fn new(store: Store, connection: usize) -> Reconnect {
         let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        Reconnect { store, connection, backoff, failures: 0 }
+        Reconnect { store, connection, backoff, failures: 0, metrics: metrics::current() }
+    }
+
+    fn gauges(&self) -> Option<(&AtomicU64, &AtomicU64)> {
+        let m = self.metrics.as_deref()?;
+        Some(match self.store {
+            Store::Postgres | Store::PostgresIngest => (&m.pg_connections_up, &m.pg_connection_failures),
+            Store::Redis => (&m.redis_connections_up, &m.redis_connection_failures),
+        })
+    }
+
+    /// A connection that was up has ended.
+    pub fn lost(&mut self) {
+        if let Some((up, failures)) = self.gauges() {
+            up.fetch_sub(1, Relaxed);
+            failures.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn connected(&mut self) {
+        if let Some((up, _)) = self.gauges() {
+            up.fetch_add(1, Relaxed);
+        }
         if self.failures > 0 {
             tracing::info!(
-                store = self.store,
+                store = self.store.name(),
                 connection = self.connection,
                 after_failures = self.failures,
                 "connected"
@@ -61,11 +106,20 @@ impl Reconnect {
     }
 
     pub fn failed(&mut self, error: &str) {
+        if let Some((_, failures)) = self.gauges() {
+            failures.fetch_add(1, Relaxed);
+        }
         if self.failures % 50 == 0 {
             let failures = self.failures + 1;
-            tracing::warn!(store = self.store, connection = self.connection, failures, error, "unavailable; retrying");
+            tracing::warn!(
+                store = self.store.name(),
+                connection = self.connection,
+                failures,
+                error,
+                "unavailable; retrying"
+            );
         } else {
-            tracing::debug!(store = self.store, connection = self.connection, error, "still unavailable");
+            tracing::debug!(store = self.store.name(), connection = self.connection, error, "still unavailable");
         }
         self.failures += 1;
     }

@@ -45,7 +45,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{oneshot, Notify};
 use tokio_postgres::config::Host;
 
-use super::backoff::Reconnect;
+use super::backoff::{Reconnect, Store};
 use super::link::{pump, Duplex, IoCounts};
 use super::statements::{self, Statement};
 
@@ -460,7 +460,7 @@ async fn supervise(
     timeout: Duration,
     index: usize,
 ) {
-    let mut reconnect = Reconnect::new("PostgreSQL", index);
+    let mut reconnect = Reconnect::new(Store::Postgres, index);
     loop {
         match tokio::time::timeout(timeout, open(&config)).await {
             Ok(Ok(socket)) => {
@@ -482,6 +482,7 @@ async fn supervise(
                         .await;
                 slot.link.borrow_mut().take();
                 link.fail_all();
+                reconnect.lost();
                 tracing::warn!(connection = index, error = %error, "PostgreSQL connection lost; reconnecting");
             }
             Ok(Err(OpenError::MissingTables(e))) => {

@@ -29,7 +29,7 @@ use swiftlet_protocol::Parse;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 
-use super::backoff::Reconnect;
+use super::backoff::{Reconnect, Store};
 use super::link::{pump, IoCounts};
 
 /// Outstanding commands per link before callers wait for room.
@@ -290,7 +290,7 @@ fn integer(reply: Reply) -> Result<i64, CacheError> {
 
 /// Keeps the link connected for the life of the worker.
 async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
-    let mut reconnect = Reconnect::new("Redis", 0);
+    let mut reconnect = Reconnect::new(Store::Redis, 0);
     loop {
         match tokio::time::timeout(timeout, connect(&target)).await {
             Ok(Ok(stream)) => {
@@ -298,6 +298,7 @@ async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
                 link.up.set(true);
                 let error = pump(&stream, &link.out, &link.queued, &link.io, |rbuf| deliver(&link, rbuf)).await;
                 link.fail_all();
+                reconnect.lost();
                 tracing::warn!(error = %error, "Redis connection lost; reconnecting");
             }
             // While Redis is down, cache lookups are misses.
