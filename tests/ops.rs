@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::storage::{eventually, free_port, redis_addr, TestDb};
-use common::{Response, TestServer};
+use common::{Client, Response, TestServer};
 
 fn errors(res: &Response) -> Vec<String> {
     let mut body = res.body.clone();
@@ -18,14 +18,20 @@ fn errors(res: &Response) -> Vec<String> {
     keys
 }
 
-#[test]
-fn ready_only_while_both_stores_answer() {
-    let db = TestDb::create();
+/// swiftlet with `args` on a fresh database and the shared Redis, once `/ready` says so.
+fn start_ready(db: &TestDb, args: &[&str]) -> (TestServer, Client) {
     let redis_url = format!("redis://{}", redis_addr());
-    let server = TestServer::start_with_env(&[], &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)]);
+    let server = TestServer::start_with_env(args, &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)]);
     let mut client = server.connect();
     let ready = eventually(Duration::from_secs(30), || client.get("/ready").status == 200);
     assert!(ready, "never ready; log: {:#?}", server.log_lines());
+    (server, client)
+}
+
+#[test]
+fn ready_only_while_both_stores_answer() {
+    let db = TestDb::create();
+    let (_server, mut client) = start_ready(&db, &[]);
     let res = client.get("/ready");
     assert_eq!(res.text(), r#"{"status":"ready","postgres":"up","redis":"up"}"#);
     assert_eq!(client.get("/health").status, 200);
@@ -66,11 +72,7 @@ fn series(scrape: &str, series: &str) -> f64 {
 #[test]
 fn metrics_merge_every_worker_and_name_routes_statuses_and_stores() {
     let db = TestDb::create();
-    let redis_url = format!("redis://{}", redis_addr());
-    let server =
-        TestServer::start_with_env(&["--workers", "2"], &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)]);
-    let mut probe = server.connect();
-    assert!(eventually(Duration::from_secs(30), || probe.get("/ready").status == 200));
+    let (server, mut probe) = start_ready(&db, &["--workers", "2"]);
     // Twenty connections: SO_REUSEPORT spreads them over both workers.
     let mut clients: Vec<_> = (0..20).map(|_| server.connect()).collect();
     for c in &mut clients {
