@@ -35,7 +35,11 @@ record_report() {
         echo
         echo "## ${title}: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)${dirty}"
         echo
-        echo "Command: \`${settings} ${script}\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), PostgreSQL $(admin_psql -At -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)."
+        local stores=""
+        if [ -n "${PG_ADMIN_URL:-}" ]; then
+            stores=", PostgreSQL $(admin_psql -At -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)"
+        fi
+        echo "Command: \`${settings} ${script}\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))${stores}."
         echo
         cat "$report"
     } >> perf/RESULTS.md
