@@ -82,3 +82,20 @@ pub fn check_resp(data: &[u8]) {
         );
     }
 }
+
+/// Reading arbitrary bytes as an RFC 3339 timestamp never panics; whatever is
+/// accepted lies within years 0000..=9999 (plus the offset and leap second the
+/// text may add), and its canonical form, as the log API writes it, reads
+/// back to the same instant.
+pub fn check_rfc3339(data: &[u8]) {
+    use crate::date::{parse_rfc3339, Rfc3339Micros};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Some(micros) = parse_rfc3339(text) else { return };
+    // 0000-01-01 minus a day of offset, to 9999-12-31 plus a day and a leap second.
+    const DAY: i64 = 86_400_000_000;
+    assert!((-62_167_219_200_000_000 - DAY..=253_402_300_799_999_999 + DAY).contains(&micros), "{text:?}");
+    let canonical = Rfc3339Micros::from_unix_micros(micros);
+    if (-62_167_219_200_000_000..=253_402_300_799_999_999).contains(&micros) {
+        assert_eq!(parse_rfc3339(canonical.as_str()), Some(micros), "{text:?} -> {}", canonical.as_str());
+    }
+}

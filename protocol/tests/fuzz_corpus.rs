@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use swiftlet_protocol::fuzzing::{check_chunked, check_head, check_resp};
+use swiftlet_protocol::fuzzing::{check_chunked, check_head, check_resp, check_rfc3339};
 
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
@@ -33,4 +33,9 @@ fn chunked_corpus() {
 #[test]
 fn resp_corpus() {
     replay("resp", check_resp);
+}
+
+#[test]
+fn rfc3339_corpus() {
+    replay("rfc3339", check_rfc3339);
 }
