@@ -414,3 +414,25 @@ fn kill_9_under_durable_load_loses_nothing_acknowledged() {
     let res = client.get("/api/logs?service=load&limit=1");
     assert_eq!(json(&res)["events"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn a_graceful_stop_in_queued_mode_stores_what_it_acknowledged() {
+    let db = TestDb::create();
+    let (mut server, mut client) = start(&db, "queued", &["--shutdown-timeout", "20"]);
+    // Nothing can commit yet: the events stay queued, already answered 202.
+    let lock = TableLock::take(&db);
+    for i in 0..20 {
+        let res = post(&mut client, "/ingest", &event(&format!("s{i}"), "2026-11-29T10:00:00Z", "api", "m"));
+        assert_eq!(res.status, 202, "{}", res.text());
+    }
+    drop(client);
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&db, "true"), 0, "stored while the table was locked?");
+    assert!(server.wait_exit(Duration::from_millis(10)).is_none(), "exited with events still queued");
+    // Once the database takes writes again, the server stores them, then exits.
+    drop(lock);
+    let (_, status) = server.wait_exit(Duration::from_secs(20)).expect("the server never exited");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(count(&db, "event_id LIKE 's%'"), 20);
+}
