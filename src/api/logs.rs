@@ -54,7 +54,7 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     if let Some(raw) = req.query_param("cursor") {
         let cursor = parse_cursor(raw)
             .ok_or(AppError::InvalidField { field: "cursor", problem: "is not a next_cursor this API returned" })?;
-        if (cursor.ts, cursor.event_id.as_bytes()) < (below.ts, below.event_id.as_bytes()) || below.ts == i64::MAX {
+        if (cursor.ts, cursor.event_id.as_bytes()) < (below.ts, below.event_id.as_bytes()) {
             below = cursor;
         }
     }

@@ -8,8 +8,6 @@
 //! request gets 503: the lines already queued may be stored, and a retry of
 //! the whole request stores each of them once (event_id is unique).
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use swiftlet_protocol::Status;
 
 use crate::error::AppError;
@@ -26,7 +24,6 @@ const MAX_LISTED_REJECTIONS: usize = 100;
 pub async fn ingest(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     worker.ingest.room().await?;
     let receipt = with_payload(req.body, |event| worker.ingest.append(event))?;
-    worker.metrics.ingest_queue_depth.store(worker.ingest.depth() as u64, Relaxed);
     receipt.confirmed().await?;
     res.send_static(Status::ACCEPTED, JSON, br#"{"status":"queued"}"#);
     Ok(())
@@ -59,7 +56,6 @@ pub async fn ingest_batch(worker: &Worker, req: &mut Request<'_>, res: &mut Resp
             }
         }
     }
-    worker.metrics.ingest_queue_depth.store(worker.ingest.depth() as u64, Relaxed);
     if accepted == 0 && rejected_count == 0 {
         return Err(AppError::InvalidField { field: "body", problem: "holds no events (one JSON object per line)" });
     }

@@ -41,14 +41,6 @@ impl<'t, 'a> Metadata<'t, 'a> {
         self.0.iter().map(|(k, v)| (k, v.into_string().unwrap_or_default()))
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The object as JSON text (the jsonb column's value).
     fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');

@@ -26,7 +26,6 @@ pub mod event;
 pub mod queue;
 pub mod writer;
 
-pub use event::LogPayload;
 pub use queue::{IngestQueue, Receipt};
 
 /// When `POST /ingest` answers 202.

@@ -17,6 +17,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use swiftlet_protocol::pgcopy::{self, CopyWriter};
@@ -26,6 +28,7 @@ use tokio::time::Instant;
 use super::event::LogPayload;
 use super::AckMode;
 use crate::error::AppError;
+use crate::metrics::{self, WorkerMetrics};
 
 /// How a batch ended, once it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +120,8 @@ pub struct IngestQueue {
     /// Wakes requests waiting for room: the writer finished a batch.
     room: Notify,
     closing: Cell<bool>,
+    /// The worker's `/metrics` block, where the depth is published as it changes.
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 impl IngestQueue {
@@ -138,6 +143,7 @@ impl IngestQueue {
             wake: Notify::new(),
             room: Notify::new(),
             closing: Cell::new(false),
+            metrics: metrics::current(),
         }
     }
 
@@ -178,6 +184,7 @@ impl IngestQueue {
         let mut open = self.open.borrow_mut();
         event.write_row(&mut CopyWriter::new(&mut open.copy));
         open.events += 1;
+        self.publish_depth(open.events + self.writing.get());
         if open.first_at.is_none() {
             open.first_at = Some(Instant::now());
             self.wake.notify_one();
@@ -229,7 +236,14 @@ impl IngestQueue {
     /// The writer is done with its batch (committed, or given up in durable mode).
     pub fn written(&self) {
         self.writing.set(0);
+        self.publish_depth(self.depth());
         self.room.notify_waiters();
+    }
+
+    fn publish_depth(&self, depth: usize) {
+        if let Some(m) = &self.metrics {
+            m.ingest_queue_depth.store(depth as u64, Relaxed);
+        }
     }
 
     /// From now on a batch is due as soon as it has an event: the worker is

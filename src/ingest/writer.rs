@@ -70,7 +70,6 @@ pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker:
     let reconnect = Reconnect::new(Store::PostgresIngest, worker);
     let mut link = Link { url, timeout, session: None, reconnect, retry_at: None };
     let (direct, deduplicating) = (direct_sql(), deduplicating_sql());
-    let metrics = crate::metrics::current();
     let mut out = BytesMut::new();
     loop {
         let batch = queue.next_batch().await;
@@ -94,9 +93,6 @@ pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker:
         }
         drop(batch.copy);
         queue.written();
-        if let Some(m) = &metrics {
-            m.ingest_queue_depth.store(queue.depth() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
         // A buffer sized for a burst is not kept for the quiet after it.
         if out.capacity() > 1 << 20 {
             out = BytesMut::new();
