@@ -14,6 +14,9 @@
 //! - [`error`]: every way a request can be refused, each with its status.
 //! - [`resp`]: Redis commands and replies (RESP2), for the cache client.
 //! - [`pgcopy`]: rows in PostgreSQL's binary COPY format, for the log store.
+//! - [`range`]: the Range header, for video playback.
+//! - [`multipart`]: multipart/form-data, decoded as a stream, for uploads.
+//! - [`media`]: which video container a file is, by its magic bytes.
 
 pub mod chunked;
 pub mod date;
@@ -21,7 +24,10 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod head;
+pub mod media;
+pub mod multipart;
 pub mod pgcopy;
+pub mod range;
 pub mod resp;
 pub mod response;
 
