@@ -128,6 +128,26 @@ ensure_redis() {
     REDIS_ADDR="127.0.0.1:$port"
 }
 
+# moto's standalone S3 server, for the video storage tests: a real S3-protocol
+# peer that checks SigV4 signatures. Installed into a virtualenv under target/
+# (kept between runs) and pinned, so every machine tests against the same one.
+# Sets MOTO_SERVER to its executable.
+ensure_moto() {
+    local venv=${SWIFTLET_MOTO_VENV:-$PWD/target/moto-venv}
+    if [ ! -x "$venv/bin/moto_server" ]; then
+        command -v python3 >/dev/null || install_packages python3
+        rm -rf "$venv"
+        if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+            install_packages python3-venv
+            rm -rf "$venv"
+            python3 -m venv "$venv"
+        fi
+        say "installing moto (S3 server for the tests) into $venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[s3,server]==5.2.1'
+    fi
+    export MOTO_SERVER=$venv/bin/moto_server
+}
+
 stop_private_services() {
     if [ -n "$PRIVATE_PG_DIR" ]; then
         say "stopping the private PostgreSQL"

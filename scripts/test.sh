@@ -32,6 +32,7 @@ trap 'exit 130' INT TERM
 ensure_packages
 ensure_postgres "$data" "$(free_port)"
 ensure_redis "$data" "$(free_port)"
-export SWIFTLET_TEST_PG=$PG_ADMIN_URL SWIFTLET_TEST_REDIS=$REDIS_ADDR
+ensure_moto
+export SWIFTLET_TEST_PG=$PG_ADMIN_URL SWIFTLET_TEST_REDIS=$REDIS_ADDR SWIFTLET_TEST_MOTO=$MOTO_SERVER
 
 cargo test --workspace --locked "$@"

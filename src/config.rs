@@ -191,6 +191,39 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_NO_METRICS", default_value_t = false)]
     pub no_metrics: bool,
 
+    /// Directory that keeps uploaded videos when no S3 bucket is configured.
+    #[arg(long, env = "SWIFTLET_VIDEO_DIR", default_value = "data/videos")]
+    pub video_dir: std::path::PathBuf,
+
+    /// Largest video upload in bytes (413 beyond).
+    #[arg(long, env = "SWIFTLET_VIDEO_MAX_BYTES", default_value_t = 4 << 30)]
+    pub video_max_bytes: u64,
+
+    /// Size of each part an upload is sent to storage in; S3 needs at least 5 MiB.
+    /// Memory per upload in progress is about three parts.
+    #[arg(long, env = "SWIFTLET_UPLOAD_PART_BYTES", default_value_t = 8 << 20, value_parser = parse_part_bytes)]
+    pub upload_part_bytes: usize,
+
+    /// S3 bucket for videos; set it to use S3-compatible storage instead of --video-dir.
+    #[arg(long, env = "SWIFTLET_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// S3 endpoint URL, for storage other than AWS's (MinIO, moto, …) [default: AWS].
+    #[arg(long, env = "SWIFTLET_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region.
+    #[arg(long, env = "SWIFTLET_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// S3 access key id (better given in the environment than on the command line).
+    #[arg(long, env = "SWIFTLET_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key (better given in the environment than on the command line).
+    #[arg(long, env = "SWIFTLET_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
     /// Log filter: a level ("warn", "info", "debug") or per-target levels ("info,swiftlet=debug").
     #[arg(long, env = "SWIFTLET_LOG", default_value = "info")]
     pub log: String,
@@ -261,6 +294,15 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+/// An upload part size S3 accepts (5 MiB to 5 GiB), or smaller for the
+/// local directory, where any size from 64 KiB works.
+fn parse_part_bytes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (64 << 10..=5 << 30).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a part size from 65536 to 5368709120 bytes")),
     }
 }
 

@@ -16,6 +16,13 @@
 //!   `wbuf` is flushed whenever it passes `WRITE_HIGH_WATER`, so a client that
 //!   pipelines without reading is held back by TCP instead of growing memory.
 //!
+//! The connection is written once over [`Transport`] and runs over plain TCP
+//! and over TLS alike.
+//!
+//! Two routes step outside the buffered model: an upload's body is handed to
+//! its handler as a [`BodyStream`] instead of being read whole, and a stored
+//! video's bytes are pumped from object storage to the socket after the head.
+//!
 //! Timeouts: the head timeout runs from accept and again from the first byte of
 //! each later request (a slow trickle does not extend it); the body timeout
 //! restarts on every read that brings bytes; the idle timeout runs while no
@@ -26,21 +33,25 @@ use std::io;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::{FutureExt, StreamExt};
+
 use swiftlet_protocol::{
     BodyFraming, Chunked, ChunkedDecoder, ConnectionHeader, HttpError, Method, Parse, RequestHead, ResponseHead,
     Version,
 };
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
+use crate::body_stream::BodyStream;
 use crate::date_cache;
 use crate::error::AppError;
 use crate::handlers;
+use crate::objects::ObjectBody;
 use crate::panic_guard;
 use crate::request::Request;
 use crate::response::{Cors, Response};
 use crate::router;
+use crate::transport::Transport;
 use crate::worker::{ConnectionSlot, Worker};
 
 /// Flush `wbuf` once it holds this much, even mid-pipeline.
@@ -82,8 +93,8 @@ enum ReadOutcome {
     Failed,
 }
 
-pub struct Connection<'w> {
-    stream: TcpStream,
+pub struct Connection<'w, S: Transport> {
+    stream: S,
     worker: &'w Worker,
     slot: &'w ConnectionSlot,
     rbuf: Vec<u8>,
@@ -98,8 +109,8 @@ pub struct Connection<'w> {
     round_clock: Option<std::time::Instant>,
 }
 
-impl<'w> Connection<'w> {
-    pub fn new(stream: TcpStream, worker: &'w Worker, slot: &'w ConnectionSlot) -> Connection<'w> {
+impl<'w, S: Transport> Connection<'w, S> {
+    pub fn new(stream: S, worker: &'w Worker, slot: &'w ConnectionSlot) -> Connection<'w, S> {
         let size = worker.config.buffer_size;
         Connection {
             stream,
@@ -218,6 +229,18 @@ impl<'w> Connection<'w> {
                     continue;
                 }
             };
+            if handlers::streams_body(route) {
+                let outcome = self.serve_streaming(start, head, route).await;
+                // It drained `rbuf` up to where it stopped reading.
+                start = 0;
+                match outcome {
+                    Some(()) => {
+                        served += 1;
+                        continue;
+                    }
+                    None => break Round::Close,
+                }
+            }
             let limit = handlers::body_limit(route, &self.worker.config);
 
             let region = &mut self.rbuf[start + head.head_len..];
@@ -263,18 +286,7 @@ impl<'w> Connection<'w> {
             let mut response = Response::new(&mut self.scratch);
             let outcome =
                 panic_guard::catch_panic(handlers::dispatch(route, self.worker, &mut request, &mut response)).await;
-            match outcome {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => response.send_error(&e),
-                Err(payload) => {
-                    tracing::error!(
-                        panic = panic_guard::describe(&*payload),
-                        route = ?route,
-                        "handler panicked; answered 500"
-                    );
-                    response.send_error(&AppError::HandlerPanicked);
-                }
-            }
+            settle(outcome, route, &mut response);
             if let Some(since) = taken_up.as_mut() {
                 let now = std::time::Instant::now();
                 self.worker.metrics.record(Some(route), response.status().code(), Some(now - *since));
@@ -282,9 +294,15 @@ impl<'w> Connection<'w> {
             }
             // Decided after the handler: shutdown may have begun while it ran.
             let keep_alive = keep_alive(&head, self.worker);
+            let stream = response.take_stream();
             encode(&mut self.wbuf, &response, &head, keep_alive);
             start += consumed;
             served += 1;
+            if let Some(body) = stream.filter(|_| head.method != Method::Head) {
+                if self.flush().await.is_err() || self.pump(body).await.is_err() {
+                    break Round::Close;
+                }
+            }
             if !keep_alive {
                 break Round::Close;
             }
@@ -295,6 +313,64 @@ impl<'w> Connection<'w> {
         self.rbuf.drain(..start);
         self.round_clock = taken_up;
         round
+    }
+
+    /// Serves a request whose body its handler reads as a stream (an upload).
+    /// The head starts at `start` in `rbuf`; on return `rbuf` starts after the
+    /// body, and `Some` means the connection goes on.
+    async fn serve_streaming(&mut self, start: usize, head: RequestHead, route: router::Route) -> Option<()> {
+        let len = match head.framing {
+            BodyFraming::Empty => 0,
+            BodyFraming::Length(n) => n,
+            BodyFraming::Chunked => {
+                self.rbuf.drain(..start);
+                self.queue_error(&AppError::LengthRequired, Some(&head), true);
+                return None;
+            }
+        };
+        // Earlier pipelined answers go first: the handler may write a
+        // 100 Continue, and the upload can take minutes.
+        if self.flush().await.is_err() {
+            return None;
+        }
+        let head_bytes = self.rbuf[start..start + head.head_len].to_vec();
+        self.rbuf.drain(..start + head.head_len);
+        let since = self.worker.config.metrics().then(std::time::Instant::now);
+        let mut request = Request::new(head, &head_bytes, &mut []);
+        let mut response = Response::new(&mut self.scratch);
+        let timeout = self.worker.config.body_timeout;
+        let mut body = BodyStream::new(&mut self.stream, &mut self.rbuf, len, timeout, head.expect_continue);
+        let handler = handlers::dispatch_streaming(route, self.worker, &mut request, &mut body, &mut response);
+        let outcome = panic_guard::catch_panic(handler).await;
+        // Unread body bytes cannot be told apart from a next request.
+        let body_done = body.remaining() == 0;
+        settle(outcome, route, &mut response);
+        if let Some(since) = since {
+            self.worker.metrics.record(Some(route), response.status().code(), Some(since.elapsed()));
+        }
+        let keep_alive = keep_alive(&head, self.worker) && body_done;
+        encode(&mut self.wbuf, &response, &head, keep_alive);
+        keep_alive.then_some(())
+    }
+
+    /// Writes a stored object's bytes after its head. An error after the
+    /// head went out can only be reported by closing the connection short.
+    async fn pump(&mut self, mut body: ObjectBody) -> io::Result<()> {
+        let mut left = body.len;
+        while let Some(chunk) = body.chunks.next().await {
+            let chunk = chunk.map_err(|e| {
+                tracing::warn!(error = %e, "object storage failed mid-response; closing the connection");
+                io::Error::other("object read failed")
+            })?;
+            let take = chunk.len().min(left as usize);
+            write_all(&mut self.stream, &chunk[..take], self.worker.config.idle_timeout).await?;
+            left -= take as u64;
+        }
+        if left > 0 {
+            tracing::warn!(missing = left, "object ended short of its length; closing the connection");
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        flush_stream(&mut self.stream, self.worker.config.idle_timeout).await
     }
 
     /// The body is still arriving: tell a client that waits for it to send it
@@ -324,18 +400,12 @@ impl<'w> Connection<'w> {
     /// Writes all of `wbuf`. Fails on an IO error or when the client has not
     /// taken a byte for the idle timeout.
     async fn flush(&mut self) -> io::Result<()> {
-        let mut written = 0;
-        while written < self.wbuf.len() {
-            match self.stream.try_write(&self.wbuf[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    tokio::time::timeout(self.worker.config.idle_timeout, self.stream.writable())
-                        .await
-                        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-                }
-                Err(e) => return Err(e),
-            }
+        if self.wbuf.is_empty() {
+            return Ok(());
         }
+        let timeout = self.worker.config.idle_timeout;
+        write_all(&mut self.stream, &self.wbuf, timeout).await?;
+        flush_stream(&mut self.stream, timeout).await?;
         self.wbuf.clear();
         Ok(())
     }
@@ -344,45 +414,31 @@ impl<'w> Connection<'w> {
     /// connection is marked closable for shutdown (see `worker`), which then
     /// drops this future at its await point.
     async fn read_more(&mut self, mut timer: Pin<&mut Sleep>, idle: bool) -> ReadOutcome {
-        loop {
-            if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_SPACE {
-                let grow = self.rbuf.capacity().max(self.worker.config.buffer_size);
-                self.rbuf.reserve(grow);
-            }
-            let space = self.rbuf.capacity() - self.rbuf.len();
-            match self.stream.try_read_buf(&mut self.rbuf) {
-                Ok(0) => return ReadOutcome::Eof,
-                Ok(n) => {
-                    if n < space {
-                        // The kernel had no more: forget the readiness now, so the
-                        // next read waits for epoll instead of first spending a
-                        // syscall to learn EAGAIN. Safe against a race: tokio
-                        // clears only if no new readiness event came in since
-                        // (it compares event ticks), and epoll reports new data
-                        // as a new event.
-                        let _ =
-                            self.stream.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
-                    }
-                    return ReadOutcome::Data;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return ReadOutcome::Failed,
-            }
-            if idle && self.worker.shutting_down() {
-                return ReadOutcome::Shutdown;
-            }
-            self.slot.set_idle(idle);
-            let ready = tokio::select! {
-                ready = self.stream.readable() => ready,
-                _ = &mut timer => {
-                    self.slot.set_idle(false);
-                    return ReadOutcome::TimedOut;
-                }
-            };
-            self.slot.set_idle(false);
-            if ready.is_err() {
-                return ReadOutcome::Failed;
-            }
+        if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_SPACE {
+            let grow = self.rbuf.capacity().max(self.worker.config.buffer_size);
+            self.rbuf.reserve(grow);
+        }
+        // First take what is already there, without waiting: bytes that have
+        // arrived are served even when shutdown has begun. (Polling a read
+        // once and dropping it is safe: a read that is not ready has consumed
+        // nothing. For TCP, tokio forgets the readiness after a short read, so
+        // this costs no syscall when nothing new came.)
+        if let Some(read) = self.stream.read_buf(&mut self.rbuf).now_or_never() {
+            return read_outcome(read);
+        }
+        if idle && self.worker.shutting_down() {
+            return ReadOutcome::Shutdown;
+        }
+        self.slot.set_idle(idle);
+        let read = tokio::select! {
+            biased;
+            read = self.stream.read_buf(&mut self.rbuf) => Some(read),
+            _ = &mut timer => None,
+        };
+        self.slot.set_idle(false);
+        match read {
+            Some(read) => read_outcome(read),
+            None => ReadOutcome::TimedOut,
         }
     }
 
@@ -400,16 +456,13 @@ impl<'w> Connection<'w> {
             if self.rbuf.capacity() < MIN_READ_SPACE {
                 self.rbuf.reserve(MIN_READ_SPACE);
             }
-            match self.stream.try_read_buf(&mut self.rbuf) {
-                Ok(0) => return,
+            let read = tokio::select! {
+                read = self.stream.read_buf(&mut self.rbuf) => read,
+                _ = tokio::time::sleep_until(deadline) => return,
+            };
+            match read {
+                Ok(0) | Err(_) => return,
                 Ok(n) => discarded += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    tokio::select! {
-                        ready = self.stream.readable() => if ready.is_err() { return },
-                        _ = tokio::time::sleep_until(deadline) => return,
-                    }
-                }
-                Err(_) => return,
             }
         }
     }
@@ -420,6 +473,59 @@ impl<'w> Connection<'w> {
             if buf.capacity() > SHRINK_ABOVE && buf.len() <= size {
                 buf.shrink_to(size);
             }
+        }
+    }
+}
+
+fn read_outcome(read: io::Result<usize>) -> ReadOutcome {
+    match read {
+        Ok(0) => ReadOutcome::Eof,
+        Ok(_) => ReadOutcome::Data,
+        Err(_) => ReadOutcome::Failed,
+    }
+}
+
+/// Turns a handler's outcome into its response: errors and panics become
+/// their error answers.
+fn settle(
+    outcome: Result<Result<(), AppError>, Box<dyn std::any::Any + Send>>,
+    route: router::Route,
+    response: &mut Response<'_>,
+) {
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => response.send_error(&e),
+        Err(payload) => {
+            tracing::error!(panic = panic_guard::describe(&*payload), route = ?route, "handler panicked; answered 500");
+            response.send_error(&AppError::HandlerPanicked);
+        }
+    }
+}
+
+/// Writes all of `buf`, failing when the peer takes nothing for `timeout`.
+/// The timer is set up only when a write has to wait.
+async fn write_all<S: Transport>(stream: &mut S, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
+    while !buf.is_empty() {
+        let written = match stream.write(buf).now_or_never() {
+            Some(written) => written,
+            None => tokio::time::timeout(timeout, stream.write(buf))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?,
+        }?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[written..];
+    }
+    Ok(())
+}
+
+/// Pushes out what the transport buffers (TLS records); at once for TCP.
+async fn flush_stream<S: Transport>(stream: &mut S, timeout: Duration) -> io::Result<()> {
+    match stream.flush().now_or_never() {
+        Some(flushed) => flushed,
+        None => {
+            tokio::time::timeout(timeout, stream.flush()).await.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
         }
     }
 }
@@ -452,7 +558,8 @@ pub(crate) fn write_response(
     with_body: bool,
 ) {
     let date = date_cache::current();
-    let mut headers: [(&str, &[u8]); 5] = [("", b""); 5];
+    let mut headers: [(&str, &[u8]); 5 + crate::response::MAX_DYNAMIC_HEADERS] =
+        [("", b""); 5 + crate::response::MAX_DYNAMIC_HEADERS];
     let mut n = 0;
     if let Some((name, value)) = response.header() {
         headers[n] = (name, value.as_bytes());
@@ -468,12 +575,16 @@ pub(crate) fn write_response(
         headers[n + 2] = ("Access-Control-Max-Age", b"86400");
         n += 3;
     }
+    for (name, value) in response.dynamic_headers() {
+        headers[n] = (name, value.as_bytes());
+        n += 1;
+    }
     let extra = &headers[..n];
     let body = response.body();
     ResponseHead {
         status: response.status(),
         content_type: response.content_type(),
-        content_length: body.len(),
+        content_length: response.content_length(),
         connection,
         date: &date,
         extra,

@@ -5,6 +5,7 @@
 //! see shared/conduit-api.md §2.7), so a client parses every error the same way.
 //! Internal failures are logged where they happen and never described to the client.
 
+use swiftlet_protocol::multipart::MultipartError;
 use swiftlet_protocol::{HttpError, Status};
 
 use crate::json;
@@ -49,6 +50,19 @@ pub enum AppError {
     IngestBusy,
     /// `/ready`: a store did not answer (each flag says whether that one did).
     NotReady { postgres: bool, redis: bool },
+    /// An upload is neither MP4 nor WebM (by its bytes, whatever it claims).
+    UnsupportedVideo,
+    /// An upload whose length is not given up front (chunked): the size
+    /// limit and the storage parts need it.
+    LengthRequired,
+    /// A multipart/form-data upload that does not parse.
+    Multipart(MultipartError),
+    /// A Range that selects no byte of the video (the handler adds Content-Range).
+    RangeNotSatisfiable,
+    /// The client stopped sending an upload before its Content-Length.
+    UploadInterrupted,
+    /// Object storage refused or failed the operation (logged where it happened).
+    StorageUnavailable,
 }
 
 impl From<PgError> for AppError {
@@ -89,6 +103,12 @@ impl AppError {
             AppError::IdsUnavailable { .. } => Status::SERVICE_UNAVAILABLE,
             AppError::IngestBusy => Status::SERVICE_UNAVAILABLE,
             AppError::NotReady { .. } => Status::SERVICE_UNAVAILABLE,
+            AppError::UnsupportedVideo => Status::UNSUPPORTED_MEDIA_TYPE,
+            AppError::LengthRequired => Status::LENGTH_REQUIRED,
+            AppError::Multipart(_) => Status::BAD_REQUEST,
+            AppError::RangeNotSatisfiable => Status::RANGE_NOT_SATISFIABLE,
+            AppError::StorageUnavailable => Status::SERVICE_UNAVAILABLE,
+            AppError::UploadInterrupted => Status::BAD_REQUEST,
         }
     }
 
@@ -138,6 +158,12 @@ impl AppError {
             AppError::IdsUnavailable { problem } => ("ids", *problem),
             AppError::IngestBusy => ("server", "too many events waiting to be stored, retry shortly"),
             AppError::NotReady { .. } => ("server", "not ready"),
+            AppError::UnsupportedVideo => ("video", "must be an MP4 or WebM file"),
+            AppError::LengthRequired => ("request", "an upload needs a Content-Length"),
+            AppError::Multipart(e) => ("body", e.message()),
+            AppError::RangeNotSatisfiable => ("range", "selects no byte of the video"),
+            AppError::StorageUnavailable => ("storage", "is unavailable, try again shortly"),
+            AppError::UploadInterrupted => ("request", "the upload ended before its Content-Length"),
         };
         out.extend_from_slice(b"\"errors\":{");
         json::write_str(out, key);
@@ -189,6 +215,11 @@ mod tests {
         assert_eq!(AppError::IngestBusy.status().code(), 503);
         assert_eq!(AppError::IngestBusy.header(), Some(("Retry-After", "1")));
         assert_eq!(AppError::NotReady { postgres: true, redis: false }.status().code(), 503);
+        assert_eq!(AppError::UnsupportedVideo.status().code(), 415);
+        assert_eq!(AppError::LengthRequired.status().code(), 411);
+        assert_eq!(AppError::Multipart(MultipartError::Truncated).status().code(), 400);
+        assert_eq!(AppError::RangeNotSatisfiable.status().code(), 416);
+        assert_eq!(AppError::StorageUnavailable.status().code(), 503);
     }
 
     #[test]

@@ -6,12 +6,16 @@
 //! [`router`] for the route and calls into [`handlers`], which reach
 //! PostgreSQL and Redis through the worker's own [`storage`] connections. The
 //! product API (the Conduit backend) is [`api`], one module per resource; log
-//! ingestion and its group commit are [`ingest`]. The HTTP wire rules
+//! ingestion and its group commit are [`ingest`]; video files live in
+//! [`objects`] (a local directory or S3), and the one route that streams its
+//! body reads it through [`body_stream`]. Connections speak plain TCP or TLS
+//! ([`transport`], [`tls`]). The HTTP wire rules
 //! themselves live in the `swiftlet-protocol` crate (`protocol/`), which has no
 //! IO at all.
 
 pub mod alloc_count;
 pub mod api;
+pub mod body_stream;
 pub mod config;
 pub mod connection;
 pub mod date_cache;
@@ -21,12 +25,14 @@ pub mod ids;
 pub mod ingest;
 pub mod json;
 pub mod metrics;
+pub mod objects;
 pub mod panic_guard;
 pub mod request;
 pub mod response;
 pub mod router;
 pub mod server;
 pub mod storage;
+pub mod transport;
 pub mod worker;
 
 pub use config::Config;

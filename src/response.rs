@@ -4,11 +4,16 @@
 //! a scratch buffer the connection owns and reuses, so building a response
 //! allocates nothing once the buffer has grown to fit. The connection then
 //! encodes the head and copies the body into its write buffer.
+//!
+//! A stored object (a video) is the one body that is not in memory: the
+//! response carries its stream and length, and the connection writes the head
+//! and then pumps the stream to the socket.
 
 use serde::Serialize;
 use swiftlet_protocol::Status;
 
 use crate::error::AppError;
+use crate::objects::ObjectBody;
 
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const JSON: &str = "application/json";
@@ -40,9 +45,19 @@ pub struct Response<'s> {
     /// The error's extra header (Allow, Retry-After).
     header: Option<(&'static str, &'static str)>,
     cors: Cors,
+    /// Headers with values made per response (Content-Range); at most
+    /// `MAX_DYNAMIC_HEADERS`. Empty, and so not allocated, on most responses.
+    dynamic: Vec<(&'static str, String)>,
     body: Body,
+    /// A body streamed from object storage instead of `body`, and its
+    /// length (kept after the connection takes the stream, for the head).
+    stream: Option<ObjectBody>,
+    stream_len: Option<u64>,
     scratch: &'s mut Vec<u8>,
 }
+
+/// How many per-response headers the connection's encoder has room for.
+pub const MAX_DYNAMIC_HEADERS: usize = 2;
 
 impl<'s> Response<'s> {
     /// An empty 204 response that a handler fills in.
@@ -53,7 +68,10 @@ impl<'s> Response<'s> {
             content_type: None,
             header: None,
             cors: Cors::None,
+            dynamic: Vec::new(),
             body: Body::Static(b""),
+            stream: None,
+            stream_len: None,
             scratch,
         }
     }
@@ -69,6 +87,42 @@ impl<'s> Response<'s> {
     /// The extra header an error answer carries (Allow on a 405, Retry-After on some 503s).
     pub fn header(&self) -> Option<(&'static str, &'static str)> {
         self.header
+    }
+
+    /// Headers whose values this response made (see [`add_header`](Self::add_header)).
+    pub fn dynamic_headers(&self) -> &[(&'static str, String)] {
+        &self.dynamic
+    }
+
+    /// Adds a header with a value made for this response. Kept whatever the
+    /// handler sends afterwards, errors included (a 416 keeps its Content-Range).
+    pub fn add_header(&mut self, name: &'static str, value: String) {
+        debug_assert!(self.dynamic.len() < MAX_DYNAMIC_HEADERS);
+        if self.dynamic.len() < MAX_DYNAMIC_HEADERS {
+            self.dynamic.push((name, value));
+        }
+    }
+
+    /// The Content-Length the head announces.
+    pub fn content_length(&self) -> usize {
+        match self.stream_len {
+            Some(len) => len as usize,
+            None => self.body().len(),
+        }
+    }
+
+    /// Takes the streamed body out, for the connection to pump after the head.
+    pub fn take_stream(&mut self) -> Option<ObjectBody> {
+        self.stream.take()
+    }
+
+    /// Responds with a stored object's bytes, streamed.
+    pub fn send_stream(&mut self, status: Status, content_type: &'static str, body: ObjectBody) {
+        self.status = status;
+        self.content_type = Some(content_type);
+        self.body = Body::Static(b"");
+        self.stream_len = Some(body.len);
+        self.stream = Some(body);
     }
 
     pub fn cors(&self) -> Cors {
@@ -138,6 +192,8 @@ impl<'s> Response<'s> {
 
     /// Replaces whatever was set with the error's status and JSON body.
     pub fn send_error(&mut self, error: &AppError) {
+        self.stream = None;
+        self.stream_len = None;
         self.scratch.clear();
         error.write_body(self.scratch);
         self.status = error.status();

@@ -84,6 +84,18 @@ pub enum Route {
     DecodeId,
     /// `GET /api/logs`: ingested events, newest first.
     Logs,
+    /// `POST /api/videos`: an upload, streamed to object storage.
+    CreateVideo,
+    /// `GET /api/videos?author=&limit=&cursor=`
+    ListVideos,
+    /// `GET /api/videos/feed`: videos by the authors the caller follows.
+    VideoFeed,
+    /// `GET /api/videos/:id`
+    Video,
+    /// `DELETE /api/videos/:id`
+    DeleteVideo,
+    /// `GET /api/videos/:id/content`: the video's bytes, with Range.
+    VideoContent,
     /// `OPTIONS` on any `/api` path: a CORS preflight.
     Preflight,
     /// `GET /__allocations`: heap allocations so far (only in the
@@ -97,7 +109,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in declaration order: `Route::ALL[r as usize] == r`.
-    pub const ALL: [Route; 38] = [
+    pub const ALL: [Route; 44] = [
         Route::Health,
         Route::Ready,
         Route::Metrics,
@@ -132,6 +144,12 @@ impl Route {
         Route::Ids,
         Route::DecodeId,
         Route::Logs,
+        Route::CreateVideo,
+        Route::ListVideos,
+        Route::VideoFeed,
+        Route::Video,
+        Route::DeleteVideo,
+        Route::VideoContent,
         Route::Preflight,
         Route::Allocations,
         Route::TestPanic,
@@ -176,6 +194,12 @@ impl Route {
             Route::Ids => "/api/ids",
             Route::DecodeId => "/api/ids/:id",
             Route::Logs => "/api/logs",
+            Route::CreateVideo => "/api/videos",
+            Route::ListVideos => "/api/videos",
+            Route::VideoFeed => "/api/videos/feed",
+            Route::Video => "/api/videos/:id",
+            Route::DeleteVideo => "/api/videos/:id",
+            Route::VideoContent => "/api/videos/:id/content",
             Route::Preflight => "/api/*",
             Route::Allocations => "/__allocations",
             Route::TestPanic => "/__test/panic",
@@ -193,7 +217,7 @@ impl Route {
 // ALL fails to compile here.
 const _: () = assert!(Route::TestSleep as usize + 1 == Route::ALL.len());
 
-const ROUTE_NAMES: [&str; 38] = [
+const ROUTE_NAMES: [&str; 44] = [
     "health",
     "ready",
     "metrics",
@@ -228,6 +252,12 @@ const ROUTE_NAMES: [&str; 38] = [
     "ids",
     "decode_id",
     "logs",
+    "create_video",
+    "list_videos",
+    "video_feed",
+    "video",
+    "delete_video",
+    "video_content",
     "preflight",
     "allocations",
     "test_panic",
@@ -315,6 +345,10 @@ fn api_route(rest: &[&[u8]]) -> Option<Methods> {
         [b"ids"] => get(Ids),
         [b"ids", _] => get(DecodeId),
         [b"logs"] => get(Logs),
+        [b"videos"] => Methods { get: Some(ListVideos), post: Some(CreateVideo), allow: "GET, HEAD, POST", ..NONE },
+        [b"videos", b"feed"] => get(VideoFeed),
+        [b"videos", _] => Methods { get: Some(Video), delete: Some(DeleteVideo), allow: "GET, HEAD, DELETE", ..NONE },
+        [b"videos", _, b"content"] => get(VideoContent),
         _ => return None,
     })
 }

@@ -23,6 +23,10 @@ impl Server {
     /// listener is bound, so the server accepts connections from then on.
     pub fn start(config: Config) -> io::Result<Server> {
         let count = config.workers();
+        // Each worker builds its own store client; check the configuration
+        // once here, so a bad one stops the start with its reason.
+        let objects = crate::objects::ObjectStorage::from_config(&config).map_err(io::Error::other)?;
+        tracing::info!(storage = objects.kind, "video storage");
         // Bind once without SO_REUSEPORT first: that fails if anything already
         // holds the port (including another swiftlet, which SO_REUSEPORT would
         // otherwise silently share it with) and resolves port 0.

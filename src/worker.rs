@@ -139,7 +139,7 @@ pub fn run(
                 config.ingest_full_wait(),
             )),
             tokens: Tokens::new(config.jwt_secret.as_deref().unwrap_or_default().as_bytes(), config.token_ttl()),
-            storage: Storage::start(&config),
+            storage: Storage::start(&config).map_err(io::Error::other)?,
             config,
             shutting_down: Cell::new(false),
             connections: RefCell::new(HashMap::new()),

@@ -21,9 +21,11 @@ fn a_fill_that_raced_an_invalidation_is_refused() {
     let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
     config.database_url = String::new();
     config.redis_url = format!("redis://{}", redis_addr());
+    let videos = std::env::temp_dir().join(format!("swiftlet-cache-test-{}", std::process::id()));
+    config.video_dir = videos.clone();
     let slug = format!("race-{}-{}", std::process::id(), fastrand::u64(..));
     on_worker(async {
-        let storage = Storage::start(&config);
+        let storage = Storage::start(&config).expect("storage");
         for _ in 0..400 {
             if storage.redis.is_up() {
                 break;
@@ -53,4 +55,5 @@ fn a_fill_that_raced_an_invalidation_is_refused() {
         cache::invalidate(&storage, &[Entry::Article(&slug)]).await;
         assert_eq!(storage.redis.get(&key).await.unwrap(), None);
     });
+    let _ = std::fs::remove_dir_all(videos);
 }

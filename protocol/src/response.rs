@@ -21,6 +21,7 @@ impl Status {
     pub const CREATED: Status = Status::new(201, "Created");
     pub const ACCEPTED: Status = Status::new(202, "Accepted");
     pub const NO_CONTENT: Status = Status::new(204, "No Content");
+    pub const PARTIAL_CONTENT: Status = Status::new(206, "Partial Content");
     pub const BAD_REQUEST: Status = Status::new(400, "Bad Request");
     pub const UNAUTHORIZED: Status = Status::new(401, "Unauthorized");
     pub const FORBIDDEN: Status = Status::new(403, "Forbidden");
@@ -28,9 +29,11 @@ impl Status {
     pub const METHOD_NOT_ALLOWED: Status = Status::new(405, "Method Not Allowed");
     pub const REQUEST_TIMEOUT: Status = Status::new(408, "Request Timeout");
     pub const CONFLICT: Status = Status::new(409, "Conflict");
+    pub const LENGTH_REQUIRED: Status = Status::new(411, "Length Required");
     pub const PAYLOAD_TOO_LARGE: Status = Status::new(413, "Content Too Large");
     pub const URI_TOO_LONG: Status = Status::new(414, "URI Too Long");
     pub const UNSUPPORTED_MEDIA_TYPE: Status = Status::new(415, "Unsupported Media Type");
+    pub const RANGE_NOT_SATISFIABLE: Status = Status::new(416, "Range Not Satisfiable");
     pub const EXPECTATION_FAILED: Status = Status::new(417, "Expectation Failed");
     pub const UNPROCESSABLE_ENTITY: Status = Status::new(422, "Unprocessable Content");
     pub const TOO_MANY_REQUESTS: Status = Status::new(429, "Too Many Requests");

@@ -284,7 +284,7 @@ async fn set_favorite(
     res: &mut Response<'_>,
     change: &Statement,
 ) -> Result<(), AppError> {
-    let rows = change_then_read(worker, req, ARTICLE, change, &sql::ARTICLE_BY_SLUG).await?;
+    let (_, rows) = change_then_read(worker, req, ARTICLE, change, &sql::ARTICLE_BY_SLUG).await?;
     let slug = path_param(req, 2, ARTICLE)?;
     cache::invalidate(&worker.storage, &[Entry::Article(&slug), Entry::FirstPage]).await;
     send_article(res, &rows, 1, Status::OK)

@@ -1,5 +1,7 @@
 //! Redis caching of the API's hot anonymous reads: an article by slug, a
-//! profile, the tag list and the first page of the global article list.
+//! profile, the tag list and the first page of the global article list; and
+//! of one personal read, the first page of each user's video feed, which is
+//! keyed by the user.
 //!
 //! What is cached is the whole response body as an anonymous caller sees it
 //! (`favorited` and `following` false), so a hit is one GET and a copy. A
@@ -55,15 +57,20 @@ pub enum Entry<'a> {
     Tags,
     /// `GET /api/articles` with no filters, the default limit and offset 0.
     FirstPage,
+    /// The first page of this user's video feed (`GET /api/videos/feed`), at
+    /// the default limit: personal by its key, so no caller shares it.
+    VideoFeed(i64),
 }
 
 impl Entry<'_> {
     pub fn key(&self, storage: &Storage) -> Vec<u8> {
+        let mut id = itoa::Buffer::new();
         let (kind, name): (&[u8], &str) = match self {
             Entry::Article(slug) => (b"article:", slug),
             Entry::Profile(username) => (b"profile:", username),
             Entry::Tags => (b"tags", ""),
             Entry::FirstPage => (b"articles:first", ""),
+            Entry::VideoFeed(user) => (b"videos:feed:", id.format(*user)),
         };
         // One allocation of the exact size: this runs on every cached read.
         let prefix = storage.cache_prefix.as_bytes();

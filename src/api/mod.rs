@@ -4,7 +4,7 @@
 //! One module per resource, each owning its handlers (the SQL is in [`sql`]):
 //! [`users`] (registration, login, the current user), [`profiles`] (and
 //! follows), [`articles`] (lists, the feed, CRUD, favorites, tags) and
-//! [`comments`], and [`logs`] (the ingested log events, read back). [`auth`] turns the Authorization header into a caller,
+//! [`comments`], [`videos`] (uploads, playback and the video feed), and [`logs`] (the ingested log events, read back). [`auth`] turns the Authorization header into a caller,
 //! [`password`] hashes off the event loop, [`input`] reads requests,
 //! [`render`] writes the response documents and [`cache`] keeps the hot
 //! anonymous reads in Redis.
@@ -26,6 +26,7 @@ pub mod render;
 pub mod slug;
 pub mod sql;
 pub mod users;
+pub mod videos;
 
 use std::borrow::Cow;
 
@@ -55,24 +56,27 @@ fn on_constraint(error: PgError) -> AppError {
 /// The shape of follow, unfavorite and the like: the caller changes the thing
 /// path segment 2 names, then reads it back as they now see it, in one batch
 /// (so one transaction) on a write connection. Both statements take
-/// `(caller, name)`; the read's rows are query 1 of the result.
+/// `(caller, name)`; the read's rows are query 1 of the result. Returns the
+/// caller's id with them.
 async fn change_then_read(
     worker: &Worker,
     req: &Request<'_>,
     resource: &'static str,
     change: &Statement,
     read: &Statement,
-) -> Result<BatchRows, AppError> {
+) -> Result<(i64, BatchRows), AppError> {
     let caller = worker.tokens.required(req)?.id;
     let name = path_param(req, 2, resource)?;
     let name = name.as_ref();
     let pg = worker.storage.pg.for_writes()?;
-    pg.run(|b| {
-        b.query(change, &[&caller, &name])?;
-        b.query(read, &[&caller, &name])
-    })
-    .await
-    .map_err(on_constraint)
+    let rows = pg
+        .run(|b| {
+            b.query(change, &[&caller, &name])?;
+            b.query(read, &[&caller, &name])
+        })
+        .await
+        .map_err(on_constraint)?;
+    Ok((caller, rows))
 }
 
 /// Path segment `index` of the request, percent-decoded; a segment that does

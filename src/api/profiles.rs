@@ -1,7 +1,8 @@
 //! `GET /api/profiles/:username` and `POST`/`DELETE .../follow`.
 //!
 //! Anonymous profile reads go through the cache; following changes nothing
-//! an anonymous caller sees, so it invalidates nothing.
+//! an anonymous caller sees, only the caller's own video feed, whose cached
+//! first page it invalidates.
 //!
 //! Follow and unfollow are idempotent: the follow edge is inserted with
 //! ON CONFLICT DO NOTHING and deleted if present, and the profile is read in
@@ -41,11 +42,13 @@ pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>)
 }
 
 pub async fn follow(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let rows = change_then_read(worker, req, PROFILE, &sql::FOLLOW, &sql::PROFILE).await?;
+    let (caller, rows) = change_then_read(worker, req, PROFILE, &sql::FOLLOW, &sql::PROFILE).await?;
+    cache::invalidate(&worker.storage, &[Entry::VideoFeed(caller)]).await;
     send(res, &rows, 1)
 }
 
 pub async fn unfollow(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let rows = change_then_read(worker, req, PROFILE, &sql::UNFOLLOW, &sql::PROFILE).await?;
+    let (caller, rows) = change_then_read(worker, req, PROFILE, &sql::UNFOLLOW, &sql::PROFILE).await?;
+    cache::invalidate(&worker.storage, &[Entry::VideoFeed(caller)]).await;
     send(res, &rows, 1)
 }

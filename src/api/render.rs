@@ -166,3 +166,61 @@ pub fn tags<'r>(out: &mut Vec<u8>, rows: impl Iterator<Item = Row<'r>>) -> Resul
     out.extend_from_slice(b"]}");
     Ok(())
 }
+
+/// A video object from a row laid out as `api::sql::video_columns!`. The id
+/// is a string: time-ordered ids exceed what a JSON number carries exactly
+/// in JavaScript (2^53).
+fn video_object(out: &mut Vec<u8>, row: &Row<'_>) -> Result<(), PgError> {
+    let id = row.int8(0)?;
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    out.extend_from_slice(b"\",\"title\":");
+    write_str(out, row.text(1)?);
+    out.extend_from_slice(b",\"size\":");
+    write_int(out, row.int8(2)?);
+    out.extend_from_slice(b",\"contentType\":");
+    write_str(out, row.text(3)?);
+    out.extend_from_slice(b",\"contentUrl\":\"/api/videos/");
+    out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    out.extend_from_slice(b"/content\",\"createdAt\":");
+    timestamp(out, row.timestamp_micros(4)?);
+    out.extend_from_slice(b",\"author\":");
+    profile_object(out, row, 5)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// `{"video":{...}}`.
+pub fn video(out: &mut Vec<u8>, row: &Row<'_>) -> Result<(), PgError> {
+    out.extend_from_slice(b"{\"video\":");
+    video_object(out, row)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// `{"videos":[...],"nextCursor":"<id>"|null}`: the cursor is the last id of
+/// a full page (the next page starts below it), null on the last page.
+pub fn video_list<'r>(out: &mut Vec<u8>, rows: impl Iterator<Item = Row<'r>>, limit: i64) -> Result<(), PgError> {
+    out.extend_from_slice(b"{\"videos\":[");
+    let mut last = None;
+    let mut n = 0;
+    for row in rows {
+        if n > 0 {
+            out.push(b',');
+        }
+        video_object(out, &row)?;
+        last = Some(row.int8(0)?);
+        n += 1;
+    }
+    out.extend_from_slice(b"],\"nextCursor\":");
+    match last {
+        Some(id) if n == limit => {
+            out.push(b'"');
+            out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+            out.push(b'"');
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    Ok(())
+}

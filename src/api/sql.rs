@@ -383,6 +383,84 @@ pub const LOGS_ALL: Statement = Statement {
     params: &[Type::TIMESTAMPTZ, Type::TIMESTAMPTZ, Type::TEXT, Type::INT8],
 };
 
+// ---- videos -------------------------------------------------------------------
+
+/// The select list of a video row. Columns: 0 id, 1 title, 2 size_bytes,
+/// 3 content_type, 4 created_at, 5 author username, 6 bio, 7 image,
+/// 8 following (the caller, `$1`, follows the author).
+macro_rules! video_columns {
+    () => {
+        "SELECT v.id, v.title, v.size_bytes, v.content_type, v.created_at, u.username, u.bio, u.image, \
+         EXISTS (SELECT 1 FROM follows w WHERE w.follower_id = $1 AND w.followee_id = v.author_id) \
+         FROM videos v JOIN users u ON u.id = v.author_id "
+    };
+}
+
+/// `$1` id, `$2` author, `$3` title, `$4` size, `$5` content type, `$6` storage key.
+pub const INSERT_VIDEO: Statement = Statement {
+    name: "insert_video",
+    sql: "INSERT INTO videos (id, author_id, title, size_bytes, content_type, storage_key) \
+          VALUES ($1, $2, $3, $4, $5, $6)",
+    params: &[Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT],
+};
+
+/// `$2` video id.
+pub const VIDEO_BY_ID: Statement = Statement {
+    name: "video_by_id",
+    sql: concat!(video_columns!(), "WHERE v.id = $2"),
+    params: &[Type::INT8, Type::INT8],
+};
+
+/// `(author_id, storage_key, size_bytes, content_type)` of video `$1`.
+pub const VIDEO_OBJECT: Statement = Statement {
+    name: "video_object",
+    sql: "SELECT author_id, storage_key, size_bytes, content_type FROM videos WHERE id = $1",
+    params: &[Type::INT8],
+};
+
+/// Every video, newest first: `$2` limit, `$3` cursor (ids below it; 0 = from the newest).
+pub const LIST_VIDEOS: Statement = Statement {
+    name: "list_videos",
+    sql: concat!(video_columns!(), "WHERE ($3 = 0 OR v.id < $3) ORDER BY v.id DESC LIMIT $2"),
+    params: &[Type::INT8, Type::INT8, Type::INT8],
+};
+
+/// `$4` author username; otherwise as [`LIST_VIDEOS`].
+pub const LIST_VIDEOS_BY_AUTHOR: Statement = Statement {
+    name: "list_videos_by_author",
+    sql: concat!(
+        video_columns!(),
+        "WHERE v.author_id = (SELECT id FROM users WHERE username = $4) AND ($3 = 0 OR v.id < $3) ",
+        "ORDER BY v.id DESC LIMIT $2"
+    ),
+    params: &[Type::INT8, Type::INT8, Type::INT8, Type::TEXT],
+};
+
+/// Videos by the authors `$1` follows; otherwise as [`LIST_VIDEOS`].
+pub const VIDEO_FEED: Statement = Statement {
+    name: "video_feed",
+    sql: concat!(
+        video_columns!(),
+        "JOIN follows f ON f.followee_id = v.author_id WHERE f.follower_id = $1 AND ($3 = 0 OR v.id < $3) ",
+        "ORDER BY v.id DESC LIMIT $2"
+    ),
+    params: &[Type::INT8, Type::INT8, Type::INT8],
+};
+
+/// Deletes video `$1` if `$2` is its author: `(storage_key)` when it did.
+pub const DELETE_VIDEO: Statement = Statement {
+    name: "delete_video",
+    sql: "DELETE FROM videos WHERE id = $1 AND author_id = $2 RETURNING storage_key",
+    params: &[Type::INT8, Type::INT8],
+};
+
+/// `(follower_id)` of everyone following `$1`: whose video feeds an upload changes.
+pub const FOLLOWER_IDS: Statement = Statement {
+    name: "follower_ids",
+    sql: "SELECT follower_id FROM follows WHERE followee_id = $1",
+    params: &[Type::INT8],
+};
+
 pub const ALL: &[&Statement] = &[
     &USER_BY_EMAIL,
     &USER_BY_ID,
@@ -423,6 +501,14 @@ pub const ALL: &[&Statement] = &[
     &COMMENTS,
     &COMMENT_OWNER,
     &DELETE_COMMENT,
+    &INSERT_VIDEO,
+    &VIDEO_BY_ID,
+    &VIDEO_OBJECT,
+    &LIST_VIDEOS,
+    &LIST_VIDEOS_BY_AUTHOR,
+    &VIDEO_FEED,
+    &DELETE_VIDEO,
+    &FOLLOWER_IDS,
 ];
 
 #[cfg(test)]
@@ -446,3 +532,4 @@ mod tests {
         }
     }
 }
+

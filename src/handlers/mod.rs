@@ -15,6 +15,7 @@ pub mod ingest;
 mod ready;
 pub mod world;
 
+use crate::body_stream::BodyStream;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::request::Request;
@@ -86,6 +87,13 @@ pub async fn dispatch(
         Route::Ids => ids::generate(worker, req, res).await?,
         Route::DecodeId => ids::decode(worker, req, res)?,
         Route::Logs => api::logs::list(worker, req, res).await?,
+        // Its body is streamed, through `dispatch_streaming`.
+        Route::CreateVideo => return Err(AppError::Internal),
+        Route::ListVideos => api::videos::list(worker, req, res).await?,
+        Route::VideoFeed => api::videos::feed(worker, req, res).await?,
+        Route::Video => api::videos::get(worker, req, res).await?,
+        Route::DeleteVideo => api::videos::delete(worker, req, res).await?,
+        Route::VideoContent => api::videos::content(worker, req, res).await?,
         Route::Preflight => res.set_cors(Cors::Preflight),
         Route::Allocations => {
             let count = crate::alloc_count::calls();
@@ -97,6 +105,27 @@ pub async fn dispatch(
         Route::TestSleep => fault::sleep(req, res).await,
     }
     Ok(())
+}
+
+/// Whether a route reads its body as a stream (through
+/// [`dispatch_streaming`]) rather than whole from the read buffer.
+pub fn streams_body(route: Route) -> bool {
+    route == Route::CreateVideo
+}
+
+/// Runs a route whose body is streamed (see [`streams_body`]).
+pub async fn dispatch_streaming(
+    route: Route,
+    worker: &Worker,
+    req: &mut Request<'_>,
+    body: &mut BodyStream<'_>,
+    res: &mut Response<'_>,
+) -> Result<(), AppError> {
+    res.set_cors(Cors::Simple);
+    match route {
+        Route::CreateVideo => api::videos::create(worker, req, body, res).await,
+        _ => Err(AppError::Internal),
+    }
 }
 
 /// Whether a route belongs to the product API (and answers CORS).

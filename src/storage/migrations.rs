@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "counters", sql: include_str!("migrations/0003_counters.sql") },
     Migration { version: 4, name: "log_events", sql: include_str!("migrations/0004_log_events.sql") },
     Migration { version: 5, name: "time_ordered_ids", sql: include_str!("migrations/0005_time_ordered_ids.sql") },
+    Migration { version: 6, name: "videos", sql: include_str!("migrations/0006_videos.sql") },
 ];
 
 /// An arbitrary constant that names swiftlet's migration lock.

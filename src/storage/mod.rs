@@ -21,6 +21,7 @@ pub mod redis;
 pub mod statements;
 
 use crate::config::Config;
+use crate::objects::ObjectStorage;
 
 pub use postgres::{PgError, PgPipeline, Postgres};
 pub use redis::{CacheError, Redis};
@@ -34,16 +35,28 @@ pub struct Storage {
     pub cache_prefix: String,
     /// `--cache-ttl` as the decimal text SET … EX takes, formatted once.
     pub cache_ttl: String,
+    /// Where videos are stored (a local directory or S3).
+    pub objects: ObjectStorage,
 }
 
 impl Storage {
     /// Starts the connection tasks on the current `LocalSet`; returns at once.
     /// A URL that does not parse is logged and leaves that store disabled, which
     /// callers see as "unavailable", never as a hang.
-    pub fn start(config: &Config) -> Storage {
+    ///
+    /// Fails only if the object storage configuration is unusable, which
+    /// `Server::start` has already checked once.
+    pub fn start(config: &Config) -> Result<Storage, String> {
+        let objects = ObjectStorage::from_config(config)?;
         let pg = Postgres::start(&config.database_url, config.pg_connections.into(), config.storage_timeout);
         let redis = Redis::start(&config.redis_url, config.storage_timeout);
-        Storage { pg, redis, cache_prefix: cache_prefix(&config.database_url), cache_ttl: config.cache_ttl.to_string() }
+        Ok(Storage {
+            pg,
+            redis,
+            cache_prefix: cache_prefix(&config.database_url),
+            cache_ttl: config.cache_ttl.to_string(),
+            objects,
+        })
     }
 }
 

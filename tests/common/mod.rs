@@ -17,6 +17,8 @@ pub struct TestServer {
     child: Option<Child>,
     /// Log lines, collected by a thread, for tests that look at them.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The server's own video directory, removed with it.
+    pub video_dir: std::path::PathBuf,
 }
 
 impl TestServer {
@@ -40,6 +42,10 @@ impl TestServer {
         // Without a database /ingest can only acknowledge from its queue; the
         // ingestion tests ask for durable mode where they have a database.
         cmd.env("SWIFTLET_INGEST_ACK", "queued");
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let video_dir = std::env::temp_dir().join(format!("swiftlet-test-videos-{}-{n}", std::process::id()));
+        cmd.env("SWIFTLET_VIDEO_DIR", &video_dir);
         for (key, value) in env {
             cmd.env(key, value);
         }
@@ -74,7 +80,7 @@ impl TestServer {
             .expect("swiftlet did not log its address")
             .parse()
             .expect("address");
-        TestServer { addr, child: Some(child), log }
+        TestServer { addr, child: Some(child), log, video_dir }
     }
 
     pub fn connect(&self) -> Client {
@@ -115,6 +121,7 @@ impl Drop for TestServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.video_dir);
     }
 }
 

@@ -1,0 +1,99 @@
+//! A request body read as it arrives, for the one route that takes bodies too
+//! large to hold (video uploads), instead of the whole body at once.
+//!
+//! The stream first hands out what the connection had already read past the
+//! head, then reads the socket in pieces of at most `PIECE` bytes. It never
+//! reads past the body's Content-Length, so a request pipelined behind the
+//! upload stays in the connection's buffer for the next round.
+//!
+//! Invariant: `remaining` is the number of body bytes not yet handed out; the
+//! connection closes after the response unless it is 0 (the unread rest of a
+//! refused upload cannot be told apart from a next request).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::transport::Transport;
+
+/// The most read from the socket per piece.
+const PIECE: usize = 64 * 1024;
+
+/// Why the rest of the body will not come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// No byte arrived for the body timeout.
+    TimedOut,
+    /// The client closed or reset the connection mid-body.
+    Closed,
+}
+
+pub struct BodyStream<'c> {
+    io: &'c mut dyn Transport,
+    /// The connection's read buffer: it starts with the body's first bytes.
+    buffered: &'c mut Vec<u8>,
+    len: u64,
+    remaining: u64,
+    timeout: Duration,
+    /// The client waits for `100 Continue` before sending (RFC 9110 §10.1.1).
+    send_continue: bool,
+}
+
+impl<'c> BodyStream<'c> {
+    pub fn new(
+        io: &'c mut dyn Transport,
+        buffered: &'c mut Vec<u8>,
+        len: u64,
+        timeout: Duration,
+        expect_continue: bool,
+    ) -> BodyStream<'c> {
+        BodyStream { io, buffered, len, remaining: len, timeout, send_continue: expect_continue }
+    }
+
+    /// The body's length, from its Content-Length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Body bytes not yet handed out.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// The next piece of the body; `None` once all of it has been handed out.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        if !self.buffered.is_empty() {
+            let n = self.buffered.len().min(self.remaining as usize);
+            let piece = Bytes::copy_from_slice(&self.buffered[..n]);
+            self.buffered.drain(..n);
+            self.remaining -= n as u64;
+            return Ok(Some(piece));
+        }
+        if self.send_continue {
+            self.send_continue = false;
+            let sent = self.io.write_all(swiftlet_protocol::response::CONTINUE).await.and(self.io.flush().await);
+            sent.map_err(|_| BodyError::Closed)?;
+        }
+        let want = PIECE.min(self.remaining as usize);
+        let mut piece = BytesMut::with_capacity(want);
+        // `take` keeps the read from going past the body's end.
+        let mut body_rest = (&mut *self.io).take(want as u64);
+        let read = tokio::time::timeout(self.timeout, body_rest.read_buf(&mut piece)).await;
+        match read {
+            Err(_) => Err(BodyError::TimedOut),
+            Ok(Err(_)) | Ok(Ok(0)) => Err(BodyError::Closed),
+            Ok(Ok(n)) => {
+                self.remaining -= n as u64;
+                Ok(Some(piece.freeze()))
+            }
+        }
+    }
+}

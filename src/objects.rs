@@ -1,0 +1,182 @@
+//! Object storage for video files: one interface over a local directory (the
+//! default, which needs no set-up) and S3-compatible storage (when a bucket is
+//! configured), both through the `object_store` crate.
+//!
+//! Uploads are multipart whatever the backend: parts of `--upload-part-bytes`
+//! go out as they fill, at most `UPLOAD_CONCURRENCY` at a time, so an upload
+//! holds a bounded amount of memory whatever the file's size. Nothing is
+//! visible under the object's key until the upload completes: S3 shows an
+//! object only after CompleteMultipartUpload, and the local backend writes a
+//! staging file that is renamed into place at the end. An upload that is
+//! dropped or aborted removes its parts (`Upload::abort`).
+//!
+//! Each worker builds its own client: the S3 client's connection pool spawns
+//! its connections on the runtime that made them, and a worker's runtime is
+//! its own.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+use swiftlet_protocol::range::ByteRange;
+
+use crate::config::Config;
+
+/// Parts in flight per upload, beyond the one being filled.
+const UPLOAD_CONCURRENCY: usize = 2;
+
+/// Why an object operation failed; each maps to one answer in `AppError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectError {
+    /// No object under that key.
+    NotFound,
+    /// The store refused or failed the operation (logged where it happened).
+    Failed,
+}
+
+/// Where a deployment's objects live.
+#[derive(Clone)]
+pub struct ObjectStorage {
+    store: Arc<dyn ObjectStore>,
+    part_bytes: usize,
+    /// "local" or "s3", for logs.
+    pub kind: &'static str,
+}
+
+/// A stored object's bytes, as a stream of chunks, and how many there are.
+pub struct ObjectBody {
+    pub chunks: BoxStream<'static, Result<Bytes, object_store::Error>>,
+    pub len: u64,
+}
+
+impl ObjectStorage {
+    /// The store the configuration names: S3 when a bucket is given, the
+    /// local directory otherwise (created if missing).
+    pub fn from_config(config: &Config) -> Result<ObjectStorage, String> {
+        let part_bytes = config.upload_part_bytes;
+        if let Some(bucket) = &config.s3_bucket {
+            if part_bytes < 5 << 20 {
+                return Err("S3 storage: --upload-part-bytes must be at least 5 MiB (S3's smallest part)".into());
+            }
+            let mut builder = AmazonS3Builder::new().with_bucket_name(bucket).with_region(&config.s3_region);
+            if let Some(endpoint) = &config.s3_endpoint {
+                builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+            }
+            if let Some(id) = &config.s3_access_key_id {
+                builder = builder.with_access_key_id(id);
+            }
+            if let Some(secret) = &config.s3_secret_access_key {
+                builder = builder.with_secret_access_key(secret);
+            }
+            let store = builder.build().map_err(|e| format!("S3 storage: {e}"))?;
+            return Ok(ObjectStorage { store: Arc::new(store), part_bytes, kind: "s3" });
+        }
+        std::fs::create_dir_all(&config.video_dir)
+            .map_err(|e| format!("video directory {}: {e}", config.video_dir.display()))?;
+        let store = LocalFileSystem::new_with_prefix(&config.video_dir)
+            .map_err(|e| format!("video directory {}: {e}", config.video_dir.display()))?
+            .with_automatic_cleanup(true)
+            // A 201 promises the video is stored: make the file and its
+            // directory entry durable before the upload counts as complete.
+            .with_fsync(true);
+        Ok(ObjectStorage { store: Arc::new(store), part_bytes, kind: "local" })
+    }
+
+    /// Starts an upload to `key`; nothing is visible there until [`Upload::finish`].
+    pub async fn upload(&self, key: &str) -> Result<Upload, ObjectError> {
+        let location = Path::from(key);
+        let multipart = self.store.put_multipart(&location).await.map_err(|e| failed("start an upload", key, e))?;
+        Ok(Upload {
+            writer: Some(WriteMultipart::new_with_chunk_size(multipart, self.part_bytes)),
+            key: key.to_string(),
+            written: 0,
+        })
+    }
+
+    /// The bytes `range` selects of the object at `key`, which is `len` long.
+    pub async fn open(&self, key: &str, range: ByteRange, len: u64) -> Result<ObjectBody, ObjectError> {
+        let range = match range {
+            ByteRange::Full | ByteRange::Unsatisfiable => None,
+            ByteRange::Partial { start, end } => Some(GetRange::Bounded(start..end + 1)),
+        };
+        let options = GetOptions { range: range.clone(), ..GetOptions::default() };
+        let result = self.store.get_opts(&Path::from(key), options).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => ObjectError::NotFound,
+            e => failed("read", key, e),
+        })?;
+        let len = match range {
+            Some(GetRange::Bounded(r)) => r.end - r.start,
+            _ => len,
+        };
+        if result.range.end - result.range.start != len {
+            // The stored object is not the size its metadata row says.
+            tracing::error!(
+                key,
+                want = len,
+                got = result.range.end - result.range.start,
+                "object size differs from its row"
+            );
+            return Err(ObjectError::Failed);
+        }
+        Ok(ObjectBody { chunks: result.into_stream().boxed(), len })
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        match self.store.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(failed("delete", key, e)),
+        }
+    }
+}
+
+#[cold]
+fn failed(what: &str, key: &str, e: object_store::Error) -> ObjectError {
+    tracing::error!(key, error = %e, "object storage could not {what}");
+    ObjectError::Failed
+}
+
+/// An upload in progress. Dropping it without `finish` leaves the parts
+/// behind; call `abort`.
+pub struct Upload {
+    writer: Option<WriteMultipart>,
+    key: String,
+    written: u64,
+}
+
+impl Upload {
+    /// Adds `bytes`, waiting first while too many parts are in flight.
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), ObjectError> {
+        let writer = self.writer.as_mut().ok_or(ObjectError::Failed)?;
+        writer.wait_for_capacity(UPLOAD_CONCURRENCY).await.map_err(|e| failed("upload a part", &self.key, e))?;
+        self.written += bytes.len() as u64;
+        writer.put(bytes);
+        Ok(())
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Completes the upload: the object becomes visible under its key.
+    pub async fn finish(mut self) -> Result<(), ObjectError> {
+        let writer = self.writer.take().ok_or(ObjectError::Failed)?;
+        match writer.finish().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(failed("complete an upload", &self.key, e)),
+        }
+    }
+
+    /// Gives the upload up and removes what was sent of it.
+    pub async fn abort(mut self) {
+        if let Some(writer) = self.writer.take() {
+            if let Err(e) = writer.abort().await {
+                tracing::warn!(key = %self.key, error = %e, "could not abort an upload");
+            }
+        }
+    }
+}
