@@ -6,7 +6,9 @@
 # `swiftlet` database if it is missing; swiftlet applies its migrations at
 # start. The API's token secret is JWT_SECRET if set, otherwise one generated
 # on first run and kept in $SWIFTLET_DATA/jwt-secret (mode 600), so tokens
-# survive restarts. Extra arguments go to swiftlet (see --help).
+# survive restarts. Uploaded videos go to $SWIFTLET_DATA/videos unless
+# SWIFTLET_VIDEO_DIR or an S3 bucket says otherwise. Extra arguments go to
+# swiftlet (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -24,6 +26,7 @@ if [ -z "$(admin_psql -At -c "SELECT 1 FROM pg_database WHERE datname = 'swiftle
 fi
 export DATABASE_URL=${DATABASE_URL:-${PG_ADMIN_URL%/postgres}/swiftlet}
 export REDIS_URL=${REDIS_URL:-redis://$REDIS_ADDR}
+export SWIFTLET_VIDEO_DIR=${SWIFTLET_VIDEO_DIR:-$data/videos}
 if [ -z "${JWT_SECRET:-}" ]; then
     secret_file=$data/jwt-secret
     if [ ! -s "$secret_file" ]; then

@@ -191,6 +191,22 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_NO_METRICS", default_value_t = false)]
     pub no_metrics: bool,
 
+    /// Also serve HTTPS on this address (needs --tls-cert and --tls-key).
+    #[arg(long, env = "SWIFTLET_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Option<SocketAddr>,
+
+    /// Certificate chain for HTTPS, PEM (leaf first).
+    #[arg(long, env = "SWIFTLET_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// Private key for HTTPS, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SWIFTLET_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Serve only HTTPS: do not listen on --listen.
+    #[arg(long, env = "SWIFTLET_TLS_ONLY", default_value_t = false, requires = "tls_listen")]
+    pub tls_only: bool,
+
     /// Directory that keeps uploaded videos when no S3 bucket is configured.
     #[arg(long, env = "SWIFTLET_VIDEO_DIR", default_value = "data/videos")]
     pub video_dir: std::path::PathBuf,
@@ -236,6 +252,16 @@ pub struct Config {
 pub enum Command {
     /// Apply the pending schema migrations to DATABASE_URL and exit.
     Migrate,
+    /// Write a self-signed certificate and key for localhost (for trying
+    /// HTTPS locally; browsers and curl will not trust it without being told to).
+    DevCert {
+        /// Where to write the certificate (PEM).
+        #[arg(long, default_value = "dev-cert.pem")]
+        cert: std::path::PathBuf,
+        /// Where to write the private key (PEM, mode 600).
+        #[arg(long, default_value = "dev-key.pem")]
+        key: std::path::PathBuf,
+    },
 }
 
 impl Config {

@@ -32,6 +32,7 @@ pub mod response;
 pub mod router;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod transport;
 pub mod worker;
 

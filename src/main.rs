@@ -22,8 +22,21 @@ static ALLOC: swiftlet::alloc_count::Counting<tikv_jemallocator::Jemalloc> =
 
 fn main() -> std::process::ExitCode {
     let mut config = Config::parse();
-    if let Some(Command::Migrate) = config.command {
-        return migrate(&config);
+    match &config.command {
+        Some(Command::Migrate) => return migrate(&config),
+        Some(Command::DevCert { cert, key }) => {
+            return match swiftlet::tls::write_dev_cert(cert, key) {
+                Ok(()) => {
+                    println!("wrote {} and {} (self-signed, for localhost only)", cert.display(), key.display());
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("swiftlet dev-cert: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     let generated_secret = match settle_jwt_secret(&mut config) {
         Ok(generated) => generated,
@@ -103,7 +116,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    tracing::info!(addr = %server.local_addr(), workers = server.workers(), "listening");
+    match (server.local_addr(), server.tls_addr()) {
+        (Some(addr), Some(tls)) => {
+            tracing::info!(addr = %addr, tls_addr = %tls, workers = server.workers(), "listening")
+        }
+        (Some(addr), None) => tracing::info!(addr = %addr, workers = server.workers(), "listening"),
+        (None, Some(tls)) => tracing::info!(tls_addr = %tls, workers = server.workers(), "listening (HTTPS only)"),
+        (None, None) => unreachable!("the server always has a listener"),
+    }
+    tracing::info!(storage = server.video_storage(), "video storage");
 
     if let Err(e) = wait_for_signal() {
         tracing::error!(error = %e, "could not install signal handlers; stopping");

@@ -52,6 +52,9 @@ pub struct WorkerMetrics {
     pub pg_connection_failures: AtomicU64,
     pub redis_connections_up: AtomicU64,
     pub redis_connection_failures: AtomicU64,
+    pub tls_handshakes_full: AtomicU64,
+    pub tls_handshakes_resumed: AtomicU64,
+    pub tls_handshakes_failed: AtomicU64,
 }
 
 fn zeroed(n: usize) -> Vec<AtomicU64> {
@@ -71,6 +74,9 @@ impl WorkerMetrics {
             pg_connection_failures: AtomicU64::new(0),
             redis_connections_up: AtomicU64::new(0),
             redis_connection_failures: AtomicU64::new(0),
+            tls_handshakes_full: AtomicU64::new(0),
+            tls_handshakes_resumed: AtomicU64::new(0),
+            tls_handshakes_failed: AtomicU64::new(0),
         }
     }
 
@@ -95,7 +101,7 @@ type PerCore = (&'static str, &'static str, &'static str, fn(&WorkerMetrics) -> 
 /// Adds to a counter that only this thread writes: a plain load and store,
 /// no locked read-modify-write (each worker writes only its own block, so no
 /// increment can be lost; scrapes on other threads read whole values).
-fn add(counter: &AtomicU64, n: u64) {
+pub fn add(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
@@ -163,7 +169,7 @@ impl Registry {
             let _ = writeln!(text, "swiftlet_request_duration_seconds_count{{route=\"{name}\"}} {total}");
         }
 
-        let per_core: [PerCore; 6] = [
+        let per_core: [PerCore; 9] = [
             ("swiftlet_open_connections", "gauge", "Open client connections, per worker (core).", |w| {
                 &w.open_connections
             }),
@@ -187,6 +193,21 @@ impl Registry {
                 "counter",
                 "Redis connections that failed to open or were lost, per worker.",
                 |w| &w.redis_connection_failures,
+            ),
+            ("swiftlet_tls_handshakes_full_total", "counter", "Full TLS handshakes completed, per worker.", |w| {
+                &w.tls_handshakes_full
+            }),
+            (
+                "swiftlet_tls_handshakes_resumed_total",
+                "counter",
+                "TLS handshakes that resumed an earlier session, per worker.",
+                |w| &w.tls_handshakes_resumed,
+            ),
+            (
+                "swiftlet_tls_handshakes_failed_total",
+                "counter",
+                "TLS handshakes that failed or timed out, per worker.",
+                |w| &w.tls_handshakes_failed,
             ),
         ];
         for (metric, kind, help, field) in per_core {

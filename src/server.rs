@@ -1,5 +1,5 @@
 //! Starting and stopping the whole server: bind one SO_REUSEPORT listener per
-//! worker, start the worker threads (pinned to cores if asked), and on
+//! worker (two with HTTPS beside plain HTTP), start the worker threads (pinned to cores if asked), and on
 //! shutdown tell them all and wait for them.
 
 use std::io;
@@ -13,7 +13,9 @@ use crate::config::Config;
 use crate::worker;
 
 pub struct Server {
-    local_addr: SocketAddr,
+    local_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    video_storage: &'static str,
     workers: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
 }
@@ -25,18 +27,20 @@ impl Server {
         let count = config.workers();
         // Each worker builds its own store client; check the configuration
         // once here, so a bad one stops the start with its reason.
-        let objects = crate::objects::ObjectStorage::from_config(&config).map_err(io::Error::other)?;
-        tracing::info!(storage = objects.kind, "video storage");
-        // Bind once without SO_REUSEPORT first: that fails if anything already
-        // holds the port (including another swiftlet, which SO_REUSEPORT would
-        // otherwise silently share it with) and resolves port 0.
-        let local_addr = std::net::TcpListener::bind(config.listen)?.local_addr()?;
-        let listeners = (0..count).map(|_| bind_reuseport(local_addr)).collect::<io::Result<Vec<_>>>()?;
+        let video_storage = crate::objects::ObjectStorage::from_config(&config).map_err(io::Error::other)?.kind;
+        let tls = match (&config.tls_listen, &config.tls_cert, &config.tls_key) {
+            (Some(_), Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key).map_err(io::Error::other)?),
+            _ => None,
+        };
+        let local_addr = if config.tls_only { None } else { Some(config.listen) };
+        let (local_addr, mut plain) = bind_all(local_addr, count)?;
+        let (tls_addr, mut secure) = bind_all(config.tls_listen, count)?;
         let cores = if config.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
         let (shutdown, watcher) = watch::channel(false);
 
         let mut workers = Vec::with_capacity(count);
-        for (index, listener) in listeners.into_iter().enumerate() {
+        for index in 0..count {
+            let listeners = worker::Listeners { plain: plain.pop(), tls: secure.pop().zip(tls.clone()) };
             let config = config.clone();
             let watcher = watcher.clone();
             let core = (!cores.is_empty()).then(|| cores[(config.first_core + index) % cores.len()]);
@@ -46,17 +50,28 @@ impl Server {
                         tracing::warn!(worker = index, core = core.id, "could not pin worker to core");
                     }
                 }
-                if let Err(e) = worker::run(index, listener, config, watcher) {
+                if let Err(e) = worker::run(index, listeners, config, watcher) {
                     tracing::error!(worker = index, error = %e, "worker failed");
                 }
             })?;
             workers.push(handle);
         }
-        Ok(Server { local_addr, workers, shutdown })
+        Ok(Server { local_addr, tls_addr, video_storage, workers, shutdown })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The plain HTTP address, unless serving HTTPS only.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// The HTTPS address, if serving HTTPS.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// "local" or "s3".
+    pub fn video_storage(&self) -> &'static str {
+        self.video_storage
     }
 
     pub fn workers(&self) -> usize {
@@ -70,6 +85,18 @@ impl Server {
             let _ = w.join();
         }
     }
+}
+
+/// Binds `count` SO_REUSEPORT listeners on `addr` (none if `addr` is None);
+/// returns the address they share (port 0 resolved).
+fn bind_all(addr: Option<SocketAddr>, count: usize) -> io::Result<(Option<SocketAddr>, Vec<std::net::TcpListener>)> {
+    let Some(addr) = addr else { return Ok((None, Vec::new())) };
+    // Bind once without SO_REUSEPORT first: that fails if anything already
+    // holds the port (including another swiftlet, which SO_REUSEPORT would
+    // otherwise silently share it with) and resolves port 0.
+    let addr = std::net::TcpListener::bind(addr)?.local_addr()?;
+    let listeners = (0..count).map(|_| bind_reuseport(addr)).collect::<io::Result<Vec<_>>>()?;
+    Ok((Some(addr), listeners))
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {

@@ -10,6 +10,10 @@
 //! request they are on, and returns when none are left or the shutdown timeout
 //! ends the wait (dropping the runtime then closes whatever remains). Before it
 //! returns it lets its ingest writer commit the log events still queued.
+//!
+//! With HTTPS on, the worker has a second listener; a TLS connection does its
+//! handshake in its own task, within the head timeout, and then runs the same
+//! connection code over the TLS session.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
@@ -111,17 +115,32 @@ impl Drop for Registration {
     }
 }
 
+/// A worker's listeners: plain HTTP, HTTPS (with its configuration), or both.
+pub struct Listeners {
+    pub plain: Option<std::net::TcpListener>,
+    pub tls: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
+}
+
+/// The runtime's side of [`Listeners`].
+struct Accepting {
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+}
+
 /// Runs one worker on the calling thread until shutdown completes.
-pub fn run(
-    index: usize,
-    listener: std::net::TcpListener,
-    config: Config,
-    shutdown: watch::Receiver<bool>,
-) -> io::Result<()> {
+pub fn run(index: usize, listeners: Listeners, config: Config, shutdown: watch::Receiver<bool>) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = LocalSet::new();
     local.block_on(&runtime, async move {
-        let listener = TcpListener::from_std(listener)?;
+        let listeners = Accepting {
+            plain: listeners.plain.map(TcpListener::from_std).transpose()?,
+            tls: match listeners.tls {
+                Some((listener, config)) => {
+                    Some((TcpListener::from_std(listener)?, tokio_rustls::TlsAcceptor::from(config)))
+                }
+                None => None,
+            },
+        };
         // Before the storage starts: its connections count themselves here.
         let worker_metrics = Arc::new(WorkerMetrics::new(index));
         metrics::registry().register(Arc::clone(&worker_metrics));
@@ -152,9 +171,9 @@ pub fn run(
             worker.config.storage_timeout,
             index,
         ));
-        accept_until_shutdown(&listener, &worker, shutdown).await;
+        accept_until_shutdown(&listeners, &worker, shutdown).await;
         worker.shutting_down.set(true);
-        drop(listener);
+        drop(listeners);
         worker.abort_idle();
 
         let deadline = Instant::now() + worker.config.shutdown_timeout;
@@ -186,13 +205,23 @@ pub fn run(
     })
 }
 
-async fn accept_until_shutdown(listener: &TcpListener, worker: &Rc<Worker>, mut shutdown: watch::Receiver<bool>) {
+/// Accepts on `listener`, or waits forever if there is none.
+async fn accept_on(listener: Option<&TcpListener>) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut shutdown: watch::Receiver<bool>) {
+    let tls_listener = listeners.tls.as_ref().map(|(listener, _)| listener);
     loop {
         if *shutdown.borrow_and_update() {
             return;
         }
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (accepted, secure) = tokio::select! {
+            accepted = accept_on(listeners.plain.as_ref()) => (accepted, false),
+            accepted = accept_on(tls_listener) => (accepted, true),
             _ = shutdown.changed() => return,
         };
         let stream = match accepted {
@@ -205,7 +234,10 @@ async fn accept_until_shutdown(listener: &TcpListener, worker: &Rc<Worker>, mut 
             }
         };
         if worker.open_connections() >= worker.config.max_connections {
-            refuse_overloaded(&stream, worker);
+            // A TLS client could not read a plain answer: it just sees the close.
+            if !secure {
+                refuse_overloaded(&stream, worker);
+            }
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -218,9 +250,35 @@ async fn accept_until_shutdown(listener: &TcpListener, worker: &Rc<Worker>, mut 
         worker.count_connections();
         let registration = Registration { worker: Rc::clone(worker), id };
         let task_slot = Rc::clone(&slot);
+        let acceptor = listeners.tls.as_ref().filter(|_| secure).map(|(_, acceptor)| acceptor.clone());
         let task = tokio::task::spawn_local(async move {
             let worker = Rc::clone(&registration.worker);
-            Connection::new(stream, &worker, &task_slot).run().await;
+            match acceptor {
+                None => Connection::new(stream, &worker, &task_slot).run().await,
+                Some(acceptor) => {
+                    // The handshake counts against the head timeout: a client
+                    // that connects and says nothing is dropped as on plain HTTP.
+                    let handshake = tokio::time::timeout(worker.config.header_timeout, acceptor.accept(stream));
+                    let metrics = &worker.metrics;
+                    match handshake.await {
+                        Ok(Ok(session)) => {
+                            let resumed = session.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                            let kind =
+                                if resumed { &metrics.tls_handshakes_resumed } else { &metrics.tls_handshakes_full };
+                            metrics::add(kind, 1);
+                            Connection::new(session, &worker, &task_slot).run().await
+                        }
+                        Ok(Err(e)) => {
+                            metrics::add(&metrics.tls_handshakes_failed, 1);
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics::add(&metrics.tls_handshakes_failed, 1);
+                            tracing::debug!("TLS handshake timed out");
+                        }
+                    }
+                }
+            }
             drop(registration);
         });
         let _ = slot.task.set(task.abort_handle());

@@ -125,7 +125,7 @@ fn hot_paths_do_not_allocate_after_warm_up() {
     // A fixed node id, so /api/ids issues without Redis.
     config.node_id = Some(1);
     let server = Server::start(config).unwrap();
-    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    let mut stream = TcpStream::connect(server.local_addr().unwrap()).unwrap();
     stream.set_nodelay(true).unwrap();
 
     let plaintext = b"GET /plaintext HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n";

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod s3;
 pub mod storage;
 
 /// The secret test servers sign tokens with (tests forge tokens with it too).
@@ -153,6 +154,12 @@ impl Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream.set_nodelay(true).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    /// A client on a connection the test opened itself.
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Client { stream, buf: Vec::new() }
     }
 

@@ -1,0 +1,392 @@
+//! Videos over real sockets: uploads (raw and multipart) streamed to a local
+//! directory and to a real S3-protocol server (moto, signatures checked),
+//! playback with Range, the cached feed, deletes, and every refused or
+//! interrupted upload leaving neither a row nor an object behind.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::s3::Moto;
+use common::storage::{eventually, redis, redis_addr, TestDb};
+use common::{Client, Response, TestServer};
+use simd_json::prelude::*;
+use simd_json::OwnedValue as Json;
+use swiftlet_protocol::resp::Reply;
+
+struct Site {
+    server: TestServer,
+    client: Client,
+    db: TestDb,
+}
+
+fn start(args: &[&str], env: &[(&str, &str)]) -> Site {
+    let db = TestDb::create();
+    let redis_url = format!("redis://{}", redis_addr());
+    let mut all_env = vec![("DATABASE_URL", db.url.as_str()), ("REDIS_URL", redis_url.as_str())];
+    all_env.extend_from_slice(env);
+    let server = TestServer::start_with_env(args, &all_env);
+    let mut client = server.connect();
+    let ready = eventually(Duration::from_secs(30), || {
+        client.get("/api/videos").status == 200 && client.get("/api/ids").status == 200
+    });
+    assert!(ready, "/api/videos never answered 200; log: {:#?}", server.log_lines());
+    Site { server, client, db }
+}
+
+/// A file that sniffs as MP4: an `ftyp` box, then a byte pattern.
+fn mp4(len: usize) -> Vec<u8> {
+    let mut v = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2".to_vec();
+    v.extend((0..len - v.len()).map(|i| (i % 251) as u8));
+    v
+}
+
+/// A file that sniffs as WebM: an EBML header with DocType "webm".
+fn webm(len: usize) -> Vec<u8> {
+    let mut v = vec![0x1A, 0x45, 0xDF, 0xA3, 0x8B, 0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x84];
+    v.extend_from_slice(b"webm");
+    v.extend((0..len - v.len()).map(|i| (i % 253) as u8));
+    v
+}
+
+fn json(res: &Response) -> Json {
+    let mut bytes = res.body.clone();
+    simd_json::to_owned_value(&mut bytes).unwrap_or_else(|e| panic!("{e}: {}", res.text()))
+}
+
+fn error_message(res: &Response, key: &str) -> String {
+    let j = json(res);
+    j["errors"].get(key).unwrap_or_else(|| panic!("no errors.{key} in {j}"))[0].as_str().unwrap().to_string()
+}
+
+impl Site {
+    fn register(&mut self, name: &str) -> String {
+        let body = format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"pw-{name}"}}}}"#);
+        let res = self.call("POST", "/api/users", None, &[("Content-Type", "application/json")], body.as_bytes());
+        assert_eq!(res.status, 201, "{}", res.text());
+        json(&res)["user"]["token"].as_str().unwrap().to_string()
+    }
+
+    fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n", body.len()).into_bytes();
+        if let Some(token) = token {
+            raw.extend_from_slice(format!("Authorization: Token {token}\r\n").as_bytes());
+        }
+        for (name, value) in headers {
+            raw.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        raw.extend_from_slice(body);
+        self.client.send(&raw);
+        let res = self.client.read_response_to(method == "HEAD");
+        if res.header("connection") == Some("close") {
+            self.client = self.server.connect();
+        }
+        res
+    }
+
+    fn upload(&mut self, token: &str, title: &str, content_type: &str, body: &[u8]) -> Response {
+        let path = format!("/api/videos?title={}", title.replace(' ', "%20"));
+        self.call("POST", &path, Some(token), &[("Content-Type", content_type)], body)
+    }
+
+    fn upload_form(&mut self, token: &str, fields: &[(&str, Option<&str>, &[u8])]) -> Response {
+        let boundary = "----swiftlet-test-boundary";
+        let mut body = Vec::new();
+        for (name, filename, data) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes(),
+            );
+            if let Some(f) = filename {
+                body.extend_from_slice(
+                    format!("; filename=\"{f}\"\r\nContent-Type: application/octet-stream").as_bytes(),
+                );
+            }
+            body.extend_from_slice(b"\r\n\r\n");
+            body.extend_from_slice(data);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        self.call("POST", "/api/videos", Some(token), &[("Content-Type", &content_type)], &body)
+    }
+
+    fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.call("GET", path, None, headers, b"")
+    }
+
+    fn video_rows(&self) -> i64 {
+        self.db.sql("SELECT count(*) FROM videos")[0][0].as_deref().unwrap().parse().unwrap()
+    }
+
+    /// Starts an upload of `declared` bytes, sends `sent` of them, and leaves
+    /// the socket to the caller (who closes it or lets it stall).
+    fn start_upload(&self, token: &str, declared: usize, sent: &[u8]) -> TcpStream {
+        let mut s = TcpStream::connect(self.server.addr).unwrap();
+        let head = format!(
+            "POST /api/videos?title=cut HTTP/1.1\r\nHost: t\r\nAuthorization: Token {token}\r\n\
+             Content-Type: video/mp4\r\nContent-Length: {declared}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(sent).unwrap();
+        s
+    }
+}
+
+/// Every regular file under `dir` (staging files included).
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
+
+/// Upload, read back whole and in ranges, list, delete: the same walk on any storage.
+fn round_trip(site: &mut Site, file_len: usize) -> String {
+    let ann = site.register("ann");
+    let bob = site.register("bob");
+    let video = mp4(file_len);
+    let res = site.upload(&ann, "First clip", "video/mp4", &video);
+    assert_eq!(res.status, 201, "{}", res.text());
+    let created = json(&res)["video"].clone();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["title"].as_str(), Some("First clip"));
+    assert_eq!(created["size"].as_u64(), Some(file_len as u64));
+    assert_eq!(created["contentType"].as_str(), Some("video/mp4"));
+    assert_eq!(created["author"]["username"].as_str(), Some("ann"));
+    assert_eq!(created["contentUrl"].as_str().unwrap(), format!("/api/videos/{id}/content"));
+
+    // A multipart upload, WebM, with the title after the file.
+    let clip = webm(70_000);
+    let res = site.upload_form(&ann, &[("file", Some("b.webm"), &clip), ("title", None, b"Second clip")]);
+    assert_eq!(res.status, 201, "{}", res.text());
+    let second = json(&res)["video"]["id"].as_str().unwrap().to_string();
+    assert_eq!(json(&res)["video"]["contentType"].as_str(), Some("video/webm"));
+
+    let res = site.get(&format!("/api/videos/{id}"), &[]);
+    assert_eq!(res.status, 200);
+    assert_eq!(json(&res)["video"], created);
+
+    // The whole file, and ranges of it (RFC 9110 §14).
+    let content = format!("/api/videos/{id}/content");
+    let res = site.get(&content, &[]);
+    assert_eq!(
+        (res.status, res.header("content-type"), res.header("accept-ranges")),
+        (200, Some("video/mp4"), Some("bytes"))
+    );
+    assert!(res.body == video, "the stored bytes differ from the uploaded ones");
+    let res = site.get(&content, &[("Range", "bytes=100-199")]);
+    assert_eq!(res.status, 206);
+    assert_eq!(res.header("content-range").unwrap(), format!("bytes 100-199/{file_len}"));
+    assert_eq!(res.body, &video[100..200]);
+    let res = site.get(&content, &[("Range", "bytes=-10")]);
+    assert_eq!((res.status, res.body.as_slice()), (206, &video[file_len - 10..]));
+    let res = site.get(&content, &[("Range", &format!("bytes={}-", file_len - 3))]);
+    assert_eq!((res.status, res.body.as_slice()), (206, &video[file_len - 3..]));
+    let res = site.get(&content, &[("Range", &format!("bytes={file_len}-"))]);
+    assert_eq!(res.status, 416);
+    assert_eq!(res.header("content-range").unwrap(), format!("bytes */{file_len}"));
+    assert_eq!(error_message(&res, "range"), "selects no byte of the video");
+    let res = site.call("HEAD", &content, None, &[], b"");
+    assert_eq!(res.header("content-length").unwrap(), file_len.to_string());
+    let res = site.get(&format!("/api/videos/{second}/content"), &[]);
+    assert!(res.body == clip);
+
+    // Lists, newest first, paged by cursor.
+    let res = site.get("/api/videos?limit=1", &[]);
+    let page = json(&res);
+    assert_eq!(page["videos"][0]["id"].as_str(), Some(second.as_str()));
+    let cursor = page["nextCursor"].as_str().unwrap().to_string();
+    let page = json(&site.get(&format!("/api/videos?limit=1&cursor={cursor}"), &[]));
+    assert_eq!(page["videos"][0]["id"].as_str(), Some(id.as_str()));
+    let page = json(&site.get(&format!("/api/videos?limit=5&cursor={id}"), &[]));
+    assert_eq!((page["videos"].as_array().unwrap().len(), page["nextCursor"].is_null()), (0, true));
+    let page = json(&site.get("/api/videos?author=bob", &[]));
+    assert!(page["videos"].as_array().unwrap().is_empty());
+    assert_eq!(json(&site.get("/api/videos?author=ann", &[]))["videos"].as_array().unwrap().len(), 2);
+
+    // Only the author deletes; the object goes with the row.
+    let res = site.call("DELETE", &format!("/api/videos/{id}"), Some(&bob), &[], b"");
+    assert_eq!((res.status, error_message(&res, "video").as_str()), (403, "may only be changed by its author"));
+    let res = site.call("DELETE", &format!("/api/videos/{id}"), Some(&ann), &[], b"");
+    assert_eq!(res.status, 204, "{}", res.text());
+    assert_eq!(site.get(&format!("/api/videos/{id}"), &[]).status, 404);
+    assert_eq!(site.get(&content, &[]).status, 404);
+    assert_eq!(site.call("DELETE", &format!("/api/videos/{id}"), Some(&ann), &[], b"").status, 404);
+    assert_eq!(site.video_rows(), 1);
+    second
+}
+
+#[test]
+fn uploads_play_back_and_delete_in_a_local_directory() {
+    // Small parts, so a 300 KB file is several of them.
+    let mut site = start(&["--upload-part-bytes", "65536"], &[]);
+    let second = round_trip(&mut site, 300_000);
+    let files = files_under(&site.server.video_dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(&format!("videos/{second}.webm")), "{files:?}");
+}
+
+#[test]
+fn uploads_play_back_and_delete_in_s3_with_signatures_checked() {
+    let moto = Moto::start();
+    let s3 = [
+        ("SWIFTLET_S3_BUCKET", moto.bucket.as_str()),
+        ("SWIFTLET_S3_ENDPOINT", moto.endpoint.as_str()),
+        ("SWIFTLET_S3_ACCESS_KEY_ID", moto.key_id.as_str()),
+        ("SWIFTLET_S3_SECRET_ACCESS_KEY", moto.secret.as_str()),
+    ];
+    // 11 MiB in 5 MiB parts: a real multipart upload of three parts.
+    let mut site = start(&["--upload-part-bytes", "5242880"], &s3);
+    let second = round_trip(&mut site, 11 << 20);
+    assert_eq!(moto.object_keys(), vec![format!("videos/{second}.webm")]);
+    assert_eq!(moto.open_multipart_uploads(), 0);
+    assert!(files_under(&site.server.video_dir).is_empty(), "S3 mode wrote to the local directory");
+
+    // An upload cut off half way leaves no object and no open upload.
+    let token = site.register("cat");
+    let stream = site.start_upload(&token, 11 << 20, &mp4(6 << 20));
+    std::thread::sleep(Duration::from_millis(300));
+    drop(stream);
+    assert!(eventually(Duration::from_secs(10), || moto.open_multipart_uploads() == 0), "the cut upload stayed open");
+    assert_eq!(moto.object_keys().len(), 1);
+    assert_eq!(site.video_rows(), 1);
+
+    // A wrong secret is refused by the storage, and the client is told.
+    let mut wrong = s3;
+    wrong[3].1 = "not-the-secret";
+    let mut bad = start(&[], &wrong);
+    let token = bad.register("dan");
+    let res = bad.upload(&token, "nope", "video/mp4", &mp4(1000));
+    assert_eq!((res.status, error_message(&res, "storage").as_str()), (503, "is unavailable, try again shortly"));
+    assert_eq!(bad.video_rows(), 0);
+    assert_eq!(moto.object_keys().len(), 1);
+}
+
+#[test]
+fn refused_and_interrupted_uploads_leave_nothing() {
+    let mut site = start(&["--video-max-bytes", "1000000", "--upload-part-bytes", "65536", "--body-timeout", "1"], &[]);
+    let ann = site.register("ann");
+    let video = mp4(5000);
+
+    let res = site.call("POST", "/api/videos?title=x", None, &[("Content-Type", "video/mp4")], &video);
+    assert_eq!((res.status, error_message(&res, "token").as_str()), (401, "is missing"));
+    // Claims to be MP4, is a PNG: the bytes decide.
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+    let res = site.upload(&ann, "png", "video/mp4", png);
+    assert_eq!((res.status, error_message(&res, "video").as_str()), (415, "must be an MP4 or WebM file"));
+    let res = site.upload(&ann, "text", "text/plain", &video);
+    assert_eq!(res.status, 415);
+    let res = site.upload(&ann, "empty", "video/mp4", b"");
+    assert_eq!(res.status, 415);
+    let res = site.upload_form(&ann, &[("title", None, b"form png"), ("file", Some("a.png"), png)]);
+    assert_eq!(res.status, 415);
+    let res = site.upload(&ann, "big", "video/mp4", &mp4(1_000_001));
+    assert_eq!(res.status, 413);
+    let res = site.call("POST", "/api/videos", Some(&ann), &[("Content-Type", "video/mp4")], &video);
+    assert_eq!((res.status, error_message(&res, "title").as_str()), (422, "is missing"));
+    let res = site.upload(&ann, "%20", "video/mp4", &video);
+    assert_eq!((res.status, error_message(&res, "title").as_str()), (422, "can't be blank"));
+    // The whole file arrives, then the form turns out to have no title.
+    let res = site.upload_form(&ann, &[("file", Some("a.mp4"), &mp4(200_000))]);
+    assert_eq!((res.status, error_message(&res, "title").as_str()), (422, "is missing"));
+    let res = site.upload_form(
+        &ann,
+        &[("title", None, b"two"), ("file", Some("a.mp4"), &video), ("file", Some("b.mp4"), &video)],
+    );
+    assert_eq!((res.status, error_message(&res, "file").as_str()), (422, "only one video per upload"));
+    let res = site.call(
+        "POST",
+        "/api/videos",
+        Some(&ann),
+        &[("Content-Type", "multipart/form-data; boundary=xyz")],
+        b"--xyz\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nunterminated",
+    );
+    assert_eq!(
+        (res.status, error_message(&res, "body").as_str()),
+        (400, "multipart body ended before its closing boundary")
+    );
+    // Chunked: the size must be known up front.
+    let res = site.client.request(
+        format!(
+            "POST /api/videos?title=c HTTP/1.1\r\nHost: t\r\nAuthorization: Token {ann}\r\nContent-Type: video/mp4\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(res.status, 411);
+    site.client = site.server.connect();
+
+    // Cut off after several parts went to storage, and stalled past the body timeout.
+    drop(site.start_upload(&ann, 900_000, &mp4(400_000)));
+    let mut stalled = site.start_upload(&ann, 900_000, &mp4(300_000));
+    let mut answer = Client::from_stream(stalled.try_clone().unwrap());
+    let res = answer.read_response();
+    assert_eq!(res.status, 408);
+    stalled.flush().unwrap();
+
+    assert!(
+        eventually(Duration::from_secs(10), || files_under(&site.server.video_dir).is_empty()),
+        "left behind: {:?}",
+        files_under(&site.server.video_dir)
+    );
+    assert_eq!(site.video_rows(), 0);
+    // The server is still fine.
+    assert_eq!(site.upload(&ann, "after", "video/mp4", &video).status, 201);
+}
+
+#[test]
+fn the_feed_shows_followed_authors_and_its_cached_page_follows_every_change() {
+    let mut site = start(&[], &[]);
+    let ann = site.register("ann");
+    let bob = site.register("bob");
+    let ann_id = site.db.sql("SELECT id FROM users WHERE username = 'ann'")[0][0].clone().unwrap();
+    let feed = |site: &mut Site| -> Vec<String> {
+        let res = site.call("GET", "/api/videos/feed", Some(&ann), &[], b"");
+        assert_eq!(res.status, 200, "{}", res.text());
+        json(&res)["videos"].as_array().unwrap().iter().map(|v| v["title"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(site.call("GET", "/api/videos/feed", None, &[], b"").status, 401);
+
+    assert_eq!(site.upload(&bob, "before", "video/mp4", &mp4(1000)).status, 201);
+    assert!(feed(&mut site).is_empty());
+    assert_eq!(site.call("POST", "/api/profiles/bob/follow", Some(&ann), &[], b"").status, 200);
+    assert_eq!(feed(&mut site), ["before"], "following did not refresh the cached page");
+
+    // The first page is in Redis now.
+    let key = format!("swiftlet:{}:api:videos:feed:{ann_id}", site.db.name);
+    assert!(matches!(redis(&redis_addr(), &[b"EXISTS", key.as_bytes()]), Reply::Integer(1)));
+
+    let res = site.upload(&bob, "after", "video/mp4", &mp4(1000));
+    assert_eq!(res.status, 201);
+    let after = json(&res)["video"]["id"].as_str().unwrap().to_string();
+    assert_eq!(feed(&mut site), ["after", "before"], "an upload did not reach a follower's cached feed");
+    // Ann's own uploads are not in her feed.
+    assert_eq!(site.upload(&ann, "mine", "video/mp4", &mp4(1000)).status, 201);
+    assert_eq!(feed(&mut site), ["after", "before"]);
+    // Paging past the cached page reads the database.
+    let res = site.call("GET", "/api/videos/feed?limit=1", Some(&ann), &[], b"");
+    assert_eq!(json(&res)["nextCursor"].as_str(), Some(after.as_str()));
+
+    assert_eq!(site.call("DELETE", &format!("/api/videos/{after}"), Some(&bob), &[], b"").status, 204);
+    assert_eq!(feed(&mut site), ["before"], "a delete did not reach a follower's cached feed");
+    assert_eq!(site.call("DELETE", "/api/profiles/bob/follow", Some(&ann), &[], b"").status, 200);
+    assert!(feed(&mut site).is_empty(), "unfollowing did not refresh the cached page");
+}
