@@ -7,8 +7,14 @@
   this is the cost of the record layer.
 - New connections: the same with `Connection: close`, so every request is a
   new TCP connection and, over HTTPS, a new TLS handshake: connections/s and
-  server CPU per connection. Whether those handshakes were full or resumed is
-  read from swiftlet's own counters (/metrics) before and after, not assumed.
+  server CPU per connection. wrk resumes TLS sessions, so these handshakes are
+  mostly resumed ones.
+- Full handshakes: two `openssl s_time -new` clients (one per core; each
+  connection a full handshake, then GET /plaintext): handshakes/s and server
+  CPU per full handshake. The client's side of a full handshake costs as
+  much as the server's, so handshakes/s here is bounded by the clients.
+Whether handshakes were full or resumed is read from swiftlet's own counters
+(/metrics) before and after each run, not assumed.
 
 Run it through perf/run-tls.sh, which builds the server first.
 """
@@ -60,6 +66,21 @@ def run_wrk(pid, url, conns, close):
     return res
 
 
+def full_handshakes(pid):
+    """Two `openssl s_time -new` clients for DURATION seconds: (full
+    handshakes/s, server CPU µs per handshake, (full, resumed, failed))."""
+    before, cpu0 = handshakes(), bench.cpu_seconds(pid)
+    cmd = ["openssl", "s_time", "-connect", f"127.0.0.1:{TLS_PORT}", "-new", "-time", str(DURATION),
+           "-www", "/plaintext"]
+    clients = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    for c in clients:
+        c.wait(timeout=DURATION + 60)
+    cpu = bench.cpu_seconds(pid) - cpu0
+    after = handshakes()
+    kinds = tuple(a - b for a, b in zip(after, before))
+    return kinds[0] / DURATION, cpu / max(kinds[0], 1) * 1e6, kinds
+
+
 def main():
     with tempfile.TemporaryDirectory() as d:
         cert, key = Path(d) / "cert.pem", Path(d) / "key.pem"
@@ -77,6 +98,8 @@ def main():
             keep = {s: [] for s in SCHEMES}
             fresh = {s: [] for s in SCHEMES}
             kinds = [0, 0, 0]
+            full = []
+            full_kinds = [0, 0, 0]
             for r in range(ROUNDS):
                 order = list(SCHEMES) if r % 2 == 0 else list(reversed(SCHEMES))
                 for scheme in order:
@@ -88,6 +111,11 @@ def main():
                     if scheme == "HTTPS":
                         for i in range(3):
                             kinds[i] += after[i] - before[i]
+                log(f"round {r + 1}/{ROUNDS}: full handshakes (openssl s_time -new)")
+                rate, cpu_us, k = full_handshakes(proc.pid)
+                full.append((rate, cpu_us))
+                for i in range(3):
+                    full_kinds[i] += k[i]
         finally:
             bench.stop(proc)
 
@@ -96,7 +124,8 @@ def main():
 
     print(f"`/plaintext`, one swiftlet (2 workers) listening on HTTP and HTTPS (`swiftlet dev-cert` pair, "
           f"ECDSA P-256; rustls on aws-lc-rs). wrk -t 2, {DURATION} s per run after a 2 s warm-up of each, "
-          f"median of {ROUNDS} alternating rounds. TLS 1.3 (what wrk's OpenSSL negotiates).\n")
+          f"median of {ROUNDS} alternating rounds. wrk's and openssl's OpenSSL negotiate TLS 1.3 "
+          f"(TLS_AES_256_GCM_SHA384, checked with `openssl s_client`).\n")
     print("| figure | HTTP | HTTPS | HTTPS/HTTP |")
     print("|---|---:|---:|---:|")
     rows = [
@@ -110,10 +139,16 @@ def main():
     for label, runs, key, form in rows:
         plain, tls = med(runs["HTTP"], key), med(runs["HTTPS"], key)
         print(f"| {label} | {form.format(plain)} | {form.format(tls)} | {tls / plain:.3f} |")
-    total = sum(kinds)
-    print(f"\nHTTPS new-connection runs: {kinds[0]:,} full handshakes, {kinds[1]:,} resumed, {kinds[2]:,} failed "
-          f"(swiftlet's counters); TLS handshakes/s = the HTTPS new connections/s above"
-          f"{' (all full handshakes)' if total and kinds[0] == total else ''}.")
+    plain_conn = med(fresh["HTTP"], "cpu_us")
+    rate = statistics.median(f[0] for f in full)
+    cpu_full = statistics.median(f[1] for f in full)
+    print(f"| full TLS handshakes/s (2 × `openssl s_time -new`) | — | {rate:,.0f} | — |")
+    print(f"| server CPU per full handshake (+ one request) | {plain_conn:.1f} µs (a plain connection) | "
+          f"{cpu_full:.1f} µs | {cpu_full / plain_conn:.3f} |")
+    print(f"\nHandshakes by swiftlet's counters: in the wrk new-connection runs {kinds[0]:,} full, {kinds[1]:,} "
+          f"resumed, {kinds[2]:,} failed (wrk resumes sessions; the failures are its connections cut off when a "
+          f"run ends); in the s_time runs {full_kinds[0]:,} full, {full_kinds[1]:,} resumed, "
+          f"{full_kinds[2]:,} failed.")
     for name, runs in (("keep-alive", keep), ("new connections", fresh)):
         spread = {s: (min(x["rps"] for x in runs[s]), max(x["rps"] for x in runs[s])) for s in SCHEMES}
         print(f"{name} requests/s, range over the rounds: HTTP {spread['HTTP'][0]:,.0f}–{spread['HTTP'][1]:,.0f}, "
