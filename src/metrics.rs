@@ -18,8 +18,8 @@ use std::time::Duration;
 use crate::router::Route;
 
 /// Status codes counted by name; anything else is counted as "other".
-const STATUSES: [u16; 22] =
-    [200, 201, 202, 204, 206, 400, 401, 403, 404, 405, 408, 413, 414, 415, 416, 417, 422, 431, 500, 503, 505, 507];
+const STATUSES: [u16; 23] =
+    [200, 201, 202, 204, 206, 400, 401, 403, 404, 405, 408, 411, 413, 414, 415, 416, 417, 422, 431, 500, 503, 505, 507];
 
 /// A status's index in [`STATUSES`] ("other" past its end), by table lookup:
 /// the request path pays one load, not a search.

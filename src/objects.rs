@@ -54,6 +54,13 @@ pub struct ObjectBody {
     pub len: u64,
 }
 
+impl ObjectBody {
+    /// No bytes, announcing `len` (the answer to a HEAD).
+    pub fn empty(len: u64) -> ObjectBody {
+        ObjectBody { chunks: futures_util::stream::empty().boxed(), len }
+    }
+}
+
 impl ObjectStorage {
     /// The store the configuration names: S3 when a bucket is given, the
     /// local directory otherwise (created if missing).

@@ -178,6 +178,8 @@ fn round_trip(site: &mut Site, file_len: usize) -> String {
     let res = site.upload_form(&ann, &[("file", Some("b.webm"), &clip), ("title", None, b"Second clip")]);
     assert_eq!(res.status, 201, "{}", res.text());
     let second = json(&res)["video"]["id"].as_str().unwrap().to_string();
+    // The form's epilogue was read, so the connection goes on.
+    assert_eq!(res.header("connection"), None, "a complete form upload closed the connection");
     assert_eq!(json(&res)["video"]["contentType"].as_str(), Some("video/webm"));
 
     let res = site.get(&format!("/api/videos/{id}"), &[]);
@@ -384,6 +386,12 @@ fn the_feed_shows_followed_authors_and_its_cached_page_follows_every_change() {
     // Paging past the cached page reads the database.
     let res = site.call("GET", "/api/videos/feed?limit=1", Some(&ann), &[], b"");
     assert_eq!(json(&res)["nextCursor"].as_str(), Some(after.as_str()));
+
+    // The author's profile is part of every entry: changing it reaches the cached page.
+    let bio = br#"{"user":{"bio":"makes clips"}}"#;
+    assert_eq!(site.call("PUT", "/api/user", Some(&bob), &[("Content-Type", "application/json")], bio).status, 200);
+    let res = site.call("GET", "/api/videos/feed", Some(&ann), &[], b"");
+    assert_eq!(json(&res)["videos"][0]["author"]["bio"].as_str(), Some("makes clips"), "a stale author in the feed");
 
     assert_eq!(site.call("DELETE", &format!("/api/videos/{after}"), Some(&bob), &[], b"").status, 204);
     assert_eq!(feed(&mut site), ["before"], "a delete did not reach a follower's cached feed");

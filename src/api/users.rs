@@ -98,13 +98,15 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     let (set_bio, bio) = (bio.is_some(), bio.flatten());
     let (set_image, image) = (image.is_some(), image.flatten());
     let pg = worker.storage.pg.for_writes()?;
-    // The old name and the slugs are read in the same transaction as the
-    // update: every cached copy that shows this user as it was goes stale.
+    // The old name, the slugs and the followers are read in the same
+    // transaction as the update: every cached copy that shows this user as it
+    // was goes stale (articles, profiles, and the followers' video feeds).
     let rows = pg
         .run(|b| {
             b.query(&sql::USERNAME_BY_ID, &[&id])?;
             b.query(&sql::SLUGS_BY_AUTHOR, &[&id])?;
-            b.query(&sql::UPDATE_USER, &[&id, &email, &username, &hash, &set_bio, &bio, &set_image, &image])
+            b.query(&sql::UPDATE_USER, &[&id, &email, &username, &hash, &set_bio, &bio, &set_image, &image])?;
+            b.query(&sql::FOLLOWER_IDS, &[&id])
         })
         .await
         .map_err(on_constraint)?;
@@ -115,6 +117,9 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     stale.extend(old_name.map(Entry::Profile));
     stale.push(Entry::Profile(row.text(1)?));
     stale.push(Entry::FirstPage);
+    for follower in rows.query(3) {
+        stale.push(Entry::VideoFeed(follower.int8(0)?));
+    }
     cache::invalidate(&worker.storage, &stale).await;
     res.try_send_with(Status::OK, API_JSON, |out| render::user(out, &row, token))?;
     Ok(())

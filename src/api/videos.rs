@@ -37,7 +37,7 @@ use super::{input, path_param, render, sql};
 use crate::body_stream::{BodyError, BodyStream};
 use crate::error::AppError;
 use crate::ids;
-use crate::objects::{ObjectError, Upload};
+use crate::objects::{ObjectBody, ObjectError, Upload};
 use crate::request::Request;
 use crate::response::{Response, API_JSON};
 use crate::storage::postgres::BatchRows;
@@ -51,6 +51,9 @@ const MAX_TITLE_BYTES: usize = 200;
 const MAX_PART_HEAD: usize = 8 * 1024;
 /// Form fields other than the file are small; more than this is refused.
 const MAX_FIELD_BYTES: usize = 4 * 1024;
+/// What may follow a form's closing boundary (usually a CRLF) and is read and
+/// dropped, so the connection can go on; beyond it the connection closes.
+const MAX_EPILOGUE: u64 = 64 * 1024;
 
 impl From<ObjectError> for AppError {
     fn from(e: ObjectError) -> Self {
@@ -197,7 +200,12 @@ pub async fn content(worker: &Worker, req: &mut Request<'_>, res: &mut Response<
         }
         ByteRange::Full => Status::OK,
     };
-    let body = worker.storage.objects.open(key, range, size).await?;
+    // A HEAD needs the length, not the bytes: storage is not asked for them.
+    let body = if req.method() == swiftlet_protocol::Method::Head {
+        ObjectBody::empty(range.len(size))
+    } else {
+        worker.storage.objects.open(key, range, size).await?
+    };
     res.send_stream(status, container.mime(), body);
     Ok(())
 }
@@ -440,6 +448,9 @@ async fn store_multipart(worker: &Worker, body: &mut BodyStream<'_>, boundary: &
                 Event::Done => break,
             }
             buf.drain(..used);
+        }
+        if body.remaining() <= MAX_EPILOGUE {
+            while body.next().await?.is_some() {}
         }
         if !file_seen {
             return Err(AppError::InvalidField { field: "file", problem: "is missing" });

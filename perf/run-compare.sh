@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# What a change cost on the plain request path (perf/compare.py): this tree
+# against an earlier commit, built side by side, measured in one run. Needs no
+# database. Appends the report to perf/RESULTS.md.
+#
+#   PERF_BASE_COMMIT=e5f0be1 perf/run-compare.sh     # the commit to compare with (required)
+#   PERF_ROUNDS=5 PERF_DURATION=4 ...                # the knobs (defaults shown)
+#   PERF_NO_RECORD=1 ...                             # print only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+source perf/stores.sh
+
+: "${PERF_BASE_COMMIT:?set PERF_BASE_COMMIT to the commit to compare with}"
+command -v wrk >/dev/null || install_packages wrk
+command -v valgrind >/dev/null || install_packages valgrind
+cargo build --release --locked --bin swiftlet
+
+# The base build: a worktree of that commit, its own target directory (kept,
+# so comparing with the same commit again builds nothing).
+base_tree=target/compare-base/tree
+base_target=$PWD/target/compare-base/target
+rm -rf "$base_tree"
+git worktree prune
+git worktree add --detach "$base_tree" "$PERF_BASE_COMMIT" >/dev/null
+trap 'git worktree remove --force "$base_tree" >/dev/null 2>&1 || true' EXIT
+(cd "$base_tree" && CARGO_TARGET_DIR=$base_target cargo build --release --locked --bin swiftlet)
+export PERF_BASE_BINARY=$base_target/release/swiftlet PERF_BASE_COMMIT
+
+settings="PERF_BASE_COMMIT=$PERF_BASE_COMMIT PERF_ROUNDS=${PERF_ROUNDS:-5} PERF_DURATION=${PERF_DURATION:-4}"
+run_report "Against an earlier build" "$settings" perf/run-compare.sh perf/compare.py src protocol Cargo.toml Cargo.lock perf/compare.py
