@@ -99,3 +99,101 @@ pub fn check_rfc3339(data: &[u8]) {
         assert_eq!(parse_rfc3339(canonical.as_str()), Some(micros), "{text:?} -> {}", canonical.as_str());
     }
 }
+
+/// The events of a multipart body, as owned values for comparing two decodings.
+#[derive(Debug, PartialEq, Eq)]
+enum FormEvent {
+    Part(Vec<u8>, Option<Vec<u8>>),
+    Data(Vec<u8>),
+    End,
+}
+
+/// Decodes `body` (boundary `XyZ`) fed `step` bytes at a time; returns the
+/// events (adjacent data merged) and how it ended. Panics if the decoder
+/// stops making progress or hands out a delimiter as data.
+fn decode_form(body: &[u8], step: usize) -> (Vec<FormEvent>, Result<(), crate::multipart::MultipartError>) {
+    use crate::multipart::{Event, MultipartDecoder};
+    let mut decoder = MultipartDecoder::new(b"XyZ", 256);
+    let (mut buf, mut fed, mut events) = (Vec::new(), 0, Vec::new());
+    loop {
+        let eof = fed == body.len();
+        let (event, used) = match decoder.decode(&buf, eof) {
+            Ok(found) => found,
+            Err(e) => return (events, Err(e)),
+        };
+        assert!(used <= buf.len());
+        match event {
+            Event::NeedMore => {
+                assert!(!eof, "NeedMore at the end of the input");
+                buf.drain(..used);
+                let next = (fed + step).min(body.len());
+                buf.extend_from_slice(&body[fed..next]);
+                fed = next;
+                continue;
+            }
+            Event::Done => return (events, Ok(())),
+            Event::Part { name, filename, .. } => events.push(FormEvent::Part(name.to_vec(), filename.map(<[u8]>::to_vec))),
+            Event::Data(d) => {
+                assert!(!d.is_empty() && used > 0, "empty data or no progress");
+                match events.last_mut() {
+                    Some(FormEvent::Data(all)) => all.extend_from_slice(d),
+                    _ => events.push(FormEvent::Data(d.to_vec())),
+                }
+            }
+            Event::PartEnd => events.push(FormEvent::End),
+        }
+        assert!(used > 0, "an event that consumed nothing");
+        buf.drain(..used);
+    }
+}
+
+/// Multipart decoding of arbitrary bytes never panics or stalls; decoding
+/// the body whole and in pieces (sizes from the first byte) gives the same
+/// events and outcome; no part's data contains the delimiter.
+pub fn check_multipart(data: &[u8]) {
+    let Some((&step, body)) = data.split_first() else {
+        return;
+    };
+    let whole = decode_form(body, body.len().max(1));
+    let pieces = decode_form(body, usize::from(step % 16) + 1);
+    assert_eq!(whole, pieces, "whole and piecewise decoding disagree");
+    for event in &whole.0 {
+        if let FormEvent::Data(d) = event {
+            assert!(!d.windows(7).any(|w| w == b"\r\n--XyZ"), "a delimiter handed out as data");
+        }
+    }
+}
+
+/// A Range header value (after 2 bytes of length) never panics, and what it
+/// selects lies inside the representation.
+pub fn check_range(data: &[u8]) {
+    use crate::range::ByteRange;
+    if data.len() < 2 {
+        return;
+    }
+    let len = u64::from(u16::from_le_bytes([data[0], data[1]]));
+    match ByteRange::parse(Some(&data[2..]), len) {
+        ByteRange::Partial { start, end } => {
+            assert!(start <= end && end < len, "{start}-{end} outside {len}");
+        }
+        ByteRange::Full => {}
+        ByteRange::Unsatisfiable => assert!(!data[2..].is_empty()),
+    }
+}
+
+/// Sniffing never panics, and is consistent as bytes arrive: a file that is
+/// a video when complete was never called "other" on any prefix of it.
+pub fn check_sniff(data: &[u8]) {
+    use crate::media::{Sniff, VideoContainer};
+    let complete = VideoContainer::sniff(data, true);
+    if let Sniff::Video(kind) = complete {
+        for cut in 0..=data.len().min(80) {
+            let early = VideoContainer::sniff(&data[..cut], false);
+            assert!(matches!(early, Sniff::NeedMore | Sniff::Video(_)), "prefix {cut} refused a {kind:?}");
+            if let Sniff::Video(k) = early {
+                assert_eq!(k, kind);
+            }
+        }
+    }
+    assert_ne!(complete, Sniff::NeedMore);
+}

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use swiftlet_protocol::fuzzing::{check_chunked, check_head, check_resp, check_rfc3339};
+use swiftlet_protocol::fuzzing::{
+    check_chunked, check_head, check_multipart, check_range, check_resp, check_rfc3339, check_sniff,
+};
 
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
@@ -38,4 +40,19 @@ fn resp_corpus() {
 #[test]
 fn rfc3339_corpus() {
     replay("rfc3339", check_rfc3339);
+}
+
+#[test]
+fn multipart_corpus() {
+    replay("multipart", check_multipart);
+}
+
+#[test]
+fn range_corpus() {
+    replay("range", check_range);
+}
+
+#[test]
+fn media_corpus() {
+    replay("media", check_sniff);
 }
