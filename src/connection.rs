@@ -299,7 +299,7 @@ impl<'w, S: Transport> Connection<'w, S> {
             start += consumed;
             served += 1;
             if let Some(body) = stream.filter(|_| head.method != Method::Head) {
-                if self.flush().await.is_err() || self.pump(body).await.is_err() {
+                if self.flush().await.is_err() || Box::pin(self.pump(body)).await.is_err() {
                     break Round::Close;
                 }
             }
@@ -340,7 +340,9 @@ impl<'w, S: Transport> Connection<'w, S> {
         let mut response = Response::new(&mut self.scratch);
         let timeout = self.worker.config.body_timeout;
         let mut body = BodyStream::new(&mut self.stream, &mut self.rbuf, len, timeout, head.expect_continue);
-        let handler = handlers::dispatch_streaming(route, self.worker, &mut request, &mut body, &mut response);
+        // Boxed: an upload's future is large (multipart state, storage calls),
+        // and unboxed it would be part of every connection's future, uploads or not.
+        let handler = Box::pin(handlers::dispatch_streaming(route, self.worker, &mut request, &mut body, &mut response));
         let outcome = panic_guard::catch_panic(handler).await;
         // Unread body bytes cannot be told apart from a next request.
         let body_done = body.remaining() == 0;

@@ -171,9 +171,18 @@ pub fn run(index: usize, listeners: Listeners, config: Config, shutdown: watch::
             worker.config.storage_timeout,
             index,
         ));
-        accept_until_shutdown(&listeners, &worker, shutdown).await;
+        // A task of its own, not part of this future: the runtime polls this
+        // (root) future on every wake-up of any connection, and the accept
+        // loop's select would be polled with it each time.
+        let accepting = {
+            let worker = Rc::clone(&worker);
+            tokio::task::spawn_local(async move {
+                accept_until_shutdown(&listeners, &worker, shutdown).await;
+                // The listeners close here, before connections are drained.
+            })
+        };
+        let _ = accepting.await;
         worker.shutting_down.set(true);
-        drop(listeners);
         worker.abort_idle();
 
         let deadline = Instant::now() + worker.config.shutdown_timeout;
@@ -250,38 +259,48 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
         worker.count_connections();
         let registration = Registration { worker: Rc::clone(worker), id };
         let task_slot = Rc::clone(&slot);
-        let acceptor = listeners.tls.as_ref().filter(|_| secure).map(|(_, acceptor)| acceptor.clone());
-        let task = tokio::task::spawn_local(async move {
-            let worker = Rc::clone(&registration.worker);
-            match acceptor {
-                None => Connection::new(stream, &worker, &task_slot).run().await,
-                Some(acceptor) => {
-                    // The handshake counts against the head timeout: a client
-                    // that connects and says nothing is dropped as on plain HTTP.
-                    let handshake = tokio::time::timeout(worker.config.header_timeout, acceptor.accept(stream));
-                    let metrics = &worker.metrics;
-                    match handshake.await {
-                        Ok(Ok(session)) => {
-                            let resumed = session.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-                            let kind =
-                                if resumed { &metrics.tls_handshakes_resumed } else { &metrics.tls_handshakes_full };
-                            metrics::add(kind, 1);
-                            Connection::new(session, &worker, &task_slot).run().await
-                        }
-                        Ok(Err(e)) => {
-                            metrics::add(&metrics.tls_handshakes_failed, 1);
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            metrics::add(&metrics.tls_handshakes_failed, 1);
-                            tracing::debug!("TLS handshake timed out");
-                        }
-                    }
-                }
+        // Two kinds of task, not one that matches: a task's future is as large
+        // as its largest branch, and a TLS session is much larger than a
+        // socket, so one shared kind would make every plain connection pay
+        // for it in memory.
+        let task = match listeners.tls.as_ref().filter(|_| secure) {
+            None => tokio::task::spawn_local(async move {
+                let worker = Rc::clone(&registration.worker);
+                Connection::new(stream, &worker, &task_slot).run().await;
+                drop(registration);
+            }),
+            Some((_, acceptor)) => {
+                let acceptor = acceptor.clone();
+                tokio::task::spawn_local(async move {
+                    let worker = Rc::clone(&registration.worker);
+                    serve_tls(acceptor, stream, &worker, &task_slot).await;
+                    drop(registration);
+                })
             }
-            drop(registration);
-        });
+        };
         let _ = slot.task.set(task.abort_handle());
+    }
+}
+
+/// Runs the TLS handshake, within the head timeout (a client that connects
+/// and says nothing is dropped as on plain HTTP), then the connection over
+/// the session.
+async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream, worker: &Worker, slot: &ConnectionSlot) {
+    let metrics = &worker.metrics;
+    match tokio::time::timeout(worker.config.header_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(session)) => {
+            let resumed = session.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            metrics::add(if resumed { &metrics.tls_handshakes_resumed } else { &metrics.tls_handshakes_full }, 1);
+            Connection::new(session, worker, slot).run().await
+        }
+        Ok(Err(e)) => {
+            metrics::add(&metrics.tls_handshakes_failed, 1);
+            tracing::debug!(error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            metrics::add(&metrics.tls_handshakes_failed, 1);
+            tracing::debug!("TLS handshake timed out");
+        }
     }
 }
 
