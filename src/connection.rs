@@ -342,7 +342,8 @@ impl<'w, S: Transport> Connection<'w, S> {
         let mut body = BodyStream::new(&mut self.stream, &mut self.rbuf, len, timeout, head.expect_continue);
         // Boxed: an upload's future is large (multipart state, storage calls),
         // and unboxed it would be part of every connection's future, uploads or not.
-        let handler = Box::pin(handlers::dispatch_streaming(route, self.worker, &mut request, &mut body, &mut response));
+        let handler =
+            Box::pin(handlers::dispatch_streaming(route, self.worker, &mut request, &mut body, &mut response));
         let outcome = panic_guard::catch_panic(handler).await;
         // Unread body bytes cannot be told apart from a next request.
         let body_done = body.remaining() == 0;

@@ -132,7 +132,9 @@ fn decode_form(body: &[u8], step: usize) -> (Vec<FormEvent>, Result<(), crate::m
                 continue;
             }
             Event::Done => return (events, Ok(())),
-            Event::Part { name, filename, .. } => events.push(FormEvent::Part(name.to_vec(), filename.map(<[u8]>::to_vec))),
+            Event::Part { name, filename, .. } => {
+                events.push(FormEvent::Part(name.to_vec(), filename.map(<[u8]>::to_vec)))
+            }
             Event::Data(d) => {
                 assert!(!d.is_empty() && used > 0, "empty data or no progress");
                 match events.last_mut() {

@@ -179,7 +179,7 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
                 return send_article(res, &rows, read_back, Status::CREATED);
             }
             Err(e) if slug_taken(&e) => slug = slug::with_suffix(&base),
-            Err(PgError::Violation { .. }) => {
+            Err(PgError::Violation { constraint }) if constraint == "articles_author_id_fkey" => {
                 // The author's account is gone (the foreign key refused the row).
                 return Err(AppError::Unauthenticated { problem: "names a user who no longer exists" });
             }

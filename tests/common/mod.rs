@@ -32,13 +32,13 @@ impl TestServer {
     /// Like [`TestServer::start`], with extra environment (`DATABASE_URL`, …).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_swiftlet"));
-        cmd.args(["--listen", "127.0.0.1:0", "--test-routes", "--log", "info"])
+        cmd.args(["--listen", "127.0.0.1:0", "--test-routes"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         // Defaults come by environment so that `args` can override them.
-        cmd.env("SWIFTLET_WORKERS", "1").env("DATABASE_URL", "").env("REDIS_URL", "");
+        cmd.env("SWIFTLET_LOG", "info").env("SWIFTLET_WORKERS", "1").env("DATABASE_URL", "").env("REDIS_URL", "");
         cmd.env("JWT_SECRET", TEST_JWT_SECRET);
         // Without a database /ingest can only acknowledge from its queue; the
         // ingestion tests ask for durable mode where they have a database.
@@ -69,11 +69,14 @@ impl TestServer {
         let log_writer = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("addr=").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                let addr =
+                    line.split("addr=").nth(1).map(|rest| rest.split_whitespace().next().unwrap_or("").to_string());
+                // Kept before the address is announced, so a test that has the
+                // address finds the line that gave it in the log.
+                log_writer.lock().unwrap().push(line);
+                if let Some(addr) = addr {
                     let _ = tx.send(addr);
                 }
-                log_writer.lock().unwrap().push(line);
             }
         });
         let addr = rx
