@@ -128,7 +128,7 @@ fn tokens_that_are_forged_altered_stale_or_incomplete_are_refused() {
         "sub of nobody",
         sign(TEST_JWT_SECRET.as_bytes(), hs256, &format!(r#"{{"sub":"42","exp":{}}}"#, now() + 600)),
     ));
-    bad.push(("two parts", good.rsplitn(2, '.').nth(1).unwrap().to_string()));
+    bad.push(("two parts", good.rsplit_once('.').unwrap().0.to_string()));
     bad.push(("garbage", "not.a.token".to_string()));
     for (what, token) in &bad {
         let res = site.call("GET", "/api/user", Some(token), b"");
