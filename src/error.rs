@@ -59,6 +59,10 @@ pub enum AppError {
     Multipart(MultipartError),
     /// A Range that selects no byte of the video (the handler adds Content-Range).
     RangeNotSatisfiable,
+    /// The disk that keeps videos is full.
+    StorageFull,
+    /// The directory that keeps videos refuses writes (read-only, permissions).
+    StorageUnwritable,
     /// The client stopped sending an upload before its Content-Length.
     UploadInterrupted,
     /// Object storage refused or failed the operation (logged where it happened).
@@ -109,6 +113,8 @@ impl AppError {
             AppError::RangeNotSatisfiable => Status::RANGE_NOT_SATISFIABLE,
             AppError::StorageUnavailable => Status::SERVICE_UNAVAILABLE,
             AppError::UploadInterrupted => Status::BAD_REQUEST,
+            AppError::StorageFull => Status::INSUFFICIENT_STORAGE,
+            AppError::StorageUnwritable => Status::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -164,6 +170,8 @@ impl AppError {
             AppError::RangeNotSatisfiable => ("range", "selects no byte of the video"),
             AppError::StorageUnavailable => ("storage", "is unavailable, try again shortly"),
             AppError::UploadInterrupted => ("request", "the upload ended before its Content-Length"),
+            AppError::StorageFull => ("storage", "is full"),
+            AppError::StorageUnwritable => ("storage", "refuses writes"),
         };
         out.extend_from_slice(b"\"errors\":{");
         json::write_str(out, key);
@@ -220,6 +228,8 @@ mod tests {
         assert_eq!(AppError::Multipart(MultipartError::Truncated).status().code(), 400);
         assert_eq!(AppError::RangeNotSatisfiable.status().code(), 416);
         assert_eq!(AppError::StorageUnavailable.status().code(), 503);
+        assert_eq!(AppError::StorageFull.status().code(), 507);
+        assert_eq!(AppError::StorageUnwritable.status().code(), 500);
     }
 
     #[test]

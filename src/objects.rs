@@ -35,7 +35,12 @@ const UPLOAD_CONCURRENCY: usize = 2;
 pub enum ObjectError {
     /// No object under that key.
     NotFound,
-    /// The store refused or failed the operation (logged where it happened).
+    /// The local disk is full (ENOSPC).
+    Full,
+    /// The local directory refused the write (read-only, permissions).
+    Unwritable,
+    /// The store refused or failed the operation otherwise: S3 down or
+    /// refusing, a network error (logged where it happened).
     Failed,
 }
 
@@ -144,6 +149,25 @@ impl ObjectStorage {
 #[cold]
 fn failed(what: &str, key: &str, e: object_store::Error) -> ObjectError {
     tracing::error!(key, error = %e, "object storage could not {what}");
+    classify(&e)
+}
+
+/// What a storage error means for the client, from the OS error under it
+/// (the local directory's); anything else is the store failing.
+fn classify(e: &(dyn std::error::Error + 'static)) -> ObjectError {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::StorageFull => return ObjectError::Full,
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    return ObjectError::Unwritable
+                }
+                _ => {}
+            }
+        }
+        cause = err.source();
+    }
     ObjectError::Failed
 }
 
@@ -180,6 +204,8 @@ impl Upload {
 
     /// Gives the upload up and removes what was sent of it.
     pub async fn abort(mut self) {
+        // The parts already written are removed with the staging file or the
+        // S3 upload; the bytes still buffered are dropped with the writer.
         if let Some(writer) = self.writer.take() {
             if let Err(e) = writer.abort().await {
                 tracing::warn!(key = %self.key, error = %e, "could not abort an upload");

@@ -398,3 +398,67 @@ fn the_feed_shows_followed_authors_and_its_cached_page_follows_every_change() {
     assert_eq!(site.call("DELETE", "/api/profiles/bob/follow", Some(&ann), &[], b"").status, 200);
     assert!(feed(&mut site).is_empty(), "unfollowing did not refresh the cached page");
 }
+
+/// A small tmpfs of our own, unmounted when dropped.
+struct TinyDisk {
+    dir: std::path::PathBuf,
+}
+
+impl TinyDisk {
+    /// None when this process may not mount (not root): the caller says so and skips.
+    fn mount(bytes: usize) -> Option<TinyDisk> {
+        let dir = std::env::temp_dir().join(format!("swiftlet-tinydisk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(TinyDisk { dir })
+    }
+
+    fn remount_read_only(&self) {
+        let status = std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(&self.dir).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn a_full_or_read_only_disk_is_a_clear_error_and_leaves_nothing() {
+    let Some(disk) = TinyDisk::mount(2 << 20) else {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        assert_ne!(unsafe { libc::geteuid() }, 0, "root could not mount a tmpfs");
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    };
+    let dir = disk.dir.to_str().unwrap().to_string();
+    let mut site = start(&["--upload-part-bytes", "65536"], &[("SWIFTLET_VIDEO_DIR", &dir)]);
+    let ann = site.register("ann");
+
+    let res = site.upload(&ann, "too big for the disk", "video/mp4", &mp4(3 << 20));
+    assert_eq!((res.status, error_message(&res, "storage").as_str()), (507, "is full"), "{}", res.text());
+    assert!(files_under(&disk.dir).is_empty(), "a partial object was left: {:?}", files_under(&disk.dir));
+    assert_eq!(site.video_rows(), 0);
+
+    // The space came back with the aborted upload, and the server lives on.
+    let small = mp4(10_000);
+    let res = site.upload(&ann, "fits", "video/mp4", &small);
+    assert_eq!(res.status, 201, "{}", res.text());
+    let id = json(&res)["video"]["id"].as_str().unwrap().to_string();
+
+    disk.remount_read_only();
+    let res = site.upload(&ann, "read-only", "video/mp4", &mp4(10_000));
+    assert_eq!((res.status, error_message(&res, "storage").as_str()), (500, "refuses writes"), "{}", res.text());
+    assert_eq!(site.video_rows(), 1);
+    // What is stored still plays.
+    let res = site.get(&format!("/api/videos/{id}/content"), &[]);
+    assert!(res.status == 200 && res.body == small);
+    drop(site);
+}

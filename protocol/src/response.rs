@@ -41,6 +41,7 @@ impl Status {
     pub const INTERNAL_SERVER_ERROR: Status = Status::new(500, "Internal Server Error");
     pub const NOT_IMPLEMENTED: Status = Status::new(501, "Not Implemented");
     pub const SERVICE_UNAVAILABLE: Status = Status::new(503, "Service Unavailable");
+    pub const INSUFFICIENT_STORAGE: Status = Status::new(507, "Insufficient Storage");
     pub const HTTP_VERSION_NOT_SUPPORTED: Status = Status::new(505, "HTTP Version Not Supported");
 
     pub const fn new(code: u16, reason: &'static str) -> Status {

@@ -59,6 +59,8 @@ impl From<ObjectError> for AppError {
     fn from(e: ObjectError) -> Self {
         match e {
             ObjectError::NotFound => AppError::ResourceNotFound { resource: VIDEO },
+            ObjectError::Full => AppError::StorageFull,
+            ObjectError::Unwritable => AppError::StorageUnwritable,
             ObjectError::Failed => AppError::StorageUnavailable,
         }
     }
