@@ -48,8 +48,9 @@ pub enum AppError {
     IdsUnavailable { problem: &'static str },
     /// This worker's ingest queue is full: the database is behind.
     IngestBusy,
-    /// `/ready`: a store did not answer (each flag says whether that one did).
-    NotReady { postgres: bool, redis: bool },
+    /// `/ready`: a store did not answer, or the node has no node id for new
+    /// IDs (each flag says whether that one is up).
+    NotReady { postgres: bool, redis: bool, ids: bool },
     /// An upload is neither MP4 nor WebM (by its bytes, whatever it claims).
     UnsupportedVideo,
     /// An upload whose length is not given up front (chunked): the size
@@ -131,17 +132,22 @@ impl AppError {
     /// Writes `"errors":{…}`, the member of the body that says what was wrong
     /// (also used inside larger documents, such as a batch's rejected lines).
     pub fn write_errors_member(&self, out: &mut Vec<u8>) {
-        if let AppError::NotReady { postgres, redis } = self {
-            // The one error that names two things: every store that is down.
+        if let AppError::NotReady { postgres, redis, ids } = self {
+            // The one error that names several things: everything that is down.
             out.extend_from_slice(b"\"errors\":{");
-            let down: Vec<&str> =
-                [(!postgres).then_some("postgres"), (!redis).then_some("redis")].into_iter().flatten().collect();
-            for (i, store) in down.iter().enumerate() {
+            let down = [
+                (!postgres).then_some(("postgres", "is not reachable")),
+                (!redis).then_some(("redis", "is not reachable")),
+                (!ids).then_some(("ids", "this node holds no node id yet")),
+            ];
+            for (i, (what, problem)) in down.into_iter().flatten().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                json::write_str(out, store);
-                out.extend_from_slice(b":[\"is not reachable\"]");
+                json::write_str(out, what);
+                out.extend_from_slice(b":[");
+                json::write_str(out, problem);
+                out.push(b']');
             }
             out.push(b'}');
             return;
@@ -222,7 +228,7 @@ mod tests {
         assert_eq!(AppError::HashingBusy.status().code(), 503);
         assert_eq!(AppError::IngestBusy.status().code(), 503);
         assert_eq!(AppError::IngestBusy.header(), Some(("Retry-After", "1")));
-        assert_eq!(AppError::NotReady { postgres: true, redis: false }.status().code(), 503);
+        assert_eq!(AppError::NotReady { postgres: true, redis: false, ids: true }.status().code(), 503);
         assert_eq!(AppError::UnsupportedVideo.status().code(), 415);
         assert_eq!(AppError::LengthRequired.status().code(), 411);
         assert_eq!(AppError::Multipart(MultipartError::Truncated).status().code(), 400);
@@ -234,13 +240,17 @@ mod tests {
 
     #[test]
     fn not_ready_names_every_store_that_is_down() {
-        let body = |postgres, redis| {
+        let body = |postgres, redis, ids| {
             let mut out = Vec::new();
-            AppError::NotReady { postgres, redis }.write_body(&mut out);
+            AppError::NotReady { postgres, redis, ids }.write_body(&mut out);
             String::from_utf8(out).unwrap()
         };
-        assert_eq!(body(false, true), r#"{"errors":{"postgres":["is not reachable"]}}"#);
-        assert_eq!(body(true, false), r#"{"errors":{"redis":["is not reachable"]}}"#);
-        assert_eq!(body(false, false), r#"{"errors":{"postgres":["is not reachable"],"redis":["is not reachable"]}}"#);
+        assert_eq!(body(false, true, true), r#"{"errors":{"postgres":["is not reachable"]}}"#);
+        assert_eq!(body(true, false, true), r#"{"errors":{"redis":["is not reachable"]}}"#);
+        assert_eq!(
+            body(false, false, true),
+            r#"{"errors":{"postgres":["is not reachable"],"redis":["is not reachable"]}}"#
+        );
+        assert_eq!(body(true, true, false), r#"{"errors":{"ids":["this node holds no node id yet"]}}"#);
     }
 }

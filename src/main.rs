@@ -20,6 +20,9 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static ALLOC: swiftlet::alloc_count::Counting<tikv_jemallocator::Jemalloc> =
     swiftlet::alloc_count::Counting(tikv_jemallocator::Jemalloc);
 
+/// How long a start waits for its node-id lease before listening anyway.
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> std::process::ExitCode {
     let mut config = Config::parse();
     match &config.command {
@@ -56,8 +59,28 @@ fn main() -> std::process::ExitCode {
     }
     // Before the workers, so the first login already finds the configured size.
     password::configure(config.hash_threads());
-    // Before anything else that could take a moment: bind and start the
-    // workers, so their runtimes start up while this thread sets up logging.
+    // The node id before the listeners: a node that accepted requests before
+    // it held one would answer every row-creating write 503 until it did (a
+    // balancer that restarts it quickly would send it those). Bounded, so a
+    // node without Redis still starts and serves what needs no IDs.
+    let lease_wait = std::time::Instant::now();
+    match config.node_id {
+        Some(node) => ids::lease::fix(node),
+        None if !config.redis_url.is_empty() => {
+            ids::lease::lease_in_background(
+                config.redis_url.clone(),
+                storage::cache_prefix(&config.database_url),
+                config.id_scheme().max_node(),
+                config.id_lease_ttl,
+                config.storage_timeout,
+            );
+            ids::lease::wait_until_held(LEASE_WAIT);
+        }
+        None => {}
+    }
+    let lease_wait = lease_wait.elapsed();
+    // Then, before anything else that could take a moment: bind and start
+    // the workers, so their runtimes start up while this thread sets up logging.
     let started = Server::start(config.clone());
 
     // `Targets` takes the "info,swiftlet=debug" syntax without pulling in a regex engine.
@@ -93,16 +116,17 @@ fn main() -> std::process::ExitCode {
              they stop working when it ends and other nodes refuse them. Never run like this in production."
         );
     }
-    match config.node_id {
-        Some(node) => ids::lease::fix(node),
-        None if !config.redis_url.is_empty() => ids::lease::lease_in_background(
-            config.redis_url.clone(),
-            storage::cache_prefix(&config.database_url),
-            config.id_scheme().max_node(),
-            config.id_lease_ttl,
-            config.storage_timeout,
+
+    match (config.node_id, ids::lease::current(ids::unix_ms_now())) {
+        (Some(_), _) => {}
+        (None, Some(node)) => tracing::info!(node, waited_ms = lease_wait.as_millis() as u64, "leased a node id for IDs"),
+        (None, None) if config.redis_url.is_empty() => {
+            tracing::warn!("no --node-id and no Redis to lease one: /api/ids will answer 503")
+        }
+        (None, None) => tracing::warn!(
+            waited_ms = lease_wait.as_millis() as u64,
+            "no node id leased yet: IDs and row-creating writes answer 503, and /ready says so, until one is"
         ),
-        None => tracing::warn!("no --node-id and no Redis to lease one: /api/ids will answer 503"),
     }
 
     if !config.database_url.is_empty() {

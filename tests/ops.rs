@@ -33,7 +33,7 @@ fn ready_only_while_both_stores_answer() {
     let db = TestDb::create();
     let (_server, mut client) = start_ready(&db, &[]);
     let res = client.get("/ready");
-    assert_eq!(res.text(), r#"{"status":"ready","postgres":"up","redis":"up"}"#);
+    assert_eq!(res.text(), r#"{"status":"ready","postgres":"up","redis":"up","ids":"up"}"#);
     assert_eq!(client.get("/health").status, 200);
 }
 
@@ -44,16 +44,18 @@ fn not_ready_names_the_store_that_is_away() {
     let server =
         TestServer::start_with_env(&["--storage-timeout", "1"], &[("DATABASE_URL", &db.url), ("REDIS_URL", &nowhere)]);
     let mut client = server.connect();
-    // Once PostgreSQL is connected, only Redis is named.
-    let only_redis = eventually(Duration::from_secs(30), || {
+    // Once PostgreSQL is connected, Redis is named, and so are the IDs: without
+    // Redis no node id can be leased, so the node cannot create rows.
+    let redis_and_ids = eventually(Duration::from_secs(30), || {
         let res = client.get("/ready");
-        res.status == 503 && errors(&res) == ["redis"]
+        res.status == 503 && errors(&res) == ["ids", "redis"]
     });
-    assert!(only_redis, "{}", client.get("/ready").text());
+    assert!(redis_and_ids, "{}", client.get("/ready").text());
     assert_eq!(client.get("/health").status, 200);
 
-    // Neither configured: both named, and the liveness check still passes.
-    let server = TestServer::start(&[]);
+    // Neither store configured: both named (with a fixed node id, the IDs are
+    // fine), and the liveness check still passes.
+    let server = TestServer::start(&["--node-id", "1"]);
     let mut client = server.connect();
     let res = client.get("/ready");
     assert_eq!(res.status, 503);

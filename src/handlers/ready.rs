@@ -3,9 +3,13 @@
 //! Readiness asks both stores for a real round-trip — an empty batch (just a
 //! Sync) on the worker's PostgreSQL read connection and a PING on its Redis
 //! connection, at once — rather than trusting that a socket is open: a
-//! server that hangs is not ready. 200 when both answer; 503 naming each one
-//! that did not (a store that is not configured counts as not reachable).
-//! `/health` stays the constant liveness answer that needs nothing.
+//! server that hangs is not ready. It also needs a node id for new IDs: every
+//! write that creates a row (users, articles, videos) needs one, so a node
+//! still leasing its id, or one that lost its lease, is not ready either (a
+//! balancer would otherwise send it writes it must refuse). 200 when all
+//! hold; 503 naming each that does not (a store that is not configured counts
+//! as not reachable). `/health` stays the constant liveness answer that needs
+//! nothing.
 
 use swiftlet_protocol::Status;
 
@@ -23,9 +27,10 @@ pub async fn ready(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppErr
     };
     let redis = async { storage.redis.call(&[b"PING"]).await.is_ok() };
     let (postgres_up, redis_up) = tokio::join!(postgres, redis);
-    if !(postgres_up && redis_up) {
-        return Err(AppError::NotReady { postgres: postgres_up, redis: redis_up });
+    let ids_up = crate::ids::lease::current(crate::ids::unix_ms_now()).is_some();
+    if !(postgres_up && redis_up && ids_up) {
+        return Err(AppError::NotReady { postgres: postgres_up, redis: redis_up, ids: ids_up });
     }
-    res.send_static(Status::OK, JSON, br#"{"status":"ready","postgres":"up","redis":"up"}"#);
+    res.send_static(Status::OK, JSON, br#"{"status":"ready","postgres":"up","redis":"up","ids":"up"}"#);
     Ok(())
 }

@@ -71,6 +71,14 @@ pub fn lease_in_background(redis_url: String, prefix: String, max_node: u64, ttl
     }
 }
 
+/// Waits (up to `limit`) until this node holds a node id.
+pub fn wait_until_held(limit: Duration) {
+    let start = std::time::Instant::now();
+    while current(super::unix_ms_now()).is_none() && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 async fn keep_leased(redis: &Redis, prefix: &str, max_node: u64, ttl: Duration) {
     let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let ttl_ms = ttl.as_millis().max(4) as u64;
@@ -78,13 +86,18 @@ async fn keep_leased(redis: &Redis, prefix: &str, max_node: u64, ttl: Duration) 
     // Issue for three quarters of the lease; renew after a third.
     let usable_ms = ttl_ms - ttl_ms / 4;
     let renew_every = ttl / 3;
+    // The first attempt usually finds the Redis connection still opening:
+    // retry soon, then back off to half a second.
+    let mut retry = Duration::from_millis(5);
     loop {
         let Some((node, key, sent_ms)) = take(redis, prefix, max_node, &token, &ttl_text).await else {
             publish(None, 0);
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(Duration::from_millis(500));
             continue;
         };
-        tracing::info!(node, "leased a node id for IDs");
+        retry = Duration::from_millis(5);
+        tracing::debug!(node, "leased a node id for IDs");
         publish(Some(node), sent_ms + usable_ms);
         loop {
             tokio::time::sleep(renew_every).await;
@@ -117,7 +130,7 @@ async fn take(redis: &Redis, prefix: &str, max_node: u64, token: &str, ttl_ms: &
             Ok(Reply::SimpleString(_)) => return Some((node, key, sent_ms)),
             Ok(_) => continue, // taken
             Err(e) => {
-                tracing::warn!(error = %e, "cannot lease a node id; Redis unavailable");
+                tracing::debug!(error = %e, "cannot lease a node id yet; Redis unavailable");
                 return None;
             }
         }
