@@ -119,7 +119,9 @@ fn main() -> std::process::ExitCode {
 
     match (config.node_id, ids::lease::current(ids::unix_ms_now())) {
         (Some(_), _) => {}
-        (None, Some(node)) => tracing::info!(node, waited_ms = lease_wait.as_millis() as u64, "leased a node id for IDs"),
+        (None, Some(node)) => {
+            tracing::info!(node, waited_ms = lease_wait.as_millis() as u64, "leased a node id for IDs")
+        }
         (None, None) if config.redis_url.is_empty() => {
             tracing::warn!("no --node-id and no Redis to lease one: /api/ids will answer 503")
         }

@@ -71,6 +71,9 @@ pub struct MultipartDecoder {
     delimiter: Vec<u8>,
     state: State,
     max_head: usize,
+    /// No byte of the body has been consumed yet: only here may the first
+    /// delimiter come without the CRLF before it.
+    at_body_start: bool,
 }
 
 /// The boundary parameter of a `multipart/form-data` Content-Type value, if
@@ -99,7 +102,7 @@ impl MultipartDecoder {
     pub fn new(boundary: &[u8], max_head: usize) -> MultipartDecoder {
         let mut delimiter = b"\r\n--".to_vec();
         delimiter.extend_from_slice(boundary);
-        MultipartDecoder { delimiter, state: State::Preamble, max_head }
+        MultipartDecoder { delimiter, state: State::Preamble, max_head, at_body_start: true }
     }
 
     /// Decodes the next event from the front of `buf`; returns it and how many
@@ -111,18 +114,31 @@ impl MultipartDecoder {
             State::Preamble => {
                 // The first delimiter may start the body, without the CRLF before it.
                 let dash_boundary = &self.delimiter[2..];
-                if buf.len() >= dash_boundary.len() && buf.starts_with(dash_boundary) {
-                    self.state = State::AfterDelimiter;
-                    return Ok((Event::NeedMore, dash_boundary.len())).and_then(|(_, n)| self.chain(buf, n, eof));
+                if self.at_body_start {
+                    if buf.len() < dash_boundary.len() && dash_boundary.starts_with(buf) && !eof {
+                        return Ok((Event::NeedMore, 0));
+                    }
+                    if buf.starts_with(dash_boundary) {
+                        self.at_body_start = false;
+                        self.state = State::AfterDelimiter;
+                        return self.chain(buf, dash_boundary.len(), eof);
+                    }
                 }
                 match find(buf, &self.delimiter) {
                     Some(at) => {
+                        self.at_body_start = false;
                         self.state = State::AfterDelimiter;
                         self.chain(buf, at + self.delimiter.len(), eof)
                     }
-                    // Drop preamble bytes that cannot begin the delimiter.
                     None if eof => Err(MultipartError::Truncated),
-                    None => Ok((Event::NeedMore, buf.len().saturating_sub(self.delimiter.len() - 1))),
+                    // Drop preamble bytes that cannot begin the delimiter.
+                    None => {
+                        let drop = buf.len().saturating_sub(self.delimiter.len() - 1);
+                        if drop > 0 {
+                            self.at_body_start = false;
+                        }
+                        Ok((Event::NeedMore, drop))
+                    }
                 }
             }
             State::AfterDelimiter => {
@@ -134,9 +150,14 @@ impl MultipartDecoder {
                     return Ok((Event::Done, 2));
                 }
                 // Transport padding (spaces, tabs) may precede the line break.
+                // Bounded like a header block, and refused the same way
+                // however much of it has arrived.
                 let pad = buf.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+                if pad > self.max_head {
+                    return Err(MultipartError::Malformed);
+                }
                 if pad + 2 > buf.len() {
-                    return if pad > self.max_head { Err(MultipartError::Malformed) } else { need_more(eof) };
+                    return need_more(eof);
                 }
                 if &buf[pad..pad + 2] != b"\r\n" {
                     return Err(MultipartError::Malformed);
@@ -145,10 +166,16 @@ impl MultipartDecoder {
                 self.chain(buf, pad + 2, eof)
             }
             State::Head => {
-                let Some(end) = find(&buf[..buf.len().min(self.max_head + 4)], b"\r\n\r\n").map(|e| e + 4).or_else(
-                    // A part with no headers at all: the block is just the blank line.
-                    || buf.starts_with(b"\r\n").then_some(2),
-                ) else {
+                // The block ends at its first empty line. A part with no
+                // headers at all starts with it (checked first: a later
+                // CRLF CRLF would otherwise be taken for the end, and the
+                // answer would depend on how much had arrived).
+                let end = if buf.starts_with(b"\r\n") {
+                    Some(2)
+                } else {
+                    find(&buf[..buf.len().min(self.max_head + 4)], b"\r\n\r\n").map(|e| e + 4)
+                };
+                let Some(end) = end else {
                     if buf.len() >= self.max_head + 4 {
                         return Err(MultipartError::PartHeadTooLarge);
                     }
@@ -343,6 +370,26 @@ mod tests {
         let mut long = b"--XyZ\r\nX-Long: ".to_vec();
         long.extend(std::iter::repeat_n(b'a', 3000));
         assert_eq!(transcript(&long, 100), Err(MultipartError::PartHeadTooLarge));
+    }
+
+    #[test]
+    fn a_part_without_headers_ends_its_block_at_once_however_the_bytes_arrive() {
+        // Found by the fuzzer: read whole, a later CRLF CRLF was taken for
+        // the end of this part's (empty) header block.
+        let body = b"--XyZ\r\n\r\n\0\0--XyZ\r\n\r\n\0";
+        for step in [1, 3, 100] {
+            assert_eq!(transcript(body, step), Err(MultipartError::NoName), "step {step}");
+        }
+    }
+
+    #[test]
+    fn only_the_very_start_may_omit_the_crlf_before_the_first_delimiter() {
+        // Found by the fuzzer: after some preamble had been dropped, a
+        // "--XyZ" inside the preamble was taken for the first delimiter.
+        let body = b"preamble preamble --XyZjunk and more";
+        for step in [1, 2, 5, 100] {
+            assert_eq!(transcript(body, step), Err(MultipartError::Truncated), "step {step}");
+        }
     }
 
     #[test]
