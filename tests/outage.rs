@@ -118,3 +118,138 @@ fn a_query_that_never_returns_gets_503_after_the_storage_timeout() {
     assert!(eventually(Duration::from_secs(10), || client.get("/db").status == 200));
     assert_eq!(sql(&db.url, "SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
 }
+
+/// Four clients hammering `paths` in turn until stopped; counts answers by
+/// status and anything that was not an answer.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(std::collections::BTreeMap<u16, u64>, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(addr: std::net::SocketAddr, paths: &'static [&'static str]) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut statuses = std::collections::BTreeMap::new();
+                    let mut failures = Vec::new();
+                    let mut client = common::Client::connect_to(addr);
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let path = paths[i % paths.len()];
+                        i += 1;
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client.get(path))) {
+                            Ok(res) => *statuses.entry(res.status).or_insert(0) += 1,
+                            Err(_) => {
+                                failures.push(format!("no answer to {path}"));
+                                client = common::Client::connect_to(addr);
+                            }
+                        }
+                    }
+                    (statuses, failures)
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    fn stop(self) -> (std::collections::BTreeMap<u16, u64>, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = std::collections::BTreeMap::new();
+        let mut failures = Vec::new();
+        for t in self.threads {
+            let (statuses, f) = t.join().unwrap();
+            for (s, n) in statuses {
+                *all.entry(s).or_insert(0) += n;
+            }
+            failures.extend(f);
+        }
+        (all, failures)
+    }
+}
+
+#[test]
+fn restarts_under_load_answer_503_or_miss_only_while_down_and_leak_no_connection() {
+    let pg = PrivatePostgres::start();
+    let mut cache = PrivateRedis::start();
+    let db = TestDb::create_on(&pg.admin_url());
+    let redis_url = format!("redis://{}", cache.addr());
+    let server = TestServer::start_with_env(
+        &["--workers", "2", "--storage-timeout", "2"],
+        &[("DATABASE_URL", &db.url), ("REDIS_URL", &redis_url)],
+    );
+    let mut client = server.connect();
+    assert!(eventually(Duration::from_secs(30), || client.get("/db").status == 200), "{:#?}", server.log_lines());
+    let pg_connections = || -> i64 {
+        common::storage::sql(
+            &pg.admin_url(),
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'", db.name),
+        )[0][0]
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let redis_clients = |addr: &str| -> i64 {
+        match redis(addr, &[b"INFO", b"clients"]) {
+            Reply::BulkString(info) => String::from_utf8_lossy(&info)
+                .lines()
+                .find_map(|l| l.strip_prefix("connected_clients:"))
+                .unwrap()
+                .trim()
+                .parse::<i64>()
+                .unwrap(),
+            other => panic!("INFO: {other:?}"),
+        }
+    };
+    const PATHS: &[&str] = &["/db", "/queries?queries=3", "/cached-queries?count=5", "/health"];
+    // Warm: every worker's connections open.
+    let load = Load::start(server.addr, PATHS);
+    std::thread::sleep(Duration::from_secs(1));
+    let (warm, failures) = load.stop();
+    assert!(failures.is_empty() && warm.keys().all(|s| *s == 200), "{warm:?} {failures:?}");
+    let pg_before = pg_connections();
+    let redis_before = redis_clients(&cache.addr());
+
+    // PostgreSQL stopped and started again under load.
+    let load = Load::start(server.addr, PATHS);
+    std::thread::sleep(Duration::from_millis(500));
+    pg.stop_server();
+    std::thread::sleep(Duration::from_secs(2));
+    pg.start_server();
+    let back = Instant::now();
+    assert!(eventually(Duration::from_secs(30), || client.get("/db").status == 200), "no recovery");
+    let recovered_in = back.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let (during, failures) = load.stop();
+    assert!(failures.is_empty(), "requests that got no answer: {failures:?}");
+    assert!(during.keys().all(|s| *s == 200 || *s == 503), "{during:?}");
+    assert!(during.get(&503).copied().unwrap_or(0) > 0, "the outage was not seen: {during:?}");
+    assert!(recovered_in < Duration::from_secs(10), "recovery took {recovered_in:?}");
+    eprintln!("PostgreSQL restart under load: {during:?}, served again {recovered_in:?} after its start");
+
+    // Redis stopped and started again under load: no errors at all, only misses.
+    let load = Load::start(server.addr, &["/cached-queries?count=5", "/health"]);
+    std::thread::sleep(Duration::from_millis(500));
+    cache.stop_server();
+    std::thread::sleep(Duration::from_secs(2));
+    cache.start_server();
+    std::thread::sleep(Duration::from_secs(2));
+    let (during, failures) = load.stop();
+    assert!(failures.is_empty() && during.keys().all(|s| *s == 200), "{during:?} {failures:?}");
+
+    // Every connection came back, and only once.
+    let settled = eventually(Duration::from_secs(15), || {
+        pg_connections() == pg_before && redis_clients(&cache.addr()) == redis_before
+    });
+    assert!(
+        settled,
+        "connections before/after: PostgreSQL {pg_before}/{}, Redis {redis_before}/{}",
+        pg_connections(),
+        redis_clients(&cache.addr())
+    );
+    eprintln!("connections before and after: PostgreSQL {pg_before}, Redis {redis_before}");
+    assert_eq!(client.get("/queries?queries=5").status, 200);
+}
