@@ -119,11 +119,14 @@ fn a_query_that_never_returns_gets_503_after_the_storage_timeout() {
     assert_eq!(sql(&db.url, "SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
 }
 
+/// Answers by status, and the requests that got no answer.
+type Tally = (std::collections::BTreeMap<u16, u64>, Vec<String>);
+
 /// Four clients hammering `paths` in turn until stopped; counts answers by
 /// status and anything that was not an answer.
 struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<(std::collections::BTreeMap<u16, u64>, Vec<String>)>>,
+    threads: Vec<std::thread::JoinHandle<Tally>>,
 }
 
 impl Load {
@@ -155,7 +158,7 @@ impl Load {
         Load { stop, threads }
     }
 
-    fn stop(self) -> (std::collections::BTreeMap<u16, u64>, Vec<String>) {
+    fn stop(self) -> Tally {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut all = std::collections::BTreeMap::new();
         let mut failures = Vec::new();
