@@ -52,7 +52,7 @@ use crate::request::Request;
 use crate::response::{Cors, Response};
 use crate::router;
 use crate::transport::Transport;
-use crate::worker::{ConnectionSlot, Worker};
+use crate::worker::Worker;
 
 /// Flush `wbuf` once it holds this much, even mid-pipeline.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -96,7 +96,6 @@ enum ReadOutcome {
 pub struct Connection<'w, S: Transport> {
     stream: S,
     worker: &'w Worker,
-    slot: &'w ConnectionSlot,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     scratch: Vec<u8>,
@@ -110,12 +109,11 @@ pub struct Connection<'w, S: Transport> {
 }
 
 impl<'w, S: Transport> Connection<'w, S> {
-    pub fn new(stream: S, worker: &'w Worker, slot: &'w ConnectionSlot) -> Connection<'w, S> {
+    pub fn new(stream: S, worker: &'w Worker) -> Connection<'w, S> {
         let size = worker.config.buffer_size;
         Connection {
             stream,
             worker,
-            slot,
             rbuf: Vec::with_capacity(size),
             wbuf: Vec::with_capacity(size),
             scratch: Vec::new(),
@@ -173,7 +171,11 @@ impl<'w, S: Transport> Connection<'w, S> {
             let idle = waiting == Waiting::Idle || (waiting == Waiting::Head && self.rbuf.is_empty());
             match self.read_more(timer.as_mut(), idle).await {
                 ReadOutcome::Data => {}
-                ReadOutcome::Eof | ReadOutcome::Failed | ReadOutcome::Shutdown => return,
+                ReadOutcome::Eof | ReadOutcome::Failed => return,
+                // Nothing of a request in hand: close in order (FIN, then
+                // drain), so a request the client sent meanwhile meets a clean
+                // close, not a reset.
+                ReadOutcome::Shutdown => return self.linger().await,
                 ReadOutcome::TimedOut => {
                     let error = match waiting {
                         // Nothing of a request arrived: just close.
@@ -413,9 +415,8 @@ impl<'w, S: Transport> Connection<'w, S> {
         Ok(())
     }
 
-    /// Reads what the kernel has, or waits for it. While `idle`, the
-    /// connection is marked closable for shutdown (see `worker`), which then
-    /// drops this future at its await point.
+    /// Reads what the kernel has, or waits for it. While `idle` (no part of a
+    /// request in hand), shutdown ends the wait (see `worker`).
     async fn read_more(&mut self, mut timer: Pin<&mut Sleep>, idle: bool) -> ReadOutcome {
         if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_SPACE {
             let grow = self.rbuf.capacity().max(self.worker.config.buffer_size);
@@ -429,19 +430,15 @@ impl<'w, S: Transport> Connection<'w, S> {
         if let Some(read) = self.stream.read_buf(&mut self.rbuf).now_or_never() {
             return read_outcome(read);
         }
+        let closing = self.worker.idle_close();
         if idle && self.worker.shutting_down() {
             return ReadOutcome::Shutdown;
         }
-        self.slot.set_idle(idle);
-        let read = tokio::select! {
+        tokio::select! {
             biased;
-            read = self.stream.read_buf(&mut self.rbuf) => Some(read),
-            _ = &mut timer => None,
-        };
-        self.slot.set_idle(false);
-        match read {
-            Some(read) => read_outcome(read),
-            None => ReadOutcome::TimedOut,
+            read = self.stream.read_buf(&mut self.rbuf) => read_outcome(read),
+            _ = &mut timer => ReadOutcome::TimedOut,
+            _ = closing, if idle => ReadOutcome::Shutdown,
         }
     }
 

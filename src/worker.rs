@@ -5,9 +5,9 @@
 //! The worker also enforces the per-core connection cap, keeps the per-core
 //! Date value fresh, and drives graceful shutdown: on the signal (a watch
 //! channel from the main thread, read only by the accept loop) it stops
-//! accepting, aborts the connections that are idle (each keeps a flag in its
-//! slot saying whether it holds part of a request), lets the others finish the
-//! request they are on, and returns when none are left or the shutdown timeout
+//! accepting, tells the connections that wait without a request in hand to
+//! close (in order: FIN, then drain), lets the others finish the request they
+//! are on, and returns when none are left or the shutdown timeout
 //! ends the wait (dropping the runtime then closes whatever remains). Before it
 //! returns it lets its ingest writer commit the log events still queued.
 //!
@@ -15,18 +15,18 @@
 //! handshake in its own task, within the head timeout, and then runs the same
 //! connection code over the TLS session.
 
-use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use swiftlet_protocol::{ConnectionHeader, HeadLimits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::{AbortHandle, LocalSet};
+use tokio::task::LocalSet;
 use tokio::time::Instant;
 
 use crate::api::auth::Tokens;
@@ -58,9 +58,10 @@ pub struct Worker {
     /// This worker's counters for `/metrics` (shared with the scraping worker).
     pub metrics: Arc<WorkerMetrics>,
     shutting_down: Cell<bool>,
-    /// Every open connection, by id.
-    connections: RefCell<HashMap<u64, Rc<ConnectionSlot>>>,
-    next_id: Cell<u64>,
+    /// Connections open now.
+    connections: Cell<usize>,
+    /// Wakes the connections that wait with no request in hand, at shutdown.
+    idle_close: tokio::sync::Notify,
 }
 
 impl Worker {
@@ -69,48 +70,44 @@ impl Worker {
     }
 
     fn open_connections(&self) -> usize {
-        self.connections.borrow().len()
+        self.connections.get()
+    }
+
+    /// What an idle connection awaits beside its socket: completes once
+    /// shutdown begins. Take it before checking [`shutting_down`](Self::shutting_down)
+    /// (a notification sent after it was taken is not missed).
+    pub fn idle_close(&self) -> tokio::sync::futures::Notified<'_> {
+        self.idle_close.notified()
     }
 
     fn count_connections(&self) {
         self.metrics.open_connections.store(self.open_connections() as u64, Relaxed);
     }
 
-    /// Stops every connection that is waiting without a request in hand.
-    fn abort_idle(&self) {
-        for slot in self.connections.borrow().values() {
-            if slot.idle.get() {
-                if let Some(task) = slot.task.get() {
-                    task.abort();
-                }
-            }
-        }
-    }
-}
-
-/// What the worker knows of one connection.
-pub struct ConnectionSlot {
-    /// Set while the connection waits with no part of a request in hand, so
-    /// shutdown may drop it at that await point without losing anything.
-    idle: Cell<bool>,
-    task: OnceCell<AbortHandle>,
-}
-
-impl ConnectionSlot {
-    pub fn set_idle(&self, idle: bool) {
-        self.idle.set(idle);
+    /// Tells every connection that waits without a request in hand to close
+    /// (each sends FIN and drains what the client sent meanwhile, so the
+    /// client sees an orderly close rather than a reset).
+    fn close_idle(&self) {
+        self.idle_close.notify_waiters();
     }
 }
 
 /// Keeps a connection registered for as long as its task exists, however it ends.
 struct Registration {
     worker: Rc<Worker>,
-    id: u64,
+}
+
+impl Registration {
+    fn new(worker: &Rc<Worker>) -> Registration {
+        worker.connections.set(worker.connections.get() + 1);
+        worker.count_connections();
+        Registration { worker: Rc::clone(worker) }
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.worker.connections.borrow_mut().remove(&self.id);
+        self.worker.connections.set(self.worker.connections.get() - 1);
         self.worker.count_connections();
     }
 }
@@ -161,8 +158,8 @@ pub fn run(index: usize, listeners: Listeners, config: Config, shutdown: watch::
             storage: Storage::start(&config).map_err(io::Error::other)?,
             config,
             shutting_down: Cell::new(false),
-            connections: RefCell::new(HashMap::new()),
-            next_id: Cell::new(0),
+            connections: Cell::new(0),
+            idle_close: tokio::sync::Notify::new(),
         });
         let date = tokio::task::spawn_local(date_cache::refresh_every_second());
         let ingest_writer = tokio::task::spawn_local(writer::run(
@@ -178,12 +175,13 @@ pub fn run(index: usize, listeners: Listeners, config: Config, shutdown: watch::
             let worker = Rc::clone(&worker);
             tokio::task::spawn_local(async move {
                 accept_until_shutdown(&listeners, &worker, shutdown).await;
+                close_backlog(&listeners, &worker);
                 // The listeners close here, before connections are drained.
             })
         };
         let _ = accepting.await;
         worker.shutting_down.set(true);
-        worker.abort_idle();
+        worker.close_idle();
 
         let deadline = Instant::now() + worker.config.shutdown_timeout;
         while worker.open_connections() > 0 && Instant::now() < deadline {
@@ -250,48 +248,77 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let id = worker.next_id.get();
-        worker.next_id.set(id + 1);
-        // Marked idle only while it actually waits (see Connection::read_more);
-        // one not yet polled at shutdown sees the flag itself and closes.
-        let slot = Rc::new(ConnectionSlot { idle: Cell::new(false), task: OnceCell::new() });
-        worker.connections.borrow_mut().insert(id, Rc::clone(&slot));
-        worker.count_connections();
-        let registration = Registration { worker: Rc::clone(worker), id };
-        let task_slot = Rc::clone(&slot);
+        // A connection not yet polled at shutdown sees the flag itself and closes.
+        let registration = Registration::new(worker);
         // Two kinds of task, not one that matches: a task's future is as large
         // as its largest branch, and a TLS session is much larger than a
         // socket, so one shared kind would make every plain connection pay
         // for it in memory.
-        let task = match listeners.tls.as_ref().filter(|_| secure) {
+        match listeners.tls.as_ref().filter(|_| secure) {
             None => tokio::task::spawn_local(async move {
                 let worker = Rc::clone(&registration.worker);
-                Connection::new(stream, &worker, &task_slot).run().await;
+                Connection::new(stream, &worker).run().await;
                 drop(registration);
             }),
             Some((_, acceptor)) => {
                 let acceptor = acceptor.clone();
                 tokio::task::spawn_local(async move {
                     let worker = Rc::clone(&registration.worker);
-                    serve_tls(acceptor, stream, &worker, &task_slot).await;
+                    serve_tls(acceptor, stream, &worker).await;
                     drop(registration);
                 })
             }
         };
-        let _ = slot.task.set(task.abort_handle());
     }
+}
+
+/// Closes, in order, the connections the kernel accepted that the worker has
+/// not taken yet. Closing the listener with them still queued would reset
+/// them, and a client that already sent its request would read a reset
+/// rather than a clean close. (One that connects in the instant between this
+/// and the listener's close can still be reset: the kernel gives no way to
+/// stop a listener and keep its queue.)
+fn close_backlog(listeners: &Accepting, worker: &Rc<Worker>) {
+    let all = [listeners.plain.as_ref(), listeners.tls.as_ref().map(|(listener, _)| listener)];
+    for listener in all.into_iter().flatten() {
+        while let Some(Ok((stream, _))) = listener.accept().now_or_never() {
+            let registration = Registration::new(worker);
+            tokio::task::spawn_local(async move {
+                close_unserved(stream).await;
+                drop(registration);
+            });
+        }
+    }
+}
+
+/// FIN, then read and discard (up to a second) until the client closes too,
+/// so that request bytes it sent are not met with a reset.
+async fn close_unserved(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Runs the TLS handshake, within the head timeout (a client that connects
 /// and says nothing is dropped as on plain HTTP), then the connection over
 /// the session.
-async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream, worker: &Worker, slot: &ConnectionSlot) {
+async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream, worker: &Worker) {
     let metrics = &worker.metrics;
     match tokio::time::timeout(worker.config.header_timeout, acceptor.accept(stream)).await {
         Ok(Ok(session)) => {
             let resumed = session.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
             metrics::add(if resumed { &metrics.tls_handshakes_resumed } else { &metrics.tls_handshakes_full }, 1);
-            Connection::new(session, worker, slot).run().await
+            Connection::new(session, worker).run().await
         }
         Ok(Err(e)) => {
             metrics::add(&metrics.tls_handshakes_failed, 1);

@@ -208,3 +208,96 @@ fn refuses_to_start_without_a_token_secret_unless_in_dev_mode() {
     assert!(!exited, "--dev did not keep running: {out}");
     assert!(out.contains("DEV MODE"), "{out}");
 }
+
+/// How one request of the SIGTERM load ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The whole response arrived (status, and whether it said Connection: close).
+    Answered(u16, bool),
+    /// The connection ended before any byte of a response: the request was
+    /// never read (or the server closed an idle connection).
+    CleanClose,
+    /// Part of a response, then the end: what must never happen.
+    Truncated,
+    /// An error other than an orderly end (a reset).
+    Broken,
+}
+
+/// Sends one request and reads its answer as raw bytes.
+fn one_request(stream: &mut std::net::TcpStream) -> Ending {
+    use std::io::{Read, Write};
+    if stream.write_all(b"GET /__test/sleep?ms=5 HTTP/1.1\r\nHost: t\r\n\r\n").is_err() {
+        return Ending::CleanClose; // closed before we wrote: nothing was read
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head[9..12].parse().unwrap();
+                return Ending::Answered(status, head.contains("connection: close"));
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) if buf.is_empty() => return Ending::CleanClose,
+            Ok(0) => return Ending::Truncated,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && buf.is_empty() => return Ending::Broken,
+            Err(_) if buf.is_empty() => return Ending::Broken,
+            Err(_) => return Ending::Truncated,
+        }
+    }
+}
+
+#[test]
+fn sigterm_under_load_answers_every_request_it_read_in_full() {
+    let mut server = TestServer::start(&["--workers", "2", "--shutdown-timeout", "5"]);
+    let addr = server.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut endings = Vec::new();
+                'connections: while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { break };
+                    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    loop {
+                        let ending = one_request(&mut stream);
+                        endings.push(ending);
+                        match ending {
+                            Ending::Answered(_, false) => {}
+                            _ => continue 'connections,
+                        }
+                    }
+                }
+                endings
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    server.signal("TERM");
+    let (took, status) = server.wait_exit(Duration::from_secs(10)).expect("exited");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let endings: Vec<Ending> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let count = |f: &dyn Fn(&Ending) -> bool| endings.iter().filter(|e| f(e)).count();
+    let answered = count(&|e| matches!(e, Ending::Answered(200, _)));
+    let told_to_close = count(&|e| matches!(e, Ending::Answered(200, true)));
+    let truncated = count(&|e| *e == Ending::Truncated);
+    let broken = count(&|e| *e == Ending::Broken);
+    let other = count(&|e| matches!(e, Ending::Answered(s, _) if *s != 200));
+    eprintln!(
+        "SIGTERM under load: {answered} answered in full ({told_to_close} with Connection: close), \
+         {} clean closes, {truncated} truncated, {broken} reset, {other} other statuses; exit after {took:?}",
+        count(&|e| *e == Ending::CleanClose)
+    );
+    assert!(status.success(), "{status:?}");
+    assert!(answered > 100, "too little load to mean anything: {answered}");
+    assert_eq!((truncated, broken, other), (0, 0, 0), "a request was read but not answered in full");
+    assert!(told_to_close > 0, "no request was in flight at the signal: the test did not test anything");
+}
