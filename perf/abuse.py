@@ -204,23 +204,6 @@ def normal_p99():
     return res["p99_ms"], res["non_2xx"] + res["errors"], res["requests"]
 
 
-def sample_rss(pid, stop, peak):
-    while not stop.is_set():
-        try:
-            peak[0] = max(peak[0], bench_rss(pid))
-        except OSError:
-            return
-        time.sleep(0.01)
-
-
-def bench_rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     proc = subprocess.Popen([str(bench.SWIFTLET), "--listen", f"127.0.0.1:{PORT}", "--log", "error"],
                             env=bench.SERVER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -230,13 +213,11 @@ def main():
         normal_p99()  # warm-up
         base = [normal_p99() for _ in range(3)]
         base_p99 = statistics.median(b[0] for b in base)
-        idle_rss = bench_rss(proc.pid)
+        idle_rss = bench.rss_kib(proc.pid)
         log(f"unloaded p99 {base_p99:.2f} ms")
         for name, attack in ATTACKS:
             log(f"attack: {name}")
-            stop, peak = threading.Event(), [0]
-            sampler = threading.Thread(target=sample_rss, args=(proc.pid, stop, peak))
-            sampler.start()
+            sampler = bench.RssSampler(proc.pid)
             result = {}
             deadline = time.monotonic() + DURATION + 2
             attacker = threading.Thread(target=lambda: result.update(what=attack(deadline)))
@@ -244,13 +225,12 @@ def main():
             time.sleep(1)
             p99, bad, n = normal_p99()
             attacker.join()
-            stop.set()
-            sampler.join()
+            peak = sampler.stop()
             alive = proc.poll() is None
             with connect() as s:
                 s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 healthy = drain(s).startswith(b"HTTP/1.1 200")
-            rows.append((name, result.get("what", "?"), p99, bad, n, peak[0], alive and healthy))
+            rows.append((name, result.get("what", "?"), p99, bad, n, peak, alive and healthy))
             time.sleep(1)
         hwm = bench.peak_rss_kib(proc.pid)
     finally:

@@ -121,6 +121,39 @@ def peak_rss_kib(pid):
     raise RuntimeError("no VmHWM")
 
 
+def rss_kib(pid):
+    """The process's resident set now (VmRSS), KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class RssSampler:
+    """The highest VmRSS of `pid` seen while it runs, sampled every 10 ms;
+    `stop()` ends it and returns that peak in KiB."""
+
+    def __init__(self, pid):
+        import threading
+        self.pid, self.peak, self.running = pid, 0, True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while self.running:
+            try:
+                self.peak = max(self.peak, rss_kib(self.pid))
+            except OSError:
+                return
+            time.sleep(0.01)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        return self.peak
+
+
 def to_ms(value, unit):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 

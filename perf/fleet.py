@@ -17,7 +17,6 @@ through perf/run-fleet.sh, which builds swiftlet and prepares the database.
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -113,9 +112,9 @@ class Load:
 
 
 def main():
-    nodes = {}
+    nodes, haproxy_holder = {}, []
     try:
-        run(nodes, haproxy_holder := [])
+        run(nodes, haproxy_holder)
     finally:
         for proc in haproxy_holder:
             proc.terminate()

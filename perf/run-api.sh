@@ -22,8 +22,6 @@ cargo build --release --locked --bin swiftlet
 (cd perf/loadgen && cargo build --release --locked)
 
 bench_database swiftlet_api_bench fresh
-redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" --scan --pattern 'swiftlet:swiftlet_api_bench:*' \
-    | xargs -r redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" del >/dev/null
 
 settings="PERF_DURATION=${PERF_DURATION:-5} PERF_ROUNDS=${PERF_ROUNDS:-3}"
 run_report "Product API" "$settings" perf/run-api.sh perf/api.py src protocol Cargo.toml Cargo.lock perf/loadgen

@@ -18,8 +18,6 @@ cargo build --release --locked --bin swiftlet
 (cd perf/loadgen && cargo build --release --locked)
 
 bench_database swiftlet_soak_bench fresh
-redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" --scan --pattern 'swiftlet:swiftlet_soak_bench:*' \
-    | xargs -r redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" del >/dev/null
 
 settings="PERF_SOAK_MINUTES=${PERF_SOAK_MINUTES:-10}"
 run_report "Soak" "$settings" perf/run-soak.sh perf/soak.py src protocol Cargo.toml Cargo.lock perf/soak.py

@@ -41,14 +41,6 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     proc = api.start()
     samples = []  # (seconds since the soak began, RSS KiB)
@@ -68,7 +60,7 @@ def main():
 
         def sample():
             while not stop.is_set():
-                samples.append((time.monotonic() - began, rss_kib(proc.pid)))
+                samples.append((time.monotonic() - began, bench.rss_kib(proc.pid)))
                 time.sleep(1)
 
         sampler = threading.Thread(target=sample)

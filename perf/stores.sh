@@ -47,12 +47,15 @@ record_report() {
 }
 
 # bench_database NAME [fresh]: the benchmark database NAME, created if missing
-# (dropped and created anew with "fresh"), migrated by this build of swiftlet;
-# exports DATABASE_URL and REDIS_URL for the harness.
+# (dropped and created anew with "fresh", its Redis keys deleted with it),
+# migrated by this build of swiftlet; exports DATABASE_URL and REDIS_URL for
+# the harness.
 bench_database() {
     local name=$1 fresh=${2:-}
     if [ -n "$fresh" ]; then
         admin_psql -q -c "DROP DATABASE IF EXISTS $name WITH (FORCE)"
+        redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" --scan --pattern "swiftlet:$name:*" \
+            | xargs -r redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" del >/dev/null
     fi
     if [ -z "$(admin_psql -At -c "SELECT 1 FROM pg_database WHERE datname = '$name'")" ]; then
         admin_psql -q -c "CREATE DATABASE $name"

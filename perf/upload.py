@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -40,30 +39,6 @@ MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 
 def log(*args):
     print(*args, file=sys.stderr, flush=True)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
-
-
-class Sampler:
-    """The highest VmRSS seen while it runs, sampled every 10 ms."""
-
-    def __init__(self, pid):
-        self.pid, self.peak, self.running = pid, 0, True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, rss_kib(self.pid))
-            time.sleep(0.01)
-
-    def stop(self):
-        self.running = False
-        self.thread.join()
-        return self.peak
 
 
 def api(method, path, body=None, token=None, data=None, headers=None):
@@ -138,16 +113,16 @@ def measure(name, env, big):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        fresh = rss_kib(proc.pid)
+        fresh = bench.rss_kib(proc.pid)
         user = f"perf{int(time.time() * 1000)}"
         token = api("POST", "/api/users", {"user": {"username": user, "email": f"{user}@example.com",
                                                      "password": "perf-password"}})["user"]["token"]
         small = MP4_HEAD + bytes(1 << 20)
         api("POST", "/api/videos?title=warm-up", token=token, data=small, headers={"Content-Type": "video/mp4"})
         time.sleep(1)
-        before = rss_kib(proc.pid)
+        before = bench.rss_kib(proc.pid)
 
-        sampler = Sampler(proc.pid)
+        sampler = bench.RssSampler(proc.pid)
         start = time.monotonic()
         out = subprocess.run(["curl", "-sS", "-X", "POST", "-T", str(big), "-H", "Content-Type: video/mp4",
                               "-H", f"Authorization: Token {token}", f"{BASE}/api/videos?title=big"],
@@ -158,7 +133,7 @@ def measure(name, env, big):
         if created["size"] != big.stat().st_size:
             raise RuntimeError(f"stored {created['size']} bytes of {big.stat().st_size}")
 
-        sampler = Sampler(proc.pid)
+        sampler = bench.RssSampler(proc.pid)
         start = time.monotonic()
         got = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download}",
                               f"{BASE}{created['contentUrl']}"], capture_output=True, text=True, timeout=1800)

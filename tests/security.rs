@@ -7,27 +7,11 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::storage::{eventually, redis_addr, TestDb};
-use common::{Client, Response, TestServer, TEST_JWT_SECRET};
-
-struct Site {
-    server: TestServer,
-    client: Client,
-    db: TestDb,
-}
+use common::site::Site;
+use common::{Response, TEST_JWT_SECRET};
 
 fn start(args: &[&str], env: &[(&str, &str)]) -> Site {
-    let db = TestDb::create();
-    let redis_url = format!("redis://{}", redis_addr());
-    let mut all_env = vec![("DATABASE_URL", db.url.as_str()), ("REDIS_URL", redis_url.as_str())];
-    all_env.extend_from_slice(env);
-    let server = TestServer::start_with_env(args, &all_env);
-    let mut client = server.connect();
-    let ready = eventually(Duration::from_secs(30), || {
-        client.get("/api/tags").status == 200 && client.get("/api/ids").status == 200
-    });
-    assert!(ready, "never ready; log: {:#?}", server.log_lines());
-    Site { server, client, db }
+    Site::start(args, env)
 }
 
 impl Site {

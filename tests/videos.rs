@@ -11,30 +11,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::s3::Moto;
-use common::storage::{eventually, redis, redis_addr, TestDb};
-use common::{Client, Response, TestServer};
+use common::site::Site;
+use common::storage::{eventually, redis, redis_addr};
+use common::{Client, Response};
 use simd_json::prelude::*;
 use simd_json::OwnedValue as Json;
 use swiftlet_protocol::resp::Reply;
 
-struct Site {
-    server: TestServer,
-    client: Client,
-    db: TestDb,
-}
-
 fn start(args: &[&str], env: &[(&str, &str)]) -> Site {
-    let db = TestDb::create();
-    let redis_url = format!("redis://{}", redis_addr());
-    let mut all_env = vec![("DATABASE_URL", db.url.as_str()), ("REDIS_URL", redis_url.as_str())];
-    all_env.extend_from_slice(env);
-    let server = TestServer::start_with_env(args, &all_env);
-    let mut client = server.connect();
-    let ready = eventually(Duration::from_secs(30), || {
-        client.get("/api/videos").status == 200 && client.get("/api/ids").status == 200
-    });
-    assert!(ready, "/api/videos never answered 200; log: {:#?}", server.log_lines());
-    Site { server, client, db }
+    Site::start(args, env)
 }
 
 /// A file that sniffs as MP4: an `ftyp` box, then a byte pattern.

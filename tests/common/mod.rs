@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod s3;
+pub mod site;
 pub mod storage;
 
 /// The secret test servers sign tokens with (tests forge tokens with it too).
