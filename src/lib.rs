@@ -20,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod date_cache;
 pub mod error;
+pub mod fuzzing;
 pub mod handlers;
 pub mod ids;
 pub mod ingest;

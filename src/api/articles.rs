@@ -12,7 +12,8 @@ use swiftlet_protocol::Status;
 
 use super::auth::id_or_anonymous;
 use super::cache::{self, Entry, Lookup};
-use super::input::{self, with_root};
+use super::input;
+use super::requests::{ArticleChanges, NewArticle};
 use super::{change_then_read, path_param, render, slug, sql};
 use crate::error::AppError;
 use crate::ids;
@@ -138,24 +139,13 @@ pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>)
     Ok(())
 }
 
-/// Tags as stored: sorted, without duplicates or blanks (§6.2).
-fn tag_list(mut tags: Vec<&str>) -> Vec<&str> {
-    tags.retain(|t| !t.trim().is_empty());
-    tags.sort_unstable();
-    tags.dedup();
-    tags
-}
-
 fn slug_taken(e: &PgError) -> bool {
     matches!(e, PgError::Violation { constraint } if constraint == "articles_slug_key")
 }
 
 pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let caller = worker.tokens.required(req)?.id;
-    let (title, description, body, tags) = with_root(req.body, ARTICLE, |f| {
-        Ok((f.required("title")?, f.required("description")?, f.required("body")?, f.strings("tagList")?))
-    })?;
-    let tags = tag_list(tags);
+    let NewArticle { title, description, body, tags } = NewArticle::parse(req.body)?;
     let base = slug::slugify(title);
     let mut slug = base.clone();
     let id = ids::issue::one(worker).await?;
@@ -223,9 +213,7 @@ async fn owned(worker: &Worker, slug: &str, caller: i64) -> Result<Owned, AppErr
 pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let caller = worker.tokens.required(req)?.id;
     let current = path_param(req, 2, ARTICLE)?.into_owned();
-    let (title, description, body) = with_root(req.body, ARTICLE, |f| {
-        Ok((f.optional_not_blank("title")?, f.optional_not_blank("description")?, f.optional_not_blank("body")?))
-    })?;
+    let ArticleChanges { title, description, body } = ArticleChanges::parse(req.body)?;
     let Owned { id, title: old_title, .. } = owned(worker, &current, caller).await?;
     // A new title means a new slug (§3.1.12); the same title keeps the old one.
     let base = title.filter(|t| *t != old_title).map(slug::slugify);
@@ -301,17 +289,4 @@ pub async fn tags(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppErro
     res.try_send_with(Status::OK, API_JSON, |out| render::tags(out, rows.query(0)))?;
     cache::fill(&worker.storage, lookup, res.body());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_are_sorted_unique_and_not_blank() {
-        assert_eq!(
-            tag_list(vec!["training", "dragons", "training", " ", "Dragons"]),
-            ["Dragons", "dragons", "training"]
-        );
-    }
 }

@@ -7,7 +7,7 @@
 use swiftlet_protocol::Status;
 
 use super::auth::id_or_anonymous;
-use super::input::with_root;
+use super::requests::NewComment;
 use super::{path_param, render, sql};
 use crate::error::AppError;
 use crate::request::Request;
@@ -20,7 +20,7 @@ const COMMENT: &str = "comment";
 pub async fn add(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let caller = worker.tokens.required(req)?.id;
     let slug = path_param(req, 2, ARTICLE)?.into_owned();
-    let body = with_root(req.body, COMMENT, |f| f.required("body"))?;
+    let NewComment { body } = NewComment::parse(req.body)?;
     let pg = worker.storage.pg.for_writes()?;
     let rows = pg.run(|b| b.query(&sql::INSERT_COMMENT, &[&caller, &slug.as_str(), &body])).await?;
     let row = rows.query(0).next().ok_or(AppError::ResourceNotFound { resource: ARTICLE })?;

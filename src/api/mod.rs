@@ -5,7 +5,8 @@
 //! [`users`] (registration, login, the current user), [`profiles`] (and
 //! follows), [`articles`] (lists, the feed, CRUD, favorites, tags) and
 //! [`comments`], [`videos`] (uploads, playback and the video feed), and [`logs`] (the ingested log events, read back). [`auth`] turns the Authorization header into a caller,
-//! [`password`] hashes off the event loop, [`input`] reads requests,
+//! [`password`] hashes off the event loop, [`input`] reads a request's fields and
+//! [`requests`] names the bodies,
 //! [`render`] writes the response documents and [`cache`] keeps the hot
 //! anonymous reads in Redis.
 //!
@@ -23,6 +24,7 @@ pub mod logs;
 pub mod password;
 pub mod profiles;
 pub mod render;
+pub mod requests;
 pub mod slug;
 pub mod sql;
 pub mod users;

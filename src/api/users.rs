@@ -9,7 +9,7 @@ use swiftlet_protocol::Status;
 
 use super::auth::Caller;
 use super::cache::{self, Entry};
-use super::input::with_root;
+use super::requests::{Login, Registration, UserChanges};
 use super::{on_constraint, password, render, sql};
 use crate::error::AppError;
 use crate::ids;
@@ -17,25 +17,8 @@ use crate::request::Request;
 use crate::response::{Response, API_JSON};
 use crate::worker::Worker;
 
-fn check_email(email: &str) -> Result<(), AppError> {
-    if email.contains('@') && !email.contains(char::is_whitespace) {
-        Ok(())
-    } else {
-        Err(AppError::InvalidField { field: "email", problem: "is invalid" })
-    }
-}
-
-fn check_username(username: &str) -> Result<(), AppError> {
-    // Usernames go in URLs (/api/profiles/:username); '/' would split the path.
-    if username.contains('/') || username.chars().any(char::is_control) {
-        Err(AppError::InvalidField { field: "username", problem: "may not contain '/' or control characters" })
-    } else {
-        Ok(())
-    }
-}
-
 pub async fn login(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let (email, pass) = with_root(req.body, "user", |f| Ok((f.required("email")?, f.required("password")?)))?;
+    let Login { email, password: pass } = Login::parse(req.body)?;
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::USER_BY_EMAIL, &[&email])).await?;
     let row = rows.query(0).next();
@@ -50,10 +33,7 @@ pub async fn login(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_
 }
 
 pub async fn register(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let (username, email, pass) =
-        with_root(req.body, "user", |f| Ok((f.required("username")?, f.required("email")?, f.required("password")?)))?;
-    check_username(username)?;
-    check_email(email)?;
+    let Registration { username, email, password: pass } = Registration::parse(req.body)?;
     let hash = password::hash(pass.to_owned()).await?;
     let id = ids::issue::one(worker).await?;
     let pg = worker.storage.pg.for_writes()?;
@@ -76,21 +56,7 @@ pub async fn current(worker: &Worker, req: &mut Request<'_>, res: &mut Response<
 
 pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let Caller { id, token } = worker.tokens.required(req)?;
-    let (email, username, pass, bio, image) = with_root(req.body, "user", |f| {
-        Ok((
-            f.optional_not_blank("email")?,
-            f.optional_not_blank("username")?,
-            f.optional_not_blank("password")?,
-            f.clearable("bio")?,
-            f.clearable("image")?,
-        ))
-    })?;
-    if let Some(email) = email {
-        check_email(email)?;
-    }
-    if let Some(username) = username {
-        check_username(username)?;
-    }
+    let UserChanges { email, username, password: pass, bio, image } = UserChanges::parse(req.body)?;
     let hash = match pass {
         Some(p) => Some(password::hash(p.to_owned()).await?),
         None => None,

@@ -1,15 +1,18 @@
-//! Replays the fuzz corpora (fuzz/corpus/<target>/) through the same property
-//! checks the fuzz targets run, so every input the fuzzer ever kept, including
-//! any crash it found (saved there as a regression), is re-checked by `cargo test`.
+//! Replays every fuzz target's corpus (fuzz/corpus/<target>/) through the same
+//! property checks the targets run (`swiftlet_protocol::fuzzing` for the wire
+//! code, `swiftlet::fuzzing` for the request types and the router), so every
+//! input the fuzzer kept, each crash it found included, is re-checked by
+//! `cargo test`. No fuzzer or nightly feature is needed.
 
 use std::path::PathBuf;
 
+use swiftlet::fuzzing::{check_requests, check_route};
 use swiftlet_protocol::fuzzing::{
     check_chunked, check_head, check_multipart, check_range, check_resp, check_rfc3339, check_sniff,
 };
 
 fn replay(target: &str, check: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -20,6 +23,16 @@ fn replay(target: &str, check: fn(&[u8])) {
     }
     assert!(count > 0, "no corpus in {}", dir.display());
     eprintln!("{target}: replayed {count} inputs");
+}
+
+#[test]
+fn requests_corpus() {
+    replay("requests", check_requests);
+}
+
+#[test]
+fn router_corpus() {
+    replay("router", check_route);
 }
 
 #[test]
