@@ -7,15 +7,16 @@
 //! Both checks compare against a reference written differently from the code
 //! under test, so a wrong answer fails as surely as a panic:
 //! - request bodies against serde_json: a body and its canonical re-spelling
-//!   (serde_json's, with the same first-key-wins rule for repeated keys) must
-//!   parse to the same request or the same error, and a body serde_json
-//!   refuses must be refused as malformed;
+//!   (serde_json's, every member kept in order, repeated keys too) must parse
+//!   to the same request or the same error, and a body serde_json refuses must
+//!   be refused as malformed;
 //! - the `match` router against the route table it labels metrics with
 //!   ([`Route::pattern`]) and the spec's methods ([`ROUTE_METHODS`]).
 
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use swiftlet_protocol::Method;
 
 use crate::api::requests::{ArticleChanges, Login, NewArticle, NewComment, Registration, UserChanges};
@@ -23,8 +24,8 @@ use crate::error::AppError;
 use crate::ingest::event::with_payload;
 use crate::router::{route, Route};
 
-/// A JSON value as serde_json reads it, with objects kept in order and a
-/// repeated key's later values dropped (the parser under test reads the first).
+/// A JSON value as serde_json reads it, with every object member kept in
+/// order (serde_json's own `Value` would drop all but a repeated key's last).
 enum Reference {
     Null,
     Bool(bool),
@@ -77,26 +78,35 @@ impl<'de> Visitor<'de> for ReferenceVisitor {
         Ok(Reference::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Reference, A::Error> {
-        let mut fields: Vec<(String, Reference)> = Vec::new();
-        while let Some((key, value)) = map.next_entry::<String, Reference>()? {
-            if !fields.iter().any(|(k, _)| *k == key) {
-                fields.push((key, value));
-            }
+        let mut fields = Vec::new();
+        while let Some(member) = map.next_entry::<String, Reference>()? {
+            fields.push(member);
         }
         Ok(Reference::Object(fields))
     }
 }
 
-impl Reference {
-    fn into_value(self) -> serde_json::Value {
-        use serde_json::Value;
+impl Serialize for Reference {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Reference::Null => Value::Null,
-            Reference::Bool(b) => Value::Bool(b),
-            Reference::Number(n) => Value::Number(n),
-            Reference::String(s) => Value::String(s),
-            Reference::Array(items) => Value::Array(items.into_iter().map(Reference::into_value).collect()),
-            Reference::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (k, v.into_value())).collect()),
+            Reference::Null => s.serialize_unit(),
+            Reference::Bool(b) => s.serialize_bool(*b),
+            Reference::Number(n) => n.serialize(s),
+            Reference::String(text) => s.serialize_str(text),
+            Reference::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Reference::Object(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (key, value) in fields {
+                    map.serialize_entry(key, value)?;
+                }
+                map.end()
+            }
         }
     }
 }
@@ -106,7 +116,7 @@ impl Reference {
 /// than its recursion limit), where it says nothing about the body.
 fn canonical(body: &[u8]) -> Result<Option<Vec<u8>>, ()> {
     match serde_json::from_slice::<Reference>(body) {
-        Ok(value) => Ok(Some(serde_json::to_vec(&value.into_value()).expect("a Value always serializes"))),
+        Ok(value) => Ok(Some(serde_json::to_vec(&value).expect("a parsed value serializes"))),
         Err(e) if e.to_string().starts_with("recursion limit exceeded") => Err(()),
         Err(_) => Ok(None),
     }
@@ -181,17 +191,12 @@ fn outcomes(body: &[u8]) -> Outcomes {
             assert!(!s.contains('\0'), "a NUL in {s:?} was accepted");
         }
         assert!(!p.event_id.is_empty() && !p.service.is_empty());
-        // The first value of each key, as the reference keeps it (the jsonb
-        // column keeps the last; see fuzz/README.md).
-        let mut metadata: Vec<(&str, &str)> = Vec::new();
-        for (k, v) in p.metadata.iter() {
+        // Every member, in order, as the row will carry them to jsonb.
+        let metadata: Vec<(&str, &str)> = p.metadata.iter().collect();
+        for (k, v) in &metadata {
             borrowed(k);
             borrowed(v);
-            if !metadata.iter().any(|(seen, _)| *seen == k) {
-                metadata.push((k, v));
-            }
         }
-        metadata.sort_unstable();
         Ok(format!("{}|{}|{}|{}|{metadata:?}", p.event_id, p.timestamp, p.service, p.message))
     });
     let outcomes = Outcomes { login, registration, user_changes, new_article, article_changes, new_comment, log_event };

@@ -3,7 +3,8 @@
 //! Reading: [`parse_in_place`] runs simd-json over a request body where it
 //! lies, onto a tape kept per core and reused, and hands the caller a view of
 //! it; strings in the view borrow from the body, so a parsed request copies
-//! nothing and a warm core allocates nothing to parse one.
+//! nothing and a warm core allocates nothing to parse one. [`field`] reads an
+//! object's member, the last one where a key repeats.
 //!
 //! Writing: [`write_str`] and friends append to the response's scratch buffer;
 //! the product API writes its documents with them field by field, so a
@@ -12,7 +13,7 @@
 
 use std::cell::RefCell;
 
-use simd_json::tape::{Tape, Value};
+use simd_json::tape::{Object, Tape, Value};
 
 /// The per-core state simd-json reuses between parses.
 struct TapeScratch {
@@ -47,6 +48,13 @@ pub fn parse_in_place<'a, R, E>(
         scratch.tape = Some(tape.reset());
         result
     })
+}
+
+/// The value of `name` in `object`. A repeated key's last value counts, as in
+/// PostgreSQL's jsonb (where a log event's metadata goes), JavaScript and
+/// serde_json, so every reader of a body agrees on what it says.
+pub fn field<'t, 'a>(object: &Object<'t, 'a>, name: &str) -> Option<Value<'t, 'a>> {
+    object.iter().filter(|(key, _)| *key == name).last().map(|(_, value)| value)
 }
 
 /// Appends an integer.

@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use swiftlet_protocol::{ConnectionHeader, HeadLimits};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -275,13 +274,25 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
 /// Closes, in order, the connections the kernel accepted that the worker has
 /// not taken yet. Closing the listener with them still queued would reset
 /// them, and a client that already sent its request would read a reset
-/// rather than a clean close. (One that connects in the instant between this
-/// and the listener's close can still be reset: the kernel gives no way to
-/// stop a listener and keep its queue.)
+/// rather than a clean close. (A handshake half done when the filter below
+/// goes on, its last packet dropped, can still be reset: the kernel gives no
+/// way to stop a listener and keep its queue. On loopback that is a window of
+/// microseconds.)
 fn close_backlog(listeners: &Accepting, worker: &Rc<Worker>) {
     let all = [listeners.plain.as_ref(), listeners.tls.as_ref().map(|(listener, _)| listener)];
     for listener in all.into_iter().flatten() {
-        while let Some(Ok((stream, _))) = listener.accept().now_or_never() {
+        let socket = socket2::SockRef::from(listener);
+        // First stop the kernel completing handshakes here: one completed
+        // after the last accept below would be reset when the listener closes.
+        // A SYN this drops is retried by the client, and then refused.
+        if let Err(e) = socket.attach_filter(&[DROP_EVERY_PACKET]) {
+            tracing::warn!(error = %e, "could not close the listener to new connections before draining it");
+        }
+        // By system call, not through the reactor, whose readiness for the
+        // listener may predate connections that came in since its last turn.
+        while let Ok((accepted, _)) = socket.accept() {
+            let stream = accepted.set_nonblocking(true).and_then(|()| TcpStream::from_std(accepted.into()));
+            let Ok(stream) = stream else { continue };
             let registration = Registration::new(worker);
             tokio::task::spawn_local(async move {
                 close_unserved(stream).await;
@@ -290,6 +301,10 @@ fn close_backlog(listeners: &Accepting, worker: &Rc<Worker>) {
         }
     }
 }
+
+/// A classic BPF program of one instruction, "return 0": keep no byte of any
+/// packet, so a socket it is attached to receives nothing.
+const DROP_EVERY_PACKET: socket2::SockFilter = socket2::SockFilter::new((libc::BPF_RET | libc::BPF_K) as u16, 0, 0, 0);
 
 /// FIN, then read and discard (up to a second) until the client closes too,
 /// so that request bytes it sent are not met with a reset.

@@ -4,7 +4,7 @@
 //! Bodies are `{"<root>": {...}}` documents (shared/conduit-api.md §1); the
 //! root object's fields are read off the simd-json tape and borrow from the
 //! request body, so a parsed request copies no strings. Unknown fields are
-//! ignored, as the spec asks.
+//! ignored, as the spec asks; of a repeated field, the last counts.
 
 use std::borrow::Cow;
 
@@ -27,7 +27,7 @@ pub fn with_root<'a, R>(
     json::parse_in_place(body, MALFORMED, |value| {
         let object =
             value.as_object().ok_or(AppError::InvalidField { field: "body", problem: "must be a JSON object" })?;
-        let inner = object.get(root).ok_or(AppError::InvalidField { field: root, problem: "is missing" })?;
+        let inner = json::field(&object, root).ok_or(AppError::InvalidField { field: root, problem: "is missing" })?;
         let inner = inner.as_object().ok_or(AppError::InvalidField { field: root, problem: "must be an object" })?;
         f(Fields(inner))
     })
@@ -38,7 +38,7 @@ pub struct Fields<'t, 'a>(Object<'t, 'a>);
 
 impl<'t, 'a> Fields<'t, 'a> {
     fn value(&self, name: &'static str) -> Option<Value<'t, 'a>> {
-        self.0.get(name)
+        json::field(&self.0, name)
     }
 
     /// A string that must be present and not blank.

@@ -181,6 +181,12 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_field_counts_by_its_last_value() {
+        let mut body = bytes(r#"{"comment":{"body":"first"},"comment":{"body":"second","body":"third"}}"#);
+        assert_eq!(NewComment::parse(&mut body), Ok(NewComment { body: "third" }));
+    }
+
+    #[test]
     fn registration_checks_fields_in_order() {
         let mut body = bytes(r#"{"user":{"username":"a/b","email":"nope","password":"p"}}"#);
         let slash = AppError::InvalidField { field: "username", problem: "may not contain '/' or control characters" };

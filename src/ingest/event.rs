@@ -114,7 +114,7 @@ fn has_nul(s: &str) -> bool {
 }
 
 fn field<'t, 'a>(object: &Object<'t, 'a>, name: &'static str) -> Result<Value<'t, 'a>, AppError> {
-    object.get(name).ok_or(AppError::InvalidField { field: name, problem: "is missing" })
+    json::field(object, name).ok_or(AppError::InvalidField { field: name, problem: "is missing" })
 }
 
 fn string_field<'a>(object: &Object<'_, 'a>, name: &'static str) -> Result<&'a str, AppError> {
