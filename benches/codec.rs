@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the request path's pure parts: parsing a typical head,
-//! routing it, decoding a chunked body, and encoding a response.
+//! routing it, decoding a chunked body, reading a log event, and encoding a
+//! response.
 //!
 //! Run: `cargo bench --bench codec`. On a shared machine compare runs made
 //! back to back, or count instructions with callgrind (see perf/README.md).
@@ -45,6 +46,23 @@ fn route(c: &mut Criterion) {
             )
         })
     });
+}
+
+/// A log event as the ingestion benchmarks send it.
+const EVENT: &[u8] = br#"{"event_id":"0b7c1f3e-5d2a-4c1e-9f00-6a7d8e9f0a1b","timestamp":"2026-11-29T15:00:00.123Z","service":"checkout","message":"payment authorised for order 48213","metadata":{"host":"web-3","region":"eu-west-1","trace":"a1b2c3"}}"#;
+
+fn read_event(c: &mut Criterion) {
+    let mut body = EVENT.to_vec();
+    let mut g = c.benchmark_group("read_event");
+    g.throughput(Throughput::Bytes(EVENT.len() as u64));
+    g.bench_function("ingest", |b| {
+        b.iter(|| {
+            // Parsing is in place: each round reads a fresh copy.
+            body.copy_from_slice(EVENT);
+            swiftlet::ingest::event::with_payload(black_box(&mut body), |p| Ok(p.timestamp)).unwrap()
+        })
+    });
+    g.finish();
 }
 
 fn chunked(c: &mut Criterion) {
@@ -93,5 +111,5 @@ fn encode(c: &mut Criterion) {
     c.bench_function("format_date", |b| b.iter(|| HttpDate::from_unix_secs(black_box(1_763_769_600))));
 }
 
-criterion_group!(benches, parse, route, chunked, encode);
+criterion_group!(benches, parse, route, read_event, chunked, encode);
 criterion_main!(benches);

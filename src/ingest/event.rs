@@ -140,6 +140,9 @@ fn key_field<'a>(object: &Object<'_, 'a>, name: &'static str) -> Result<&'a str,
 }
 
 /// An RFC 3339 string, or (for clients that send numbers) Unix milliseconds.
+/// A number is read for its value, not its spelling: `1700000000000`,
+/// `1.7e12` and `1700000000000.0` are one instant, and a fraction of a
+/// millisecond is kept to the microsecond, like the text form.
 fn timestamp_field(object: &Object<'_, '_>) -> Result<i64, AppError> {
     const PROBLEM: &str = "must be an RFC 3339 date-time (or Unix milliseconds) between years 0000 and 9999";
     let bad = AppError::InvalidField { field: "timestamp", problem: PROBLEM };
@@ -147,8 +150,15 @@ fn timestamp_field(object: &Object<'_, '_>) -> Result<i64, AppError> {
     if let Some(text) = value.into_string() {
         return swiftlet_protocol::parse_rfc3339(text).ok_or(bad);
     }
-    match value.as_i64() {
-        Some(ms) if MILLIS_RANGE.contains(&ms) => Ok(ms * 1000),
+    if let Some(ms) = value.as_i64() {
+        return if MILLIS_RANGE.contains(&ms) { Ok(ms * 1000) } else { Err(bad) };
+    }
+    // Past ±2^53 µs (years beyond about 2255) an f64 no longer holds every
+    // microsecond; the nearest one it holds is taken, as any JSON reader would.
+    match value.as_f64() {
+        Some(ms) if (*MILLIS_RANGE.start() as f64..=*MILLIS_RANGE.end() as f64).contains(&ms) => {
+            Ok((ms * 1000.0).round() as i64)
+        }
         _ => Err(bad),
     }
 }
@@ -186,6 +196,18 @@ mod tests {
     fn timestamp_may_be_unix_millis() {
         let body = r#"{"event_id":"e","timestamp":1700000000123,"service":"s","message":"m","metadata":{}}"#;
         assert_eq!(parse(body).unwrap().0, "e|1700000000123000|s|m");
+        // The same instant however the number is spelled; fractions to the µs.
+        for spelled in ["1700000000123.0", "1.700000000123e12", "170000000012300e-2"] {
+            let body = body.replace("1700000000123", spelled);
+            assert_eq!(parse(&body).unwrap().0, "e|1700000000123000|s|m", "{spelled}");
+        }
+        let body = body.replace("1700000000123", "1700000000123.4567");
+        assert_eq!(parse(&body).unwrap().0, "e|1700000000123457|s|m");
+        for zero in ["-0", "-0.0", "0e5"] {
+            assert_eq!(parse(&body.replace("1700000000123.4567", zero)).unwrap().0, "e|0|s|m", "{zero}");
+        }
+        let past_9999 = body.replace("1700000000123.4567", "2.6e14");
+        assert!(matches!(parse(&past_9999), Err(AppError::InvalidField { field: "timestamp", .. })));
     }
 
     #[test]
