@@ -208,11 +208,19 @@ fn restarts_under_load_answer_503_or_miss_only_while_down_and_leak_no_connection
         }
     };
     const PATHS: &[&str] = &["/db", "/queries?queries=3", "/cached-queries?count=5", "/health"];
-    // Warm: every worker's connections open.
-    let load = Load::start(server.addr, PATHS);
-    std::thread::sleep(Duration::from_secs(1));
-    let (warm, failures) = load.stop();
-    assert!(failures.is_empty() && warm.keys().all(|s| *s == 200), "{warm:?} {failures:?}");
+    // Warm: every worker's connections open. One 200 above says only that
+    // one worker's are; on a busy machine the other's may take a moment more
+    // (a 503 meanwhile), so a second of load is repeated until it is all 200.
+    let mut warm_rounds = Vec::new();
+    let all_ok = eventually(Duration::from_secs(30), || {
+        let load = Load::start(server.addr, PATHS);
+        std::thread::sleep(Duration::from_secs(1));
+        let (warm, failures) = load.stop();
+        let ok = failures.is_empty() && warm.keys().all(|s| *s == 200);
+        warm_rounds.push((warm, failures));
+        ok
+    });
+    assert!(all_ok, "never a second of only 200s: {warm_rounds:?}");
     let pg_before = pg_connections();
     let redis_before = redis_clients(&cache.addr());
 
