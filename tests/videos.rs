@@ -357,9 +357,11 @@ fn the_feed_shows_followed_authors_and_its_cached_page_follows_every_change() {
     assert_eq!(site.call("POST", "/api/profiles/bob/follow", Some(&ann), &[], b"").status, 200);
     assert_eq!(feed(&mut site), ["before"], "following did not refresh the cached page");
 
-    // The first page is in Redis now.
+    // The first page is in Redis now (the fill goes out after the answer, so
+    // it may land a moment later).
     let key = format!("swiftlet:{}:api:videos:feed:{ann_id}", site.db.name);
-    assert!(matches!(redis(&redis_addr(), &[b"EXISTS", key.as_bytes()]), Reply::Integer(1)));
+    let cached = || matches!(redis(&redis_addr(), &[b"EXISTS", key.as_bytes()]), Reply::Integer(1));
+    assert!(eventually(Duration::from_secs(5), cached), "the feed's first page was not cached");
 
     let res = site.upload(&bob, "after", "video/mp4", &mp4(1000));
     assert_eq!(res.status, 201);
