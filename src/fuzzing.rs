@@ -111,14 +111,28 @@ impl Serialize for Reference {
     }
 }
 
-/// What serde_json makes of a body: its canonical spelling, or `None` when it
-/// refuses it. `Err` when it gives up for a reason of its own (nesting deeper
-/// than its recursion limit), where it says nothing about the body.
-fn canonical(body: &[u8]) -> Result<Option<Vec<u8>>, ()> {
+/// What serde_json makes of a body.
+enum SerdeReading {
+    /// Not JSON.
+    Refused,
+    /// Nesting deeper than serde_json's recursion limit: it says nothing
+    /// about the body.
+    GaveUp,
+    /// Two canonical spellings: with every member, and with only the last of
+    /// a repeated key (what serde_json's own `Value` keeps).
+    Read { every_member: Vec<u8>, last_wins: Vec<u8> },
+}
+
+fn serde_reading(body: &[u8]) -> SerdeReading {
     match serde_json::from_slice::<Reference>(body) {
-        Ok(value) => Ok(Some(serde_json::to_vec(&value).expect("a parsed value serializes"))),
-        Err(e) if e.to_string().starts_with("recursion limit exceeded") => Err(()),
-        Err(_) => Ok(None),
+        Ok(value) => {
+            let every_member = serde_json::to_vec(&value).expect("a parsed value serializes");
+            let last_wins: serde_json::Value =
+                serde_json::from_slice(&every_member).expect("serde_json reads its own output");
+            SerdeReading::Read { every_member, last_wins: serde_json::to_vec(&last_wins).expect("a Value serializes") }
+        }
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => SerdeReading::GaveUp,
+        Err(_) => SerdeReading::Refused,
     }
 }
 
@@ -226,10 +240,11 @@ impl Outcomes {
         self.api().into_iter().chain([&self.log_event]).filter_map(|r| r.as_ref().err())
     }
 
-    /// Whether every type refused the body as not JSON at all.
-    fn all_malformed(&self) -> bool {
+    /// How many types refused the body as not JSON at all.
+    fn malformed(&self) -> usize {
         const API: AppError = AppError::InvalidField { field: "body", problem: "is not valid JSON" };
-        self.api().iter().all(|r| **r == Err(API)) && self.log_event == Err(AppError::MalformedJson)
+        let api = self.api().iter().filter(|r| ***r == Err(API)).count();
+        api + usize::from(self.log_event == Err(AppError::MalformedJson))
     }
 }
 
@@ -246,16 +261,25 @@ fn assert_valid_username(username: &str) {
 /// No accepted request breaks its invariants (see `api::requests`).
 pub fn check_requests(body: &[u8]) {
     let ours = outcomes(body);
-    match canonical(body) {
-        Err(()) => {}
-        Ok(None) => assert!(ours.all_malformed(), "serde_json refuses the body, but it was read: {ours:?}"),
-        Ok(Some(canonical)) => {
-            let again = outcomes(&canonical);
+    match serde_reading(body) {
+        SerdeReading::GaveUp => {}
+        SerdeReading::Refused => {
+            assert_eq!(ours.malformed(), 7, "serde_json refuses the body, but it was read: {ours:?}")
+        }
+        SerdeReading::Read { every_member, last_wins } => {
+            assert_eq!(ours.malformed(), 0, "serde_json reads the body, but it was refused as malformed: {ours:?}");
+            let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            let again = outcomes(&every_member);
+            assert_eq!(ours, again, "the body and its canonical form {:?} read differently", shown(&every_member));
+            // A repeated key counts by its last value. (Only the API types: a
+            // log event's metadata is checked and stored member by member, and
+            // jsonb keeps the last.)
+            let deduplicated = outcomes(&last_wins);
             assert_eq!(
-                ours,
-                again,
-                "the body and its canonical form {:?} read differently",
-                String::from_utf8_lossy(&canonical)
+                ours.api(),
+                deduplicated.api(),
+                "a repeated key read otherwise than by its last value, as in {:?}",
+                shown(&last_wins)
             );
         }
     }
@@ -352,11 +376,19 @@ fn pattern_match(pattern: &str, path: &[u8]) -> Option<Vec<bool>> {
 /// The router's answer for every method and path agrees with the route table:
 /// a path gets the routes whose pattern matches it most specifically, the
 /// method picks one of them (or 405 listing theirs), an `/api` path that has
-/// routes takes OPTIONS as a preflight, and anything else is 404.
+/// routes takes OPTIONS as a preflight, and anything else is 404. And the
+/// bytes read as an article's title give a slug that routes to that article.
 pub fn check_route(data: &[u8]) {
     let Some((&selector, path)) = data.split_first() else {
         return;
     };
+    // Read as an article title, the path's slug must name that article: no
+    // route may shadow it (as `/api/articles/feed` would the title "Feed").
+    if let Ok(title) = std::str::from_utf8(path) {
+        let slug = crate::api::slug::slugify(title);
+        let url = format!("/api/articles/{slug}");
+        assert_eq!(route(Method::Get, url.as_bytes(), false), Ok(Route::Article), "title {title:?}");
+    }
     let method = FUZZ_METHODS[usize::from(selector & 7)];
     let test_routes = selector & 8 != 0;
     let got = route(method, path, test_routes);
@@ -435,6 +467,12 @@ mod tests {
                 assert_eq!(route(m, path.as_bytes(), true), Ok(r));
             }
         }
+    }
+
+    #[test]
+    fn a_title_slugged_as_a_route_would_fail_the_check() {
+        check_route(b"\x00Feed");
+        check_route(b"\x00 feed!");
     }
 
     #[test]

@@ -285,12 +285,26 @@ fn close_backlog(listeners: &Accepting, worker: &Rc<Worker>) {
         // First stop the kernel completing handshakes here: one completed
         // after the last accept below would be reset when the listener closes.
         // A SYN this drops is retried by the client, and then refused.
+        #[cfg(target_os = "linux")]
         if let Err(e) = socket.attach_filter(&[DROP_EVERY_PACKET]) {
             tracing::warn!(error = %e, "could not close the listener to new connections before draining it");
         }
         // By system call, not through the reactor, whose readiness for the
         // listener may predate connections that came in since its last turn.
-        while let Ok((accepted, _)) = socket.accept() {
+        loop {
+            let accepted = match socket.accept() {
+                Ok((accepted, _)) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "draining the listen queue stopped; what is left in it is reset");
+                    break;
+                }
+            };
+            // A connection made in the instant after the filter went on
+            // inherited it, and would receive nothing.
+            #[cfg(target_os = "linux")]
+            let _ = accepted.detach_filter();
             let stream = accepted.set_nonblocking(true).and_then(|()| TcpStream::from_std(accepted.into()));
             let Ok(stream) = stream else { continue };
             let registration = Registration::new(worker);
@@ -304,6 +318,7 @@ fn close_backlog(listeners: &Accepting, worker: &Rc<Worker>) {
 
 /// A classic BPF program of one instruction, "return 0": keep no byte of any
 /// packet, so a socket it is attached to receives nothing.
+#[cfg(target_os = "linux")]
 const DROP_EVERY_PACKET: socket2::SockFilter = socket2::SockFilter::new((libc::BPF_RET | libc::BPF_K) as u16, 0, 0, 0);
 
 /// FIN, then read and discard (up to a second) until the client closes too,

@@ -4,8 +4,9 @@
 //! Lowercase ASCII letters and digits are kept; every run of anything else
 //! becomes one `-`, and leading and trailing dashes go. Non-ASCII characters
 //! count as separators, so a slug never needs percent-encoding. A title with
-//! nothing left gets `article`. Uniqueness is the caller's business: on a
-//! clash it retries with [`with_suffix`].
+//! nothing left gets `article`; "feed" is the feed's path, so it is always
+//! taken. Uniqueness is the caller's business: on a clash it retries with
+//! [`with_suffix`].
 
 /// Longest slug kept from a title, in bytes, before any suffix.
 const MAX_LEN: usize = 100;
@@ -32,6 +33,11 @@ pub fn slugify(title: &str) -> String {
     if slug.is_empty() {
         slug.push_str("article");
     }
+    // `/api/articles/feed` is the feed: an article slugged "feed" could never
+    // be read. The route holds that slug, so it is taken.
+    if slug == "feed" {
+        return with_suffix(&slug);
+    }
     slug
 }
 
@@ -54,6 +60,13 @@ mod tests {
         assert_eq!(slugify("Crème brûlée"), "cr-me-br-l-e");
         assert_eq!(slugify("日本語"), "article");
         assert_eq!(slugify(""), "article");
+    }
+
+    #[test]
+    fn the_feed_path_is_never_a_slug() {
+        let slug = slugify("Feed!");
+        assert!(slug.starts_with("feed-") && slug.len() == "feed-".len() + 6, "{slug}");
+        assert_eq!(slugify("Feed me"), "feed-me");
     }
 
     #[test]

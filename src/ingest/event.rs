@@ -142,7 +142,7 @@ fn key_field<'a>(object: &Object<'_, 'a>, name: &'static str) -> Result<&'a str,
 /// An RFC 3339 string, or (for clients that send numbers) Unix milliseconds.
 /// A number is read for its value, not its spelling: `1700000000000`,
 /// `1.7e12` and `1700000000000.0` are one instant, and a fraction of a
-/// millisecond is kept to the microsecond, like the text form.
+/// millisecond is kept, to the nearest microsecond.
 fn timestamp_field(object: &Object<'_, '_>) -> Result<i64, AppError> {
     const PROBLEM: &str = "must be an RFC 3339 date-time (or Unix milliseconds) between years 0000 and 9999";
     let bad = AppError::InvalidField { field: "timestamp", problem: PROBLEM };
@@ -153,11 +153,14 @@ fn timestamp_field(object: &Object<'_, '_>) -> Result<i64, AppError> {
     if let Some(ms) = value.as_i64() {
         return if MILLIS_RANGE.contains(&ms) { Ok(ms * 1000) } else { Err(bad) };
     }
-    // Past ±2^53 µs (years beyond about 2255) an f64 no longer holds every
-    // microsecond; the nearest one it holds is taken, as any JSON reader would.
+    // The whole milliseconds and the fraction apart, so the microseconds are
+    // rounded once, from the exact value of the f64 (the fraction of a float
+    // splits off exactly). An f64 holds every microsecond up to about 2^43 ms
+    // (the year 2248); past that the nearest one it holds is taken.
     match value.as_f64() {
         Some(ms) if (*MILLIS_RANGE.start() as f64..=*MILLIS_RANGE.end() as f64).contains(&ms) => {
-            Ok((ms * 1000.0).round() as i64)
+            let whole = ms.trunc();
+            Ok(whole as i64 * 1000 + ((ms - whole) * 1000.0).round() as i64)
         }
         _ => Err(bad),
     }
@@ -203,6 +206,9 @@ mod tests {
         }
         let body = body.replace("1700000000123", "1700000000123.4567");
         assert_eq!(parse(&body).unwrap().0, "e|1700000000123457|s|m");
+        // Rounded once: multiplying the whole f64 by 1000 first made this …533.
+        let once = body.replace("1700000000123.4567", "1700000000123.532380");
+        assert_eq!(parse(&once).unwrap().0, "e|1700000000123532|s|m");
         for zero in ["-0", "-0.0", "0e5"] {
             assert_eq!(parse(&body.replace("1700000000123.4567", zero)).unwrap().0, "e|0|s|m", "{zero}");
         }
