@@ -6,12 +6,14 @@
 //!
 //! Both checks compare against a reference written differently from the code
 //! under test, so a wrong answer fails as surely as a panic:
-//! - request bodies against serde_json: a body and its canonical re-spelling
-//!   (serde_json's, every member kept in order, repeated keys too) must parse
-//!   to the same request or the same error, and a body serde_json refuses must
-//!   be refused as malformed;
+//! - request bodies against serde_json: a body serde_json refuses is refused
+//!   as malformed by every type, and one it reads by none; the body and its
+//!   canonical re-spelling (serde_json's, every member kept in order) parse to
+//!   the same request or the same error; and the API types read a repeated
+//!   key as serde_json's `Value` does, by its last value;
 //! - the `match` router against the route table it labels metrics with
-//!   ([`Route::pattern`]) and the spec's methods ([`ROUTE_METHODS`]).
+//!   ([`Route::pattern`]) and the spec's methods ([`ROUTE_METHODS`]), and
+//!   against the slugs titles get.
 
 use std::fmt;
 
