@@ -15,25 +15,15 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Site {
 }
 
 impl Site {
-    fn call(&mut self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Response {
-        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n").into_bytes();
-        if let Some(token) = token {
-            raw.extend_from_slice(format!("Authorization: Token {token}\r\n").as_bytes());
-        }
-        raw.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-        raw.extend_from_slice(body);
-        self.client.send(&raw);
-        let res = self.client.read_response_to(method == "HEAD");
-        if res.header("connection") == Some("close") {
-            self.client = self.server.connect();
-        }
-        res
+    /// A request with a JSON body (or none).
+    fn call_json(&mut self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Response {
+        self.call(method, path, token, &[("Content-Type", "application/json")], body)
     }
 
     fn register(&mut self, name: &str) -> String {
         let body =
             format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"pw-{name}-secret"}}}}"#);
-        let res = self.call("POST", "/api/users", None, body.as_bytes());
+        let res = self.call_json("POST", "/api/users", None, body.as_bytes());
         assert_eq!(res.status, 201, "{}", res.text());
         res.text().split("\"token\":\"").nth(1).unwrap().split('"').next().unwrap().to_string()
     }
@@ -44,7 +34,7 @@ impl Site {
 
     fn article(&mut self, token: &str, title: &str) -> String {
         let body = format!(r#"{{"article":{{"title":"{title}","description":"d","body":"b","tagList":["t"]}}}}"#);
-        let res = self.call("POST", "/api/articles", Some(token), body.as_bytes());
+        let res = self.call_json("POST", "/api/articles", Some(token), body.as_bytes());
         assert_eq!(res.status, 201, "{}", res.text());
         res.text().split("\"slug\":\"").nth(1).unwrap().split('"').next().unwrap().to_string()
     }
@@ -75,7 +65,11 @@ fn tokens_that_are_forged_altered_stale_or_incomplete_are_refused() {
     let hs256 = r#"{"alg":"HS256","typ":"JWT"}"#;
     let claims = format!(r#"{{"sub":"{id}","exp":{}}}"#, now() + 600);
     let good = sign(TEST_JWT_SECRET.as_bytes(), hs256, &claims);
-    assert_eq!(site.call("GET", "/api/user", Some(&good), b"").status, 200, "the signing helper makes valid tokens");
+    assert_eq!(
+        site.call_json("GET", "/api/user", Some(&good), b"").status,
+        200,
+        "the signing helper makes valid tokens"
+    );
 
     let mut bad: Vec<(&str, String)> = Vec::new();
     bad.push(("alg none, no signature", format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(claims.as_bytes()))));
@@ -115,11 +109,11 @@ fn tokens_that_are_forged_altered_stale_or_incomplete_are_refused() {
     bad.push(("two parts", good.rsplit_once('.').unwrap().0.to_string()));
     bad.push(("garbage", "not.a.token".to_string()));
     for (what, token) in &bad {
-        let res = site.call("GET", "/api/user", Some(token), b"");
+        let res = site.call_json("GET", "/api/user", Some(token), b"");
         assert_eq!(res.status, 401, "{what}: {}", res.text());
         assert!(res.text().starts_with(r#"{"errors":{"token":["#), "{what}: {}", res.text());
         // Refused on a write too, and nothing was written.
-        let res = site.call(
+        let res = site.call_json(
             "POST",
             "/api/articles",
             Some(token),
@@ -137,7 +131,7 @@ fn every_write_needs_a_token_and_owned_resources_their_owner() {
     let bob = site.register("bob");
     let slug = site.article(&ann, "Owned by ann");
     let comment =
-        site.call("POST", &format!("/api/articles/{slug}/comments"), Some(&ann), br#"{"comment":{"body":"hi"}}"#);
+        site.call_json("POST", &format!("/api/articles/{slug}/comments"), Some(&ann), br#"{"comment":{"body":"hi"}}"#);
     assert_eq!(comment.status, 200, "{}", comment.text());
     let comment_id = comment.text().split("\"id\":").nth(1).unwrap().split(',').next().unwrap().to_string();
     let mut video = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2".to_vec();
@@ -168,7 +162,7 @@ fn every_write_needs_a_token_and_owned_resources_their_owner() {
         ("DELETE", format!("/api/videos/{video_id}"), b""),
     ];
     for (method, path, body) in &writes {
-        let res = site.call(method, path, None, body);
+        let res = site.call_json(method, path, None, body);
         assert_eq!(res.status, 401, "{method} {path} without a token: {}", res.text());
     }
     // Owned resources, by someone else: 403, and nothing changes.
@@ -178,7 +172,7 @@ fn every_write_needs_a_token_and_owned_resources_their_owner() {
         ("DELETE", format!("/api/articles/{slug}/comments/{comment_id}"), &b""[..], "comment"),
         ("DELETE", format!("/api/videos/{video_id}"), &b""[..], "video"),
     ] {
-        let res = site.call(method, &path, Some(&bob), body);
+        let res = site.call_json(method, &path, Some(&bob), body);
         assert_eq!(res.status, 403, "{method} {path} by bob: {}", res.text());
         assert!(res.text().contains(&format!(r#"{{"errors":{{"{resource}":"#)), "{}", res.text());
     }
@@ -223,7 +217,7 @@ fn injection_attempts_in_every_string_parameter_are_just_strings() {
             format!("/api/videos?author={a}"),
             format!("/api/logs?service={a}"),
         ] {
-            let res = site.call("GET", &path, Some(&ann), b"");
+            let res = site.call_json("GET", &path, Some(&ann), b"");
             assert!(matches!(res.status, 200 | 404), "{path}: {} {}", res.status, res.text());
             let text = res.text();
             assert!(!text.contains("$argon2"), "{path} leaked a password hash");
@@ -236,11 +230,11 @@ fn injection_attempts_in_every_string_parameter_are_just_strings() {
         let body = format!(
             r#"{{"article":{{"title":"{json_attack}","description":"{json_attack}","body":"{json_attack}","tagList":["{json_attack}"]}}}}"#
         );
-        let res = site.call("POST", "/api/articles", Some(&ann), body.as_bytes());
+        let res = site.call_json("POST", "/api/articles", Some(&ann), body.as_bytes());
         assert_eq!(res.status, 201, "{}", res.text());
         assert!(res.text().contains(&format!("\"body\":\"{json_attack}\"")), "{}", res.text());
         let login = format!(r#"{{"user":{{"email":"{json_attack}","password":"{json_attack}"}}}}"#);
-        let res = site.call("POST", "/api/users/login", None, login.as_bytes());
+        let res = site.call_json("POST", "/api/users/login", None, login.as_bytes());
         assert!(matches!(res.status, 401 | 422), "login with {attack}: {}", res.status);
     }
     // Every table is still there and holds what it should.
@@ -263,7 +257,7 @@ fn traversal_crlf_nesting_and_bad_utf8_get_clear_errors() {
         "/api/articles/..%2F..%2Fetc%2Fpasswd",
         "/api/videos/-1/content",
     ] {
-        let res = site.call("GET", path, None, b"");
+        let res = site.call_json("GET", path, None, b"");
         assert!(matches!(res.status, 404 | 400), "{path}: {}", res.status);
         assert!(!res.text().contains("root:"), "{path} served a file");
     }
@@ -300,18 +294,19 @@ fn traversal_crlf_nesting_and_bad_utf8_get_clear_errors() {
     // Deep JSON nesting: a clear 4xx, and the server lives on.
     for depth in [1_000, 100_000] {
         let body = format!(r#"{{"user":{}1{}}}"#, "[".repeat(depth), "]".repeat(depth));
-        let res = site.call("POST", "/api/users/login", None, body.as_bytes());
+        let res = site.call_json("POST", "/api/users/login", None, body.as_bytes());
         assert!(matches!(res.status, 400 | 413 | 422), "nesting {depth}: {}", res.status);
         assert!(res.text().starts_with(r#"{"errors":"#), "{}", res.text());
     }
     // Invalid UTF-8: in a JSON body, a path segment and a query value.
-    let res = site.call("POST", "/api/users/login", None, b"{\"user\":{\"email\":\"\xff\xfe\",\"password\":\"x\"}}");
+    let res =
+        site.call_json("POST", "/api/users/login", None, b"{\"user\":{\"email\":\"\xff\xfe\",\"password\":\"x\"}}");
     assert!(matches!(res.status, 400 | 422), "{}", res.status);
     assert!(res.text().starts_with(r#"{"errors":"#));
-    assert_eq!(site.call("GET", "/api/profiles/%ff%fe", None, b"").status, 404);
-    let res = site.call("GET", "/api/articles?tag=%ff", None, b"");
+    assert_eq!(site.call_json("GET", "/api/profiles/%ff%fe", None, b"").status, 404);
+    let res = site.call_json("GET", "/api/articles?tag=%ff", None, b"");
     assert_eq!(res.status, 422, "{}", res.text());
-    assert_eq!(site.call("GET", "/health", None, b"").status, 200);
+    assert_eq!(site.call_json("GET", "/health", None, b"").status, 200);
 }
 
 #[test]
@@ -320,20 +315,20 @@ fn secrets_stay_out_of_logs_and_internals_out_of_error_bodies() {
     let mut site = start(&["--log", "debug"], &[("SWIFTLET_S3_SECRET_ACCESS_KEY", s3_secret)]);
     let token = site.register("ann");
     let login = br#"{"user":{"email":"ann@example.com","password":"pw-ann-secret"}}"#;
-    assert_eq!(site.call("POST", "/api/users/login", None, login).status, 200);
+    assert_eq!(site.call_json("POST", "/api/users/login", None, login).status, 200);
     let wrong = br#"{"user":{"email":"ann@example.com","password":"wrong-password-123"}}"#;
-    assert_eq!(site.call("POST", "/api/users/login", None, wrong).status, 401);
-    assert_eq!(site.call("GET", "/api/user", Some(&format!("{token}x")), b"").status, 401);
+    assert_eq!(site.call_json("POST", "/api/users/login", None, wrong).status, 401);
+    assert_eq!(site.call_json("GET", "/api/user", Some(&format!("{token}x")), b"").status, 401);
 
     // Failures whose causes are internal: a panic, a database error, the database gone.
     let mut bodies = Vec::new();
-    let res = site.call("GET", "/__test/panic", None, b"");
+    let res = site.call_json("GET", "/__test/panic", None, b"");
     assert_eq!(res.status, 500);
     bodies.push(res.text());
     // A constraint the API does not know: PostgreSQL's message names it.
     site.db.sql("ALTER TABLE articles ADD CONSTRAINT secret_rule_x CHECK (title <> 'boom')");
     let body = br#"{"article":{"title":"boom","description":"d","body":"b"}}"#;
-    let res = site.call("POST", "/api/articles", Some(&token), body);
+    let res = site.call_json("POST", "/api/articles", Some(&token), body);
     assert_eq!(res.status, 500, "{}", res.text());
     bodies.push(res.text());
     for body in &bodies {

@@ -55,31 +55,6 @@ impl Site {
         json(&res)["user"]["token"].as_str().unwrap().to_string()
     }
 
-    fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Response {
-        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n", body.len()).into_bytes();
-        if let Some(token) = token {
-            raw.extend_from_slice(format!("Authorization: Token {token}\r\n").as_bytes());
-        }
-        for (name, value) in headers {
-            raw.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-        }
-        raw.extend_from_slice(b"\r\n");
-        raw.extend_from_slice(body);
-        self.client.send(&raw);
-        let res = self.client.read_response_to(method == "HEAD");
-        if res.header("connection") == Some("close") {
-            self.client = self.server.connect();
-        }
-        res
-    }
-
     fn upload(&mut self, token: &str, title: &str, content_type: &str, body: &[u8]) -> Response {
         let path = format!("/api/videos?title={}", title.replace(' ', "%20"));
         self.call("POST", &path, Some(token), &[("Content-Type", content_type)], body)

@@ -4,9 +4,13 @@
 //! Lowercase ASCII letters and digits are kept; every run of anything else
 //! becomes one `-`, and leading and trailing dashes go. Non-ASCII characters
 //! count as separators, so a slug never needs percent-encoding. A title with
-//! nothing left gets `article`; "feed" is the feed's path, so it is always
-//! taken. Uniqueness is the caller's business: on a clash it retries with
+//! nothing left gets `article`; a slug another route holds (`feed`) is
+//! always taken. Uniqueness is the caller's business: on a clash it retries with
 //! [`with_suffix`].
+
+use swiftlet_protocol::Method;
+
+use crate::router::{self, Route};
 
 /// Longest slug kept from a title, in bytes, before any suffix.
 const MAX_LEN: usize = 100;
@@ -33,12 +37,17 @@ pub fn slugify(title: &str) -> String {
     if slug.is_empty() {
         slug.push_str("article");
     }
-    // `/api/articles/feed` is the feed: an article slugged "feed" could never
-    // be read. The route holds that slug, so it is taken.
-    if slug == "feed" {
+    // A slug the router gives to another route (`feed`: the feed) could never
+    // be read as an article: that route holds it, so it is taken.
+    if !routes_to_an_article(&slug) {
         return with_suffix(&slug);
     }
     slug
+}
+
+fn routes_to_an_article(slug: &str) -> bool {
+    let path = format!("/api/articles/{slug}");
+    router::route(Method::Get, path.as_bytes(), false) == Ok(Route::Article)
 }
 
 /// `slug` with a short random suffix, for when the plain slug is taken.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::storage::{eventually, redis_addr, TestDb};
-use super::{Client, TestServer};
+use super::{Client, Response, TestServer};
 
 pub struct Site {
     pub server: TestServer,
@@ -29,5 +29,32 @@ impl Site {
         });
         assert!(ready, "the API never answered; log: {:#?}", server.log_lines());
         Site { server, client, db }
+    }
+
+    /// Sends one request over the site's connection (a new one after the
+    /// server closed it) and reads the answer.
+    pub fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n", body.len()).into_bytes();
+        if let Some(token) = token {
+            raw.extend_from_slice(format!("Authorization: Token {token}\r\n").as_bytes());
+        }
+        for (name, value) in headers {
+            raw.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        raw.extend_from_slice(body);
+        self.client.send(&raw);
+        let res = self.client.read_response_to(method == "HEAD");
+        if res.header("connection") == Some("close") {
+            self.client = self.server.connect();
+        }
+        res
     }
 }
