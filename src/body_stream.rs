@@ -9,8 +9,16 @@
 //! Invariant: `remaining` is the number of body bytes not yet handed out; the
 //! connection closes after the response unless it is 0 (the unread rest of a
 //! refused upload cannot be told apart from a next request).
+//!
+//! Time: each read waits at most the body timeout, and the whole body must
+//! arrive by its deadline (set by the connection from the body's length and
+//! the slowest rate allowed), so a trickle cannot hold the upload slot for
+//! ever. The `100 Continue` write waits at most the body timeout too.
+//! Memory: one piece of at most `PIECE` bytes per call, handed to the caller.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +44,8 @@ pub struct BodyStream<'c> {
     len: u64,
     remaining: u64,
     timeout: Duration,
+    /// The whole body must have arrived by then.
+    deadline: Instant,
     /// The client waits for `100 Continue` before sending (RFC 9110 §10.1.1).
     send_continue: bool,
 }
@@ -46,9 +56,10 @@ impl<'c> BodyStream<'c> {
         buffered: &'c mut Vec<u8>,
         len: u64,
         timeout: Duration,
+        deadline: Instant,
         expect_continue: bool,
     ) -> BodyStream<'c> {
-        BodyStream { io, buffered, len, remaining: len, timeout, send_continue: expect_continue }
+        BodyStream { io, buffered, len, remaining: len, timeout, deadline, send_continue: expect_continue }
     }
 
     /// The body's length, from its Content-Length.
@@ -77,16 +88,29 @@ impl<'c> BodyStream<'c> {
             self.remaining -= n as u64;
             return Ok(Some(piece));
         }
+        let wait_until = (Instant::now() + self.timeout).min(self.deadline);
         if self.send_continue {
             self.send_continue = false;
-            let sent = self.io.write_all(swiftlet_protocol::response::CONTINUE).await.and(self.io.flush().await);
-            sent.map_err(|_| BodyError::Closed)?;
+            // A client that does not read would otherwise hold this write for ever.
+            let io = &mut *self.io;
+            let send = async move {
+                io.write_all(swiftlet_protocol::response::CONTINUE).await?;
+                io.flush().await
+            };
+            match tokio::time::timeout_at(wait_until, send).await {
+                Err(_) => {
+                    self.io.reset_on_close();
+                    return Err(BodyError::TimedOut);
+                }
+                Ok(Err(_)) => return Err(BodyError::Closed),
+                Ok(Ok(())) => {}
+            }
         }
         let want = PIECE.min(self.remaining as usize);
         let mut piece = BytesMut::with_capacity(want);
         // `take` keeps the read from going past the body's end.
         let mut body_rest = (&mut *self.io).take(want as u64);
-        let read = tokio::time::timeout(self.timeout, body_rest.read_buf(&mut piece)).await;
+        let read = tokio::time::timeout_at(wait_until, body_rest.read_buf(&mut piece)).await;
         match read {
             Err(_) => Err(BodyError::TimedOut),
             Ok(Err(_)) | Ok(Ok(0)) => Err(BodyError::Closed),

@@ -33,9 +33,11 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_FIRST_CORE", default_value_t = 0)]
     pub first_core: usize,
 
-    /// Most open connections per worker; beyond it new connections get 503 and are closed.
-    #[arg(long, env = "SWIFTLET_MAX_CONNECTIONS", default_value_t = 10_000)]
-    pub max_connections: usize,
+    /// Most open connections per worker; beyond it new connections get 503 and
+    /// are closed [default: what the file-descriptor limit, raised to its hard
+    /// limit at start, leaves after the stores' connections, at most 50,000].
+    #[arg(long, env = "SWIFTLET_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 
     /// Seconds allowed to receive a request head, counted from accept and from the
     /// first byte of each later request (408 after).
@@ -45,6 +47,17 @@ pub struct Config {
     /// Seconds a request body may go without progress (408 after).
     #[arg(long, env = "SWIFTLET_BODY_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub body_timeout: Duration,
+
+    /// Seconds a whole request body read into memory (JSON, log events) may
+    /// take from its first wait, however steadily it trickles (408 after).
+    #[arg(long, env = "SWIFTLET_BODY_DEADLINE", default_value = "60", value_parser = parse_seconds)]
+    pub body_deadline: Duration,
+
+    /// Slowest average rate, in bytes per second, a streamed upload may
+    /// arrive at: it must end within the body deadline plus its length at this
+    /// rate (408 after).
+    #[arg(long, env = "SWIFTLET_MIN_UPLOAD_RATE", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_upload_rate: u64,
 
     /// Seconds an idle keep-alive connection is kept open.
     #[arg(long, env = "SWIFTLET_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]

@@ -7,6 +7,14 @@
 //! only for a large head or body, within the limits; nothing on the request
 //! path allocates once they are warm.
 //!
+//! Bounds, in raw bytes: `rbuf` never holds more than `read_cap + 1` bytes,
+//! where `read_cap` is the head limit while a head is arriving and the head
+//! plus the route's body limit while a body is (one byte past the bound is
+//! what proves it crossed). A chunked body's framing is cut out of `rbuf` as
+//! it is decoded, and counts toward the body limit, so framing cannot grow
+//! the buffer either. `wbuf` is bounded by `WRITE_HIGH_WATER` plus one
+//! response (see `handlers` for the bound on each response).
+//!
 //! Invariants:
 //! - `rbuf` starts with the first unanswered request. Everything before it is
 //!   drained after each round, so offsets in a pending head stay valid.
@@ -23,11 +31,14 @@
 //! its handler as a [`BodyStream`] instead of being read whole, and a stored
 //! video's bytes are pumped from object storage to the socket after the head.
 //!
-//! Timeouts: the head timeout runs from accept and again from the first byte of
-//! each later request (a slow trickle does not extend it); the body timeout
-//! restarts on every read that brings bytes; the idle timeout runs while no
-//! request is in progress. Writes that make no progress for the idle timeout
-//! also end the connection.
+//! Timeouts: the head timeout runs from accept (before a TLS handshake, not
+//! after it) and again from the first byte of each later request (a slow
+//! trickle does not extend it; a partial head read together with the answered
+//! requests before it counts from that read); the body timeout restarts on
+//! every read that brings bytes, within an overall body deadline from the
+//! body's first wait, so a byte now and then cannot hold the connection; the
+//! idle timeout runs while no request is in progress. Writes that make no
+//! progress for the idle timeout also end the connection.
 
 use std::io;
 use std::pin::Pin;
@@ -83,6 +94,8 @@ enum Round {
     Open { served: usize },
     /// The last response has been queued; close after writing it.
     Close,
+    /// A write failed or timed out: nothing more can be sent; drop the connection.
+    Broken,
 }
 
 enum ReadOutcome {
@@ -102,14 +115,25 @@ pub struct Connection<'w, S: Transport> {
     chunked: Option<ChunkedDecoder>,
     /// Whether the first buffered request's body is still arriving.
     body_pending: bool,
+    /// When the connection first waited for that body: its overall deadline
+    /// counts from here.
+    body_since: Option<Instant>,
     continue_sent: bool,
+    /// The most bytes `rbuf` may need for the request at its front (see the
+    /// module comment); reading stops one byte past it.
+    read_cap: usize,
+    /// When the round in progress (or the last one) began: right after the
+    /// read that brought its bytes.
+    round_start: Instant,
     /// The last time the round just served read the clock (for the metrics),
     /// reused as "now" for the next deadline instead of reading it again.
     round_clock: Option<std::time::Instant>,
 }
 
 impl<'w, S: Transport> Connection<'w, S> {
-    pub fn new(stream: S, worker: &'w Worker) -> Connection<'w, S> {
+    /// A connection accepted at `accepted`: the first head's timeout counts
+    /// from then, whatever happened in between (a TLS handshake).
+    pub fn new(stream: S, worker: &'w Worker, accepted: Instant) -> Connection<'w, S> {
         let size = worker.config.buffer_size;
         Connection {
             stream,
@@ -119,7 +143,10 @@ impl<'w, S: Transport> Connection<'w, S> {
             scratch: Vec::new(),
             chunked: None,
             body_pending: false,
+            body_since: None,
             continue_sent: false,
+            read_cap: worker.config.max_head_bytes,
+            round_start: accepted,
             round_clock: None,
         }
     }
@@ -127,7 +154,7 @@ impl<'w, S: Transport> Connection<'w, S> {
     pub async fn run(mut self) {
         let config = &self.worker.config;
         let mut waiting = Waiting::Head;
-        let mut deadline = Instant::now() + config.header_timeout;
+        let mut deadline = self.round_start + config.header_timeout;
         // One timer for the connection's life, moved rather than re-created:
         // moving a tokio timer later is cheap, registering a new one is not.
         let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline));
@@ -137,6 +164,7 @@ impl<'w, S: Transport> Connection<'w, S> {
                 return;
             }
             let served = match round {
+                Round::Broken => return,
                 Round::Close => return self.linger().await,
                 Round::Open { served } => served,
             };
@@ -157,12 +185,16 @@ impl<'w, S: Transport> Connection<'w, S> {
             if next != waiting || served > 0 || next == Waiting::Body {
                 // The clock the round last read for the metrics is recent enough.
                 let now = self.round_clock.take().map_or_else(Instant::now, Instant::from_std);
-                deadline = now
-                    + match next {
-                        Waiting::Idle => config.idle_timeout,
-                        Waiting::Head => config.header_timeout,
-                        Waiting::Body => config.body_timeout,
-                    };
+                deadline = match next {
+                    Waiting::Idle => now + config.idle_timeout,
+                    // Its first byte came with the read that began this round.
+                    Waiting::Head if served > 0 => self.round_start + config.header_timeout,
+                    Waiting::Head => now + config.header_timeout,
+                    Waiting::Body => {
+                        let since = *self.body_since.get_or_insert(now);
+                        (now + config.body_timeout).min(since + config.body_deadline)
+                    }
+                };
                 timer.as_mut().reset(deadline);
             }
             waiting = next;
@@ -201,14 +233,21 @@ impl<'w, S: Transport> Connection<'w, S> {
         // For the latency histogram: when the server took up the request it is
         // on. A request's answer is the next one's start, so a round of n
         // pipelined requests reads the clock n + 1 times, not 2n.
-        let mut taken_up = self.worker.config.metrics().then(std::time::Instant::now);
+        let round_start = std::time::Instant::now();
+        self.round_start = Instant::from_std(round_start);
+        // Unless a body turns out to be pending, what may arrive next is a head.
+        self.read_cap = self.worker.config.max_head_bytes;
+        let mut taken_up = self.worker.config.metrics().then_some(round_start);
         let round = loop {
             if start == self.rbuf.len() {
                 break Round::Open { served };
             }
             let head = match RequestHead::parse(&self.rbuf[start..], &self.worker.limits) {
                 Ok(Parse::Complete(head)) => head,
-                Ok(Parse::Incomplete) => break Round::Open { served },
+                Ok(Parse::Incomplete) => {
+                    self.read_cap = self.worker.config.max_head_bytes;
+                    break Round::Open { served };
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "refused a request head");
                     self.queue_error(&AppError::Http(e), None, true);
@@ -233,8 +272,10 @@ impl<'w, S: Transport> Connection<'w, S> {
             };
             if handlers::streams_body(route) {
                 let outcome = self.serve_streaming(start, head, route).await;
-                // It drained `rbuf` up to where it stopped reading.
+                // It drained `rbuf` up to where it stopped reading, and what
+                // follows came with its last read: a next head counts from now.
                 start = 0;
+                self.round_start = Instant::now();
                 match outcome {
                     Some(()) => {
                         served += 1;
@@ -255,7 +296,7 @@ impl<'w, S: Transport> Connection<'w, S> {
                 BodyFraming::Length(n) => {
                     let n = n as usize; // n <= limit, which fits in memory
                     if region.len() < n {
-                        self.await_body(&head);
+                        self.await_body(&head, n);
                         break Round::Open { served };
                     }
                     (n, head.head_len + n)
@@ -268,7 +309,12 @@ impl<'w, S: Transport> Connection<'w, S> {
                             (body_len, head.head_len + consumed)
                         }
                         Ok(Chunked::Incomplete) => {
-                            self.await_body(&head);
+                            // Decoded bytes stay; the framing between them and
+                            // the unread input goes.
+                            let framing = decoder.discard_framing();
+                            let body_at = start + head.head_len;
+                            self.rbuf.drain(body_at + framing.start..body_at + framing.end);
+                            self.await_body(&head, usize::try_from(limit).unwrap_or(usize::MAX));
                             break Round::Open { served };
                         }
                         Err(e) => {
@@ -281,6 +327,7 @@ impl<'w, S: Transport> Connection<'w, S> {
                 }
             };
             self.body_pending = false;
+            self.body_since = None;
             self.continue_sent = false;
 
             let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
@@ -302,14 +349,14 @@ impl<'w, S: Transport> Connection<'w, S> {
             served += 1;
             if let Some(body) = stream.filter(|_| head.method != Method::Head) {
                 if self.flush().await.is_err() || Box::pin(self.pump(body)).await.is_err() {
-                    break Round::Close;
+                    break Round::Broken;
                 }
             }
             if !keep_alive {
                 break Round::Close;
             }
             if self.wbuf.len() >= WRITE_HIGH_WATER && self.flush().await.is_err() {
-                break Round::Close;
+                break Round::Broken;
             }
         };
         self.rbuf.drain(..start);
@@ -340,8 +387,14 @@ impl<'w, S: Transport> Connection<'w, S> {
         let since = self.worker.config.metrics().then(std::time::Instant::now);
         let mut request = Request::new(head, &head_bytes, &mut []);
         let mut response = Response::new(&mut self.scratch);
-        let timeout = self.worker.config.body_timeout;
-        let mut body = BodyStream::new(&mut self.stream, &mut self.rbuf, len, timeout, head.expect_continue);
+        let config = &self.worker.config;
+        // The body deadline, plus the length at the slowest rate allowed.
+        // (Capped at a day: a Content-Length the handler will refuse must not
+        // overflow the clock.)
+        let slowest = Duration::from_secs((len / config.min_upload_rate.max(1)).min(86_400));
+        let deadline = Instant::now() + config.body_deadline + slowest;
+        let mut body =
+            BodyStream::new(&mut self.stream, &mut self.rbuf, len, config.body_timeout, deadline, head.expect_continue);
         // Boxed: an upload's future is large (multipart state, storage calls),
         // and unboxed it would be part of every connection's future, uploads or not.
         let handler =
@@ -378,10 +431,12 @@ impl<'w, S: Transport> Connection<'w, S> {
         flush_stream(&mut self.stream, self.worker.config.idle_timeout).await
     }
 
-    /// The body is still arriving: tell a client that waits for it to send it
-    /// (RFC 9110 §10.1.1), once.
-    fn await_body(&mut self, head: &RequestHead) {
+    /// The body (of at most `body_limit` raw bytes) is still arriving: let
+    /// `rbuf` hold the head and that much, and tell a client that waits for
+    /// it to send it (RFC 9110 §10.1.1), once.
+    fn await_body(&mut self, head: &RequestHead, body_limit: usize) {
         self.body_pending = true;
+        self.read_cap = head.head_len.saturating_add(body_limit);
         if head.expect_continue && !self.continue_sent {
             self.wbuf.extend_from_slice(swiftlet_protocol::response::CONTINUE);
             self.continue_sent = true;
@@ -418,9 +473,15 @@ impl<'w, S: Transport> Connection<'w, S> {
     /// Reads what the kernel has, or waits for it. While `idle` (no part of a
     /// request in hand), shutdown ends the wait (see `worker`).
     async fn read_more(&mut self, mut timer: Pin<&mut Sleep>, idle: bool) -> ReadOutcome {
-        if self.rbuf.capacity() - self.rbuf.len() < MIN_READ_SPACE {
-            let grow = self.rbuf.capacity().max(self.worker.config.buffer_size);
-            self.rbuf.reserve(grow);
+        let (len, capacity) = (self.rbuf.len(), self.rbuf.capacity());
+        if capacity - len < MIN_READ_SPACE {
+            // Doubling, but never past one byte over the bound: reading that
+            // byte is what lets the parser or decoder refuse the request.
+            let bound = self.read_cap.saturating_add(1).max(len + 1);
+            let target = capacity.saturating_mul(2).max(self.worker.config.buffer_size).min(bound);
+            if target > capacity {
+                self.rbuf.reserve_exact(target - len);
+            }
         }
         // First take what is already there, without waiting: bytes that have
         // arrived are served even when shutdown has begun. (Polling a read
@@ -503,14 +564,16 @@ fn settle(
 }
 
 /// Writes all of `buf`, failing when the peer takes nothing for `timeout`.
-/// The timer is set up only when a write has to wait.
+/// The timer is set up only when a write has to wait. A peer that took
+/// nothing gets a reset when the connection closes, not our queued bytes.
 async fn write_all<S: Transport>(stream: &mut S, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
     while !buf.is_empty() {
         let written = match stream.write(buf).now_or_never() {
             Some(written) => written,
-            None => tokio::time::timeout(timeout, stream.write(buf))
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?,
+            None => tokio::time::timeout(timeout, stream.write(buf)).await.map_err(|_| {
+                stream.reset_on_close();
+                io::Error::from(io::ErrorKind::TimedOut)
+            })?,
         }?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -524,9 +587,10 @@ async fn write_all<S: Transport>(stream: &mut S, mut buf: &[u8], timeout: Durati
 async fn flush_stream<S: Transport>(stream: &mut S, timeout: Duration) -> io::Result<()> {
     match stream.flush().now_or_never() {
         Some(flushed) => flushed,
-        None => {
-            tokio::time::timeout(timeout, stream.flush()).await.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
-        }
+        None => tokio::time::timeout(timeout, stream.flush()).await.map_err(|_| {
+            stream.reset_on_close();
+            io::Error::from(io::ErrorKind::TimedOut)
+        })?,
     }
 }
 

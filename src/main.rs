@@ -151,6 +151,7 @@ fn main() -> std::process::ExitCode {
         (None, None) => unreachable!("the server always has a listener"),
     }
     tracing::info!(storage = server.video_storage(), "video storage");
+    tracing::info!(fd_limit = server.fd_limit(), per_worker = server.connection_cap(), "connection cap");
 
     if let Err(e) = wait_for_signal() {
         tracing::error!(error = %e, "could not install signal handlers; stopping");

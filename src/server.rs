@@ -1,6 +1,11 @@
-//! Starting and stopping the whole server: bind one SO_REUSEPORT listener per
-//! worker (two with HTTPS beside plain HTTP), start the worker threads (pinned to cores if asked), and on
-//! shutdown tell them all and wait for them.
+//! Starting and stopping the whole server: raise the file-descriptor limit and
+//! derive the connection cap from it, bind one SO_REUSEPORT listener per
+//! worker (two with HTTPS beside plain HTTP), start the worker threads (pinned
+//! to cores if asked), and on shutdown tell them all and wait for them.
+//!
+//! Bound: open connections per worker never exceed the cap, and the default
+//! cap leaves room under `RLIMIT_NOFILE` for every worker's store connections,
+//! listeners and files, so a flood of connections meets 503s, not EMFILE.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,13 +23,32 @@ pub struct Server {
     video_storage: &'static str,
     workers: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
+    fd_limit: u64,
+    connection_cap: usize,
 }
+
+/// File descriptors each worker keeps for other things than client
+/// connections: its listeners, PostgreSQL and Redis connections, the ingest
+/// writer's connection, object-storage connections and upload files, with room
+/// to spare.
+const FDS_PER_WORKER: u64 = 32;
+/// File descriptors the process keeps besides the workers' (standard streams,
+/// the log, the runtime's own, the password pool, migrations).
+const FDS_PER_PROCESS: u64 = 64;
+/// The default cap never goes past this many connections per worker, however
+/// high the descriptor limit: memory per connection is small, not nothing.
+const MAX_DEFAULT_CONNECTIONS: u64 = 50_000;
 
 impl Server {
     /// Binds the listeners and starts the workers. Returns once every worker's
     /// listener is bound, so the server accepts connections from then on.
-    pub fn start(config: Config) -> io::Result<Server> {
+    pub fn start(mut config: Config) -> io::Result<Server> {
         let count = config.workers();
+        let fd_limit = raise_fd_limit();
+        let connection_cap = *config.max_connections.get_or_insert_with(|| {
+            let spare = fd_limit.saturating_sub(FDS_PER_PROCESS + FDS_PER_WORKER * count as u64);
+            (spare / count as u64).clamp(1, MAX_DEFAULT_CONNECTIONS) as usize
+        });
         // Each worker builds its own store client; check the configuration
         // once here, so a bad one stops the start with its reason.
         let video_storage = crate::objects::ObjectStorage::from_config(&config).map_err(io::Error::other)?.kind;
@@ -56,7 +80,17 @@ impl Server {
             })?;
             workers.push(handle);
         }
-        Ok(Server { local_addr, tls_addr, video_storage, workers, shutdown })
+        Ok(Server { local_addr, tls_addr, video_storage, workers, shutdown, fd_limit, connection_cap })
+    }
+
+    /// The process's file-descriptor limit, as raised at start.
+    pub fn fd_limit(&self) -> u64 {
+        self.fd_limit
+    }
+
+    /// Most open connections per worker.
+    pub fn connection_cap(&self) -> usize {
+        self.connection_cap
     }
 
     /// The plain HTTP address, unless serving HTTPS only.
@@ -87,6 +121,27 @@ impl Server {
     }
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the soft
+/// limit in force afterwards (the old one if raising failed).
+fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one `rlimit` through the pointer, which points
+    // at a live, properly aligned local of exactly that type; it keeps no
+    // reference to it after returning.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit only reads the `rlimit` the pointer points at, a
+        // live local of the right type, during the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+    }
+    limit.rlim_cur
+}
+
 /// Binds `count` SO_REUSEPORT listeners on `addr` (none if `addr` is None);
 /// returns the address they share (port 0 resolved).
 fn bind_all(addr: Option<SocketAddr>, count: usize) -> io::Result<(Option<SocketAddr>, Vec<std::net::TcpListener>)> {
@@ -110,4 +165,21 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unsafe calls above, checked against what the kernel reports for this process.
+    #[test]
+    fn fd_limit_is_raised_to_the_hard_limit() {
+        let raised = raise_fd_limit();
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (soft, hard) = (fields[3], fields[4]);
+        assert_eq!(soft, hard, "soft limit not raised: {line}");
+        assert_eq!(soft.parse::<u64>().unwrap(), raised);
+    }
 }

@@ -221,6 +221,8 @@ async fn accept_on(listener: Option<&TcpListener>) -> io::Result<(TcpStream, std
 
 async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut shutdown: watch::Receiver<bool>) {
     let tls_listener = listeners.tls.as_ref().map(|(listener, _)| listener);
+    let cap = worker.config.max_connections.unwrap_or(usize::MAX);
+    let mut backoff = AcceptBackoff::default();
     loop {
         if *shutdown.borrow_and_update() {
             return;
@@ -231,15 +233,21 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
             _ = shutdown.changed() => return,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                stream
+            }
             Err(e) => {
-                // Usually EMFILE/ENFILE: back off instead of spinning on it.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Usually EMFILE/ENFILE: the connection stays queued and the
+                // listener stays readable, so retrying at once would spin.
+                tokio::select! {
+                    () = backoff.failed(&e, worker.index) => {}
+                    _ = shutdown.changed() => return,
+                }
                 continue;
             }
         };
-        if worker.open_connections() >= worker.config.max_connections {
+        if worker.open_connections() >= cap {
             // A TLS client could not read a plain answer: it just sees the close.
             if !secure {
                 refuse_overloaded(&stream, worker);
@@ -247,6 +255,8 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
             continue;
         }
         let _ = stream.set_nodelay(true);
+        // The head timeout counts from here, TLS handshake included.
+        let accepted_at = Instant::now();
         // A connection not yet polled at shutdown sees the flag itself and closes.
         let registration = Registration::new(worker);
         // Two kinds of task, not one that matches: a task's future is as large
@@ -256,14 +266,14 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
         match listeners.tls.as_ref().filter(|_| secure) {
             None => tokio::task::spawn_local(async move {
                 let worker = Rc::clone(&registration.worker);
-                Connection::new(stream, &worker).run().await;
+                Connection::new(stream, &worker, accepted_at).run().await;
                 drop(registration);
             }),
             Some((_, acceptor)) => {
                 let acceptor = acceptor.clone();
                 tokio::task::spawn_local(async move {
                     let worker = Rc::clone(&registration.worker);
-                    serve_tls(acceptor, stream, &worker).await;
+                    serve_tls(acceptor, stream, &worker, accepted_at).await;
                     drop(registration);
                 })
             }
@@ -339,16 +349,18 @@ async fn close_unserved(mut stream: TcpStream) {
     .await;
 }
 
-/// Runs the TLS handshake, within the head timeout (a client that connects
-/// and says nothing is dropped as on plain HTTP), then the connection over
-/// the session.
-async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream, worker: &Worker) {
+/// Runs the TLS handshake, then the connection over the session. The head
+/// timeout counts from accept and covers the handshake and the first head
+/// together (a client that connects and says nothing, or handshakes slowly,
+/// is dropped as on plain HTTP).
+async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream, worker: &Worker, accepted_at: Instant) {
     let metrics = &worker.metrics;
-    match tokio::time::timeout(worker.config.header_timeout, acceptor.accept(stream)).await {
+    let deadline = accepted_at + worker.config.header_timeout;
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
         Ok(Ok(session)) => {
             let resumed = session.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
             metrics::add(if resumed { &metrics.tls_handshakes_resumed } else { &metrics.tls_handshakes_full }, 1);
-            Connection::new(session, worker).run().await
+            Connection::new(session, worker, accepted_at).run().await
         }
         Ok(Err(e)) => {
             metrics::add(&metrics.tls_handshakes_failed, 1);
@@ -370,4 +382,38 @@ fn refuse_overloaded(stream: &TcpStream, worker: &Worker) {
     connection::write_response(&mut out, &response, ConnectionHeader::Close, true);
     let _ = stream.try_write(&out);
     tracing::debug!(cap = worker.config.max_connections, "connection refused: at the per-worker cap");
+}
+
+/// How the accept loop waits after a failed accept: 10 ms, doubling to a
+/// second while failures go on, and at most one log line every `LOG_EVERY`
+/// (with the count since the last), so running out of file descriptors costs
+/// neither CPU nor the log, even when accepts fail and succeed by turns.
+#[derive(Default)]
+struct AcceptBackoff {
+    streak: u32,
+    since_logged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(10);
+    const LONGEST: Duration = Duration::from_secs(1);
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    async fn failed(&mut self, error: &io::Error, worker: usize) {
+        let now = Instant::now();
+        self.since_logged += 1;
+        if self.logged_at.is_none_or(|at| now - at >= Self::LOG_EVERY) {
+            tracing::warn!(worker, error = %error, failures = self.since_logged, "accept failed; backing off");
+            self.since_logged = 0;
+            self.logged_at = Some(now);
+        }
+        let wait = Self::FIRST.saturating_mul(1 << self.streak.min(7)).min(Self::LONGEST);
+        self.streak += 1;
+        tokio::time::sleep(wait).await;
+    }
+
+    fn succeeded(&mut self) {
+        self.streak = 0;
+    }
 }

@@ -234,3 +234,40 @@ fn a_video_uploads_and_plays_back_over_tls() {
     assert_eq!(status, 206, "{head}");
     assert_eq!(bytes, &video[1000..2000]);
 }
+
+/// The head timeout counts from accept, handshake included: a client that
+/// waits before its handshake and then sends nothing is closed at the head
+/// timeout from its connect, not a whole timeout after the handshake.
+#[test]
+fn tls_head_timeout_counts_from_accept() {
+    let certs = dev_cert("timeout");
+    let (cert, key) = (certs.cert.to_str().unwrap(), certs.key.to_str().unwrap());
+    let server = TestServer::start(&[
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--header-timeout",
+        "2",
+    ]);
+    let addr = tls_addr(&server);
+    let config = client_config(&certs.cert, &[&rustls::version::TLS13], &[b"http/1.1"]);
+    let tcp = TcpStream::connect(addr).unwrap();
+    let connected = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(1200));
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    // Half a head, then nothing: the server must give up at 2 s from connect.
+    tls.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+    let mut reply = Vec::new();
+    let _ = tls.read_to_end(&mut reply);
+    let closed = connected.elapsed();
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&reply));
+    assert!(closed >= Duration::from_millis(1900) && closed < Duration::from_millis(2900), "closed after {closed:?}");
+}

@@ -10,18 +10,30 @@
 //! `region[read..]`, and `written <= read` always (framing is never shorter
 //! than zero bytes), so the move never overwrites unread input. The caller
 //! must keep the region's contents where they are between calls, or move the
-//! whole region together.
+//! whole region together, or cut out the consumed framing between the two
+//! with [`ChunkedDecoder::discard_framing`].
+//!
+//! Bounds, in raw bytes as they arrive, not decoded bytes: the whole encoded
+//! body (size lines, extensions, CRLFs, data and trailers) counts toward the
+//! decoder's limit, so framing cannot grow a buffer that the decoded length
+//! would never flag. A size line with its extensions is at most
+//! [`MAX_CHUNK_LINE`] bytes and the trailer section at most
+//! [`MAX_TRAILER_BYTES`]. With `discard_framing` after each call, the bytes
+//! held for a body never exceed what it decoded plus one read's worth of input.
 //!
 //! Strictness, since a proxy in front of us may frame differently: chunk lines
-//! must end in CRLF (no bare LF, no bare CR), sizes are hex digits only and must
-//! fit in 64 bits, extensions are bounded in length and checked for control
-//! characters, trailer lines must look like header lines. Everything else is an
-//! error and the connection is closed.
+//! must end in CRLF (no bare LF, no bare CR: the same rule as the head, see
+//! `head`'s module comment and RFC 9112 §2.2), sizes are hex digits only and
+//! must fit in 64 bits, extensions are bounded in length and checked for
+//! control characters, trailer lines must look like header lines. Everything
+//! else is an error and the connection is closed.
 
 use crate::error::HttpError;
 
-/// Longest chunk-size line (size plus extensions) we accept.
-pub const MAX_CHUNK_LINE: usize = 4096;
+/// Longest chunk-size line (size, whitespace and extensions, without its
+/// CRLF) we accept. No extension is defined that needs more; hyper refuses
+/// long extensions for the same reason: each line costs a parse and bytes.
+pub const MAX_CHUNK_LINE: usize = 256;
 /// Most bytes of trailer section we accept; trailers are read and dropped.
 pub const MAX_TRAILER_BYTES: usize = 8192;
 
@@ -73,11 +85,14 @@ pub struct ChunkedDecoder {
     size_digits: usize,
     line_len: usize,
     trailer_bytes: usize,
+    /// Raw bytes of the encoded body taken so far, across `discard_framing`.
+    raw: u64,
     limit: u64,
 }
 
 impl ChunkedDecoder {
-    /// A decoder for one body of at most `limit` decoded bytes.
+    /// A decoder for one body of at most `limit` raw bytes: framing, data and
+    /// trailers counted as they arrive (413 beyond).
     pub fn new(limit: u64) -> ChunkedDecoder {
         ChunkedDecoder {
             state: State::Size,
@@ -87,6 +102,7 @@ impl ChunkedDecoder {
             size_digits: 0,
             line_len: 0,
             trailer_bytes: 0,
+            raw: 0,
             limit,
         }
     }
@@ -109,6 +125,7 @@ impl ChunkedDecoder {
                 region.copy_within(self.read..self.read + n, self.written);
                 self.read += n;
                 self.written += n;
+                self.raw += n as u64;
                 self.chunk_left -= n as u64;
                 if self.chunk_left == 0 {
                     self.state = State::DataCr;
@@ -117,9 +134,25 @@ impl ChunkedDecoder {
             }
             let b = region[self.read];
             self.read += 1;
+            self.raw += 1;
+            if self.raw > self.limit {
+                return Err(HttpError::PayloadTooLarge);
+            }
             self.state = self.step(b)?;
         }
         Ok(Chunked::Complete { body_len: self.written, consumed: self.read })
+    }
+
+    /// Cuts the framing already consumed out of the region: returns the range
+    /// `written..read` for the caller to remove (e.g. with `Vec::drain`, which
+    /// moves the unread input down to `written`), after which the decoder
+    /// expects the region shortened by exactly that range. Call it after an
+    /// `Incomplete`, so a slow body made mostly of framing holds no more than
+    /// its decoded bytes plus the input not yet read.
+    pub fn discard_framing(&mut self) -> std::ops::Range<usize> {
+        let framing = self.written..self.read;
+        self.read = self.written;
+        framing
     }
 
     fn step(&mut self, b: u8) -> Result<State, HttpError> {
@@ -138,6 +171,8 @@ impl ChunkedDecoder {
                         .ok_or(HttpError::ChunkSizeOverflow)?;
                     self.size_digits += 1;
                     Size
+                } else if b == b'\n' {
+                    return Err(HttpError::BareLineFeed);
                 } else if self.size_digits == 0 {
                     return Err(HttpError::InvalidChunkSize);
                 } else {
@@ -156,6 +191,7 @@ impl ChunkedDecoder {
                 }
                 match b {
                     b'\r' => SizeLf,
+                    b'\n' => return Err(HttpError::BareLineFeed),
                     b' ' | b'\t' => Extension { after_semicolon },
                     b';' => Extension { after_semicolon: true },
                     // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ):
@@ -173,7 +209,8 @@ impl ChunkedDecoder {
                 if self.chunk_left == 0 {
                     TrailerStart
                 } else {
-                    if (self.written as u64).saturating_add(self.chunk_left) > self.limit {
+                    // The data and its CRLF still to come: refuse before they arrive.
+                    if self.raw.saturating_add(self.chunk_left).saturating_add(2) > self.limit {
                         return Err(HttpError::PayloadTooLarge);
                     }
                     Data
@@ -182,6 +219,7 @@ impl ChunkedDecoder {
             Data => unreachable!("chunk data is copied in bulk by decode"),
             DataCr => match b {
                 b'\r' => DataLf,
+                b'\n' => return Err(HttpError::BareLineFeed),
                 _ => return Err(HttpError::InvalidChunkFraming),
             },
             DataLf => match b {
@@ -190,6 +228,7 @@ impl ChunkedDecoder {
             },
             TrailerStart => match b {
                 b'\r' => FinalLf,
+                b'\n' => return Err(HttpError::BareLineFeed),
                 b if is_tchar(b) => {
                     self.count_trailer()?;
                     TrailerName
@@ -201,6 +240,7 @@ impl ChunkedDecoder {
                 self.count_trailer()?;
                 match b {
                     b':' => TrailerValue,
+                    b'\n' => return Err(HttpError::BareLineFeed),
                     b if is_tchar(b) => TrailerName,
                     _ => return Err(HttpError::InvalidChunkFraming),
                 }
@@ -209,6 +249,7 @@ impl ChunkedDecoder {
                 self.count_trailer()?;
                 match b {
                     b'\r' => TrailerLf,
+                    b'\n' => return Err(HttpError::BareLineFeed),
                     b'\t' | 0x20..=0x7e | 0x80..=0xff => TrailerValue,
                     _ => return Err(HttpError::InvalidChunkFraming),
                 }
@@ -329,10 +370,8 @@ mod tests {
             b"0x3\r\nabc\r\n0\r\n\r\n",
             b" 3\r\nabc\r\n0\r\n\r\n",
             b"3 x\r\nabc\r\n0\r\n\r\n",
-            b"3\nabc\r\n0\r\n\r\n", // bare LF
             b"3\rabc\r\n0\r\n\r\n", // bare CR
             b"3;a\x00\r\nabc\r\n0\r\n\r\n",
-            b"3;a\nb\r\nabc\r\n0\r\n\r\n",
         ] {
             assert_eq!(
                 decode_all(raw, 100).unwrap_err(),
@@ -344,35 +383,51 @@ mod tests {
     }
 
     #[test]
+    fn smuggling_bare_lf_is_refused_in_all_framing() {
+        // The head's rule (RFC 9112 §2.2, refused by policy): every line ends in CRLF.
+        for raw in [
+            &b"3\nabc\r\n0\r\n\r\n"[..],
+            b"3;a\nb\r\nabc\r\n0\r\n\r\n",
+            b"3;a\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"0\n\r\n",
+            b"0\r\n\n",
+            b"0\r\nX: a\n\r\n",
+            b"0\r\nX\n",
+        ] {
+            assert_eq!(
+                decode_all(raw, 100).unwrap_err(),
+                HttpError::BareLineFeed,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
     fn smuggling_overflowing_chunk_size() {
         let raw = b"10000000000000000\r\n";
         assert_eq!(decode_all(raw, u64::MAX).unwrap_err(), HttpError::ChunkSizeOverflow);
         // Leading zeros are fine as long as the value fits.
-        assert_eq!(decode_all(b"00000000000000000003\r\nabc\r\n0\r\n\r\n", 10).unwrap().0, b"abc");
+        assert_eq!(decode_all(b"00000000000000000003\r\nabc\r\n0\r\n\r\n", 100).unwrap().0, b"abc");
     }
 
     #[test]
     fn smuggling_chunk_data_not_followed_by_crlf() {
-        for raw in [&b"3\r\nabcd\r\n0\r\n\r\n"[..], b"3\r\nabc\n0\r\n\r\n", b"3\r\nabc\rX0\r\n\r\n"] {
+        for raw in [&b"3\r\nabcd\r\n0\r\n\r\n"[..], b"3\r\nabc\rX0\r\n\r\n"] {
             assert_eq!(decode_all(raw, 100).unwrap_err(), HttpError::InvalidChunkFraming);
         }
     }
 
     #[test]
     fn smuggling_malformed_trailers() {
-        for raw in [
-            &b"0\r\n bad: fold\r\n\r\n"[..],
-            b"0\r\nno colon\r\n\r\n",
-            b"0\r\nX: a\x00\r\n\r\n",
-            b"0\r\nX: a\n\r\n",
-            b"0\r\n\rX",
-        ] {
+        for raw in [&b"0\r\n bad: fold\r\n\r\n"[..], b"0\r\nno colon\r\n\r\n", b"0\r\nX: a\x00\r\n\r\n", b"0\r\n\rX"] {
             assert_eq!(decode_all(raw, 100).unwrap_err(), HttpError::InvalidChunkFraming);
         }
         let mut raw = b"0\r\nX: ".to_vec();
         raw.extend(std::iter::repeat_n(b'a', MAX_TRAILER_BYTES));
         raw.extend_from_slice(b"\r\n\r\n");
-        assert_eq!(decode_all(&raw, 100).unwrap_err(), HttpError::HeadTooLarge);
+        assert_eq!(decode_all(&raw, 1 << 20).unwrap_err(), HttpError::HeadTooLarge);
     }
 
     #[test]
@@ -381,7 +436,62 @@ mod tests {
         let mut region = b"3\r\nabc\r\n3\r\n".to_vec();
         assert_eq!(d.decode(&mut region), Err(HttpError::PayloadTooLarge));
         assert_eq!(HttpError::PayloadTooLarge.status().code(), 413);
-        assert_eq!(decode_all(b"5\r\nabcde\r\n0\r\n\r\n", 5).unwrap().0, b"abcde");
+        // The limit is on the encoded body: 15 raw bytes for 5 of data.
+        assert_eq!(decode_all(b"5\r\nabcde\r\n0\r\n\r\n", 15).unwrap().0, b"abcde");
+        assert_eq!(decode_all(b"5\r\nabcde\r\n0\r\n\r\n", 14).unwrap_err(), HttpError::PayloadTooLarge);
+    }
+
+    #[test]
+    fn bound_framing_counts_toward_the_limit() {
+        // The attack the bound is for: one byte of data per chunk behind a
+        // long extension. Decoded it stays tiny; raw it must hit the limit.
+        let mut chunk = b"1;".to_vec();
+        chunk.extend(std::iter::repeat_n(b'x', MAX_CHUNK_LINE - 3));
+        chunk.extend_from_slice(b"\r\na\r\n");
+        let mut d = ChunkedDecoder::new(64 * 1024);
+        let mut region = Vec::new();
+        let mut fed = 0;
+        let outcome = loop {
+            region.extend_from_slice(&chunk);
+            fed += chunk.len();
+            match d.decode(&mut region) {
+                Ok(Chunked::Incomplete) => {
+                    let framing = d.discard_framing();
+                    region.drain(framing);
+                }
+                other => break other,
+            }
+            assert!(fed < 1 << 20, "never refused");
+        };
+        assert_eq!(outcome, Err(HttpError::PayloadTooLarge));
+        assert!(fed <= 64 * 1024 + chunk.len(), "refused only after {fed} raw bytes");
+        // Discarding kept the decoded bytes (one per chunk) and the last piece fed.
+        assert!(region.len() <= d.decoded_len() + chunk.len(), "{} bytes held", region.len());
+        assert!(d.decoded_len() < 300);
+    }
+
+    #[test]
+    fn bound_discarding_framing_keeps_only_decoded_bytes() {
+        let raw = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nT: v\r\n\r\nNEXT";
+        let mut region = Vec::new();
+        let mut d = ChunkedDecoder::new(1 << 20);
+        for &b in raw.iter() {
+            region.push(b);
+            match d.decode(&mut region).unwrap() {
+                Chunked::Incomplete => {
+                    let framing = d.discard_framing();
+                    region.drain(framing);
+                    // Only decoded bytes, plus at most the partial line being read.
+                    assert!(region.len() <= d.decoded_len() + 16, "{region:?}");
+                }
+                Chunked::Complete { body_len, consumed } => {
+                    assert_eq!(&region[..body_len], b"Wikipedia in\r\n\r\nchunks.");
+                    assert_eq!(consumed, region.len(), "the rest of the input is not consumed");
+                    return;
+                }
+            }
+        }
+        panic!("incomplete");
     }
 
     #[test]
@@ -389,6 +499,10 @@ mod tests {
         let mut raw = b"3;".to_vec();
         raw.extend(std::iter::repeat_n(b'a', MAX_CHUNK_LINE));
         raw.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
-        assert_eq!(decode_all(&raw, 100).unwrap_err(), HttpError::InvalidChunkSize);
+        assert_eq!(decode_all(&raw, 1 << 20).unwrap_err(), HttpError::InvalidChunkSize);
+        let mut raw = b"3;".to_vec();
+        raw.extend(std::iter::repeat_n(b'a', MAX_CHUNK_LINE - 3));
+        raw.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(decode_all(&raw, 1 << 20).unwrap().0, b"abc");
     }
 }

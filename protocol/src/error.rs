@@ -20,6 +20,10 @@ pub enum HttpError {
     ObsoleteLineFolding,
     /// A CR not followed by LF (RFC 9112 §2.2).
     BareCarriageReturn,
+    /// An LF not preceded by CR: refused, though RFC 9112 §2.2 allows it (see `head`).
+    BareLineFeed,
+    /// A Host value that is not `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2).
+    InvalidHost,
     /// An HTTP/1.1 request without a Host header (RFC 9112 §3.2).
     MissingHost,
     /// More than one Host header (RFC 9112 §3.2).
@@ -68,6 +72,8 @@ impl HttpError {
             | InvalidHeaderValue
             | ObsoleteLineFolding
             | BareCarriageReturn
+            | BareLineFeed
+            | InvalidHost
             | MissingHost
             | DuplicateHost
             | ContentLengthWithTransferEncoding
@@ -97,6 +103,8 @@ impl HttpError {
             InvalidHeaderValue => "invalid character in a header value",
             ObsoleteLineFolding => "obsolete line folding is not accepted",
             BareCarriageReturn => "bare CR in the request head",
+            BareLineFeed => "bare LF in the request head; lines must end in CRLF",
+            InvalidHost => "Host is not a valid host name or address with an optional port",
             MissingHost => "HTTP/1.1 request without a Host header",
             DuplicateHost => "more than one Host header",
             ContentLengthWithTransferEncoding => "Content-Length and Transfer-Encoding together",
@@ -140,6 +148,8 @@ mod tests {
             InvalidHeaderValue,
             ObsoleteLineFolding,
             BareCarriageReturn,
+            BareLineFeed,
+            InvalidHost,
             MissingHost,
             DuplicateHost,
             ContentLengthWithTransferEncoding,

@@ -34,33 +34,47 @@ pub fn check_head(data: &[u8]) {
 }
 
 /// Decoding in one call and decoding as the bytes trickle in (in pieces whose
-/// sizes come from the first input byte) reach the same result.
+/// sizes come from the first input byte, the consumed framing cut out after
+/// every piece) reach the same result; the raw bytes taken never exceed the
+/// limit, and the piecewise region never holds more than the decoded bytes
+/// plus the last piece.
 pub fn check_chunked(data: &[u8]) {
     let Some((&step, body)) = data.split_first() else {
         return;
     };
-    let limit = 1 << 16;
+    let limit = 1 << 12;
 
     let mut whole = body.to_vec();
     let once = ChunkedDecoder::new(limit).decode(&mut whole);
     if let Ok(Chunked::Complete { body_len, consumed }) = once {
         assert!(body_len <= consumed && consumed <= body.len());
+        assert!(consumed as u64 <= limit, "{consumed} raw bytes taken past the limit");
     }
 
     let step = usize::from(step % 16) + 1;
     let mut region = Vec::with_capacity(body.len());
     let mut decoder = ChunkedDecoder::new(limit);
     let mut pieces = Ok(Chunked::Incomplete);
+    let mut fed = 0;
     for piece in body.chunks(step) {
         region.extend_from_slice(piece);
+        fed += piece.len();
         pieces = decoder.decode(&mut region);
         if !matches!(pieces, Ok(Chunked::Incomplete)) {
             break;
         }
+        let framing = decoder.discard_framing();
+        region.drain(framing);
+        assert!(region.len() <= decoder.decoded_len() + step, "framing kept in the region");
     }
-    assert_eq!(once, pieces, "one-shot and piecewise decoding disagree");
-    if let Ok(Chunked::Complete { body_len, .. }) = once {
-        assert_eq!(whole[..body_len], region[..body_len]);
+    match (once, pieces) {
+        (Ok(Chunked::Complete { body_len, consumed }), Ok(Chunked::Complete { body_len: len, consumed: used })) => {
+            assert_eq!(body_len, len, "one-shot and piecewise decoding disagree on the length");
+            assert_eq!(whole[..body_len], region[..body_len]);
+            // What follows the body is the same bytes in both.
+            assert_eq!(body[consumed..fed], region[used..]);
+        }
+        (once, pieces) => assert_eq!(once, pieces, "one-shot and piecewise decoding disagree"),
     }
 }
 

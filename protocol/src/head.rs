@@ -8,6 +8,13 @@
 //! costs no allocation; it is only meaningful together with the buffer it was
 //! parsed from, which every accessor takes as an argument.
 //!
+//! Line endings, one policy for the whole message: every line ends in CRLF.
+//! RFC 9112 §2.2 lets a recipient accept a bare LF as a line terminator, but a
+//! proxy in front that does not would see a different message in the same
+//! bytes, which is how requests are smuggled. So a bare LF is refused with 400
+//! in the request line and header lines (here) and in chunk-size lines, after
+//! chunk data and in trailers (`chunked`), as a bare CR is (§2.2 forbids it).
+//!
 //! Invariant: a `RequestHead` exists only for a head that passed every rule
 //! here, so the header lines it points at are well formed and can be re-scanned
 //! with the simple line splitter in [`HeaderLines`].
@@ -138,6 +145,7 @@ impl RequestHead {
         if head_len > limits.max_head_bytes {
             return Err(HttpError::HeadTooLarge);
         }
+        check_line_endings(&buf[..head_len])?;
         // httparse fills these three whenever it reports Complete.
         let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
             return Err(HttpError::MalformedHead);
@@ -297,6 +305,9 @@ impl HeaderSemantics {
                 }
             } else if name.eq_ignore_ascii_case(b"host") {
                 hosts += 1;
+                if !is_valid_host(trim_ows(h.value)) {
+                    return Err(HttpError::InvalidHost);
+                }
             } else if name.eq_ignore_ascii_case(b"connection") {
                 for item in h.value.split(|&b| b == b',') {
                     let option = trim_ows(item);
@@ -360,6 +371,98 @@ fn parse_content_length(v: &[u8]) -> Result<u64, HttpError> {
             .ok_or(HttpError::InvalidContentLength)?;
     }
     Ok(n)
+}
+
+/// Every LF in the head must follow a CR (see the module comment). httparse
+/// has already refused a CR without its LF.
+fn check_line_endings(head: &[u8]) -> Result<(), HttpError> {
+    let mut previous = 0u8;
+    for &b in head {
+        if b == b'\n' && previous != b'\r' {
+            return Err(HttpError::BareLineFeed);
+        }
+        previous = b;
+    }
+    Ok(())
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2–§3.2.3):
+/// a reg-name (which takes in IPv4 addresses) or a bracketed IP-literal,
+/// then an optional port of digits only. Empty is allowed: §3.2 asks for an
+/// empty Host when the target has no authority.
+fn is_valid_host(value: &[u8]) -> bool {
+    let (host_ok, rest) = match value.first() {
+        Some(b'[') => match value.iter().position(|&b| b == b']') {
+            Some(end) => (is_ip_literal(&value[1..end]), &value[end + 1..]),
+            None => return false,
+        },
+        _ => {
+            let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+            (value[..end].iter().all(|&b| is_reg_name_char(b)) && is_pct_encoding_valid(&value[..end]), &value[end..])
+        }
+    };
+    host_ok
+        && match rest {
+            [] => true,
+            [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+            _ => false,
+        }
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )`, a character at a time.
+fn is_reg_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+/// Every `%` is followed by two hex digits.
+fn is_pct_encoding_valid(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if !(s.len() > i + 2 && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// The inside of `IP-literal = "[" ( IPv6address / IPvFuture ) "]"`:
+/// an IPv6 address (checked by the standard library's parser), or
+/// `"v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`.
+fn is_ip_literal(inside: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = inside {
+        let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (version, tail) = (&rest[..dot], &rest[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !tail.is_empty()
+            && tail.iter().all(|&b| b == b':' || (b != b'%' && is_reg_name_char(b)));
+    }
+    std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 /// A partial head is fine unless it has already grown past a limit.
@@ -458,11 +561,18 @@ mod tests {
     }
 
     #[test]
-    fn lf_only_line_endings_are_accepted() {
-        // RFC 9112 §2.2: a recipient MAY recognize a single LF as a line terminator.
-        let raw = b"GET / HTTP/1.1\nHost: a\nX: y\n\n";
-        let h = parse(raw).unwrap();
-        assert_eq!(h.header(raw, "x"), Some(&b"y"[..]));
+    fn smuggling_bare_lf_is_refused_in_every_line() {
+        // RFC 9112 §2.2 allows accepting a bare LF; we refuse it everywhere
+        // (module comment), in the request line, a header line and the blank line.
+        for raw in [
+            &b"GET / HTTP/1.1\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+            b"GET / HTTP/1.1\nHost: a\nX: y\n\n",
+        ] {
+            assert_eq!(err(raw), HttpError::BareLineFeed, "{:?}", String::from_utf8_lossy(raw));
+        }
+        assert_eq!(HttpError::BareLineFeed.status().code(), 400);
     }
 
     #[test]
@@ -591,6 +701,58 @@ mod tests {
         assert_eq!(err(b"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n"), HttpError::DuplicateHost);
         // HTTP/1.0 predates Host.
         assert!(parse(b"GET / HTTP/1.0\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn rfc9112_3_2_host_must_be_uri_host_and_port() {
+        for good in [
+            "",
+            "a",
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::7]",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "a_b-c~d",
+            "%41b",
+            "host:",
+            "sub.delims!$&'()*+,;=",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+            assert!(parse(raw.as_bytes()).is_ok(), "refused Host {good:?}");
+        }
+        for bad in [
+            "a b",
+            "a/b",
+            "a@b",
+            "a:b",
+            "a:80:80",
+            "a:8o",
+            "[::1",
+            "::1",
+            "[::1]x",
+            "[::1]:x",
+            "[zz]",
+            "[v1]",
+            "[v.x]",
+            "a%4",
+            "a%zz",
+            "a\"b",
+            "a?b",
+            "a#b",
+            "a\\b",
+            "[::1]:80]",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(err(raw.as_bytes()), HttpError::InvalidHost, "accepted Host {bad:?}");
+        }
+        let mut long = b"GET / HTTP/1.1\r\nHost: ".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 4000));
+        long.extend_from_slice(b"\r\n\r\n");
+        assert!(parse(&long).is_ok(), "length alone is the head limit's business");
     }
 
     #[test]

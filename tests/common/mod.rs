@@ -32,7 +32,21 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with extra environment (`DATABASE_URL`, …).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swiftlet"));
+        TestServer::start_with_prefix(&[], args, env)
+    }
+
+    /// Like [`TestServer::start_with_env`], run through `prefix` (a program
+    /// that execs the server, such as `prlimit --nofile=…`, so the pid stays
+    /// the server's).
+    pub fn start_with_prefix(prefix: &[&str], args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut cmd = match prefix.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_swiftlet")),
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(env!("CARGO_BIN_EXE_swiftlet"));
+                cmd
+            }
+        };
         cmd.args(["--listen", "127.0.0.1:0", "--test-routes"])
             .args(args)
             .stdin(Stdio::null())
