@@ -116,7 +116,7 @@ def seed():
     names = [f"user{i}" for i in range(USERS)]
     started = time.monotonic()
     tokens = parallel(names, lambda api, n: api.call(
-        "POST", "/api/users", body={"user": {"username": n, "email": f"{n}@bench.example", "password": f"pw-{n}"}}
+        "POST", "/api/users", body={"user": {"username": n, "email": f"{n}@bench.example", "password": f"pw-{n}-secret"}}
     )["user"]["token"])
     log(f"seeded {USERS} users in {time.monotonic() - started:.1f} s")
     users = list(zip(names, tokens))
@@ -206,7 +206,7 @@ def cpu_per_request(proc, path):
 def health_beside_logins(users):
     """/health p99 at a fixed rate while LOGIN_CONNS connections log in back to back."""
     name, _ = users[0]
-    body = json.dumps({"user": {"email": f"{name}@bench.example", "password": f"pw-{name}"}})
+    body = json.dumps({"user": {"email": f"{name}@bench.example", "password": f"pw-{name}-secret"}})
     logins = subprocess.Popen(
         ["wrk", "-t", "1", "-c", str(LOGIN_CONNS), "-d", f"{DURATION + 3}s", "--latency", "-s", str(bench.LUA),
          f"http://127.0.0.1:{PORT}/api/users/login"],

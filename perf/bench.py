@@ -49,7 +49,9 @@ PORT = 18080
 # figures are the HTTP path's alone (and cold start waits for no connection).
 # A fixed secret for the benchmark runs only: swiftlet refuses to start without one.
 BENCH_JWT_SECRET = "benchmark-only-secret-benchmark-only"
-SERVER_ENV = dict(os.environ, DATABASE_URL="", REDIS_URL="", JWT_SECRET=BENCH_JWT_SECRET)
+# SWIFTLET_DEV opens the log service (/ingest) without an ingest token, as
+# the load generators send none (the axum baseline checks none either).
+SERVER_ENV = dict(os.environ, DATABASE_URL="", REDIS_URL="", JWT_SECRET=BENCH_JWT_SECRET, SWIFTLET_DEV="true")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -23,7 +23,7 @@ cargo build --profile profiling --locked --bin swiftlet
 mkdir -p "$(dirname "$out")"
 data=$(mktemp)
 
-JWT_SECRET=${JWT_SECRET:-flamegraph-only-secret-flamegraph-only} \
+JWT_SECRET=${JWT_SECRET:-flamegraph-only-secret-flamegraph-only} SWIFTLET_DEV=true \
     taskset -c 0 target/profiling/swiftlet --listen "127.0.0.1:$port" --workers 1 --log warn &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$data" "$data.old"; }

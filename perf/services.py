@@ -81,7 +81,7 @@ def start(name, args=(), binary=None):
         cmd = [str(binary or bench.SWIFTLET), "--listen", addr, "--log", "warn", *args, *SWIFTLET_ARGS]
     else:
         cmd = [str(binary or bench.AXUM), addr]
-    env = dict(os.environ, DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL, JWT_SECRET=bench.BENCH_JWT_SECRET)
+    env = dict(bench.SERVER_ENV, DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bench.wait_ready(proc)
     # swiftlet answers /health before its node id is leased and its database

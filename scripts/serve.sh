@@ -6,7 +6,8 @@
 # `swiftlet` database if it is missing; swiftlet applies its migrations at
 # start. The API's token secret is JWT_SECRET if set, otherwise one generated
 # on first run and kept in $SWIFTLET_DATA/jwt-secret (mode 600), so tokens
-# survive restarts. Uploaded videos go to $SWIFTLET_DATA/videos unless
+# survive restarts; the log service's token likewise (SWIFTLET_INGEST_TOKEN, or
+# $SWIFTLET_DATA/ingest-token). Uploaded videos go to $SWIFTLET_DATA/videos unless
 # SWIFTLET_VIDEO_DIR or an S3 bucket says otherwise. Extra arguments go to
 # swiftlet (see --help).
 set -euo pipefail
@@ -36,6 +37,18 @@ if [ -z "${JWT_SECRET:-}" ]; then
     fi
     JWT_SECRET=$(cat "$secret_file")
     export JWT_SECRET
+fi
+# The log service's bearer token, the same way: SWIFTLET_INGEST_TOKEN if set,
+# otherwise one generated once into $SWIFTLET_DATA/ingest-token (mode 600).
+if [ -z "${SWIFTLET_INGEST_TOKEN:-}" ]; then
+    token_file=$data/ingest-token
+    if [ ! -s "$token_file" ]; then
+        mkdir -p "$data"
+        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file")
+        say "generated an ingest token in $token_file (send it as 'Authorization: Bearer <token>')"
+    fi
+    SWIFTLET_INGEST_TOKEN=$(cat "$token_file")
+    export SWIFTLET_INGEST_TOKEN
 fi
 
 cargo build --release --locked

@@ -108,6 +108,11 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_INGEST_QUEUE_EVENTS", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub ingest_queue_events: u32,
 
+    /// Most bytes of log events (as encoded for COPY) a worker holds
+    /// uncommitted; beyond it ingestion answers 503 like a full queue.
+    #[arg(long, env = "SWIFTLET_INGEST_QUEUE_BYTES", default_value_t = 32 << 20, value_parser = parse_queue_bytes)]
+    pub ingest_queue_bytes: usize,
+
     /// Milliseconds an ingest request waits for room in a full queue before its
     /// 503, so a queue that is full only until the current batch commits slows
     /// clients down instead of refusing them.
@@ -162,6 +167,40 @@ pub struct Config {
     /// run (tokens then die with the process). Never in production.
     #[arg(long, env = "SWIFTLET_DEV", default_value_t = false)]
     pub dev: bool,
+
+    /// Tokens that open the log service (POST /ingest, POST /ingest/batch, GET
+    /// /api/logs) to `Authorization: Bearer <token>`, comma-separated so one can
+    /// be rotated in before the old one goes. Without any, the log service
+    /// answers 403, unless --dev opens it to everyone.
+    #[arg(long, env = "SWIFTLET_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+
+    /// Origins whose browser front ends may read the product API's answers
+    /// (Access-Control-Allow-Origin): `*` for any, or a comma-separated list of
+    /// origins such as `https://app.example.com`. The log service and the
+    /// operations and benchmark routes never carry CORS headers.
+    #[arg(long, env = "SWIFTLET_CORS_ORIGIN", default_value = "*")]
+    pub cors_origin: String,
+
+    /// Serve /metrics, /ready and /health on this address (only those), and
+    /// no /metrics on the public listener.
+    #[arg(long, env = "SWIFTLET_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
+
+    /// Do not serve the TechEmpower routes (/plaintext, /json, /db, /queries,
+    /// /updates, /fortunes, /cached-queries): 404.
+    #[arg(long, env = "SWIFTLET_NO_BENCHMARK_ROUTES", default_value_t = false)]
+    pub no_benchmark_routes: bool,
+
+    /// Failed logins an account may have in a burst; one more is allowed
+    /// for every minute / this number after that (429 with Retry-After beyond).
+    #[arg(long, env = "SWIFTLET_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_failures_per_account: u32,
+
+    /// Failed logins one client address may have in a burst, refilled at
+    /// this many per minute (429 with Retry-After beyond).
+    #[arg(long, env = "SWIFTLET_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_failures_per_address: u32,
 
     /// Threads that hash and check passwords, off the workers [default: half the cores, at least 1].
     #[arg(long, env = "SWIFTLET_HASH_THREADS")]
@@ -342,6 +381,14 @@ fn parse_part_bytes(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (64 << 10..=5 << 30).contains(&n) => Ok(n),
         _ => Err(format!("{s:?} is not a part size from 65536 to 5368709120 bytes")),
+    }
+}
+
+/// A queue size in bytes, at least 64 KiB (room for an event of every size).
+fn parse_queue_bytes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 64 << 10 => Ok(n),
+        _ => Err(format!("{s:?} is not a size of at least 65536 bytes")),
     }
 }
 

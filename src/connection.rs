@@ -60,10 +60,10 @@ use crate::handlers;
 use crate::objects::ObjectBody;
 use crate::panic_guard;
 use crate::request::Request;
-use crate::response::{Cors, Response};
+use crate::response::{Cors, CorsOrigin, CorsOrigins, Response};
 use crate::router;
 use crate::transport::Transport;
-use crate::worker::Worker;
+use crate::worker::{Listener, Worker};
 
 /// Flush `wbuf` once it holds this much, even mid-pipeline.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -125,6 +125,10 @@ pub struct Connection<'w, S: Transport> {
     /// When the round in progress (or the last one) began: right after the
     /// read that brought its bytes.
     round_start: Instant,
+    /// The client's address (for per-address limits such as failed logins).
+    peer: std::net::IpAddr,
+    /// The listener it came in on, which decides the routes it may reach.
+    listener: Listener,
     /// The last time the round just served read the clock (for the metrics),
     /// reused as "now" for the next deadline instead of reading it again.
     round_clock: Option<std::time::Instant>,
@@ -133,7 +137,13 @@ pub struct Connection<'w, S: Transport> {
 impl<'w, S: Transport> Connection<'w, S> {
     /// A connection accepted at `accepted`: the first head's timeout counts
     /// from then, whatever happened in between (a TLS handshake).
-    pub fn new(stream: S, worker: &'w Worker, accepted: Instant) -> Connection<'w, S> {
+    pub fn new(
+        stream: S,
+        worker: &'w Worker,
+        accepted: Instant,
+        peer: std::net::IpAddr,
+        listener: Listener,
+    ) -> Connection<'w, S> {
         let size = worker.config.buffer_size;
         Connection {
             stream,
@@ -147,6 +157,8 @@ impl<'w, S: Transport> Connection<'w, S> {
             continue_sent: false,
             read_cap: worker.config.max_head_bytes,
             round_start: accepted,
+            peer,
+            listener,
             round_clock: None,
         }
     }
@@ -254,7 +266,10 @@ impl<'w, S: Transport> Connection<'w, S> {
                     break Round::Close;
                 }
             };
-            let route = router::route(head.method, head.path(&self.rbuf[start..]), self.worker.config.test_routes);
+            let route = self.worker.expose(
+                router::route(head.method, head.path(&self.rbuf[start..]), self.worker.config.test_routes),
+                self.listener,
+            );
             let route = match route {
                 Ok(route) => route,
                 Err(e) => {
@@ -331,7 +346,7 @@ impl<'w, S: Transport> Connection<'w, S> {
             self.continue_sent = false;
 
             let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
-            let mut request = Request::new(head, head_bytes, &mut rest[..body_len]);
+            let mut request = Request::new(head, head_bytes, &mut rest[..body_len]).from_peer(self.peer);
             let mut response = Response::new(&mut self.scratch);
             let outcome =
                 panic_guard::catch_panic(handlers::dispatch(route, self.worker, &mut request, &mut response)).await;
@@ -344,7 +359,8 @@ impl<'w, S: Transport> Connection<'w, S> {
             // Decided after the handler: shutdown may have begun while it ran.
             let keep_alive = keep_alive(&head, self.worker);
             let stream = response.take_stream();
-            encode(&mut self.wbuf, &response, &head, keep_alive);
+            let cors = cors_origin(self.worker, &response, &head, &self.rbuf[start..]);
+            encode(&mut self.wbuf, &response, &head, keep_alive, cors);
             start += consumed;
             served += 1;
             if let Some(body) = stream.filter(|_| head.method != Method::Head) {
@@ -385,7 +401,7 @@ impl<'w, S: Transport> Connection<'w, S> {
         let head_bytes = self.rbuf[start..start + head.head_len].to_vec();
         self.rbuf.drain(..start + head.head_len);
         let since = self.worker.config.metrics().then(std::time::Instant::now);
-        let mut request = Request::new(head, &head_bytes, &mut []);
+        let mut request = Request::new(head, &head_bytes, &mut []).from_peer(self.peer);
         let mut response = Response::new(&mut self.scratch);
         let config = &self.worker.config;
         // The body deadline, plus the length at the slowest rate allowed.
@@ -407,7 +423,8 @@ impl<'w, S: Transport> Connection<'w, S> {
             self.worker.metrics.record(Some(route), response.status().code(), Some(since.elapsed()));
         }
         let keep_alive = keep_alive(&head, self.worker) && body_done;
-        encode(&mut self.wbuf, &response, &head, keep_alive);
+        let cors = cors_origin(self.worker, &response, &head, &head_bytes);
+        encode(&mut self.wbuf, &response, &head, keep_alive, cors);
         keep_alive.then_some(())
     }
 
@@ -451,8 +468,9 @@ impl<'w, S: Transport> Connection<'w, S> {
             // Refused before a handler ran: counted without a route or a latency.
             self.worker.metrics.record(None, response.status().code(), None);
         }
+        // Refused before a route was known: no CORS.
         match head {
-            Some(head) => encode(&mut self.wbuf, &response, head, !close),
+            Some(head) => encode(&mut self.wbuf, &response, head, !close, NO_CORS),
             None => encode_unparsed(&mut self.wbuf, &response),
         }
     }
@@ -599,20 +617,35 @@ fn keep_alive(head: &RequestHead, worker: &Worker) -> bool {
     head.keep_alive && !worker.shutting_down()
 }
 
+/// The CORS origin headers of an answer that carries CORS (`Cors::None`
+/// answers get none, whatever the configuration).
+fn cors_origin<'a>(worker: &'a Worker, response: &Response<'_>, head: &RequestHead, buf: &'a [u8]) -> CorsOrigin<'a> {
+    if response.cors() == Cors::None {
+        return NO_CORS;
+    }
+    let origin = match worker.cors_origins {
+        CorsOrigins::Any => None,
+        CorsOrigins::Listed(_) => head.header(buf, "origin"),
+    };
+    worker.cors_origins.for_origin(origin)
+}
+
+pub(crate) const NO_CORS: CorsOrigin<'static> = CorsOrigin { allow: None, vary: false };
+
 /// Encodes a response to a parsed request.
-fn encode(out: &mut Vec<u8>, response: &Response<'_>, head: &RequestHead, keep_alive: bool) {
+fn encode(out: &mut Vec<u8>, response: &Response<'_>, head: &RequestHead, keep_alive: bool, cors: CorsOrigin<'_>) {
     let connection = match (keep_alive, head.version) {
         (false, _) => ConnectionHeader::Close,
         (true, Version::Http10) => ConnectionHeader::KeepAlive,
         (true, Version::Http11) => ConnectionHeader::Omit,
     };
-    write_response(out, response, connection, head.method != Method::Head);
+    write_response(out, response, connection, head.method != Method::Head, cors);
 }
 
 /// Encodes the response to a request whose head could not be parsed: we do not
 /// know its version or method, so it gets the full body and a close.
 fn encode_unparsed(out: &mut Vec<u8>, response: &Response<'_>) {
-    write_response(out, response, ConnectionHeader::Close, true);
+    write_response(out, response, ConnectionHeader::Close, true, NO_CORS);
 }
 
 pub(crate) fn write_response(
@@ -620,17 +653,22 @@ pub(crate) fn write_response(
     response: &Response<'_>,
     connection: ConnectionHeader,
     with_body: bool,
+    cors: CorsOrigin<'_>,
 ) {
     let date = date_cache::current();
-    let mut headers: [(&str, &[u8]); 5 + crate::response::MAX_DYNAMIC_HEADERS] =
-        [("", b""); 5 + crate::response::MAX_DYNAMIC_HEADERS];
+    let mut headers: [(&str, &[u8]); 6 + crate::response::MAX_DYNAMIC_HEADERS] =
+        [("", b""); 6 + crate::response::MAX_DYNAMIC_HEADERS];
     let mut n = 0;
     if let Some((name, value)) = response.header() {
         headers[n] = (name, value.as_bytes());
         n += 1;
     }
-    if response.cors() != Cors::None {
-        headers[n] = ("Access-Control-Allow-Origin", b"*");
+    if let Some(origin) = cors.allow {
+        headers[n] = ("Access-Control-Allow-Origin", origin);
+        n += 1;
+    }
+    if cors.vary {
+        headers[n] = ("Vary", b"Origin");
         n += 1;
     }
     if response.cors() == Cors::Preflight {

@@ -68,6 +68,25 @@ pub enum AppError {
     UploadInterrupted,
     /// Object storage refused or failed the operation (logged where it happened).
     StorageUnavailable,
+    /// The log service needs `Authorization: Bearer <ingest token>`, and the
+    /// request has none or a wrong one.
+    IngestUnauthorized,
+    /// The log service is off: no ingest token is configured (and not --dev).
+    IngestClosed,
+    /// Too many failed logins for this account or from this address; the
+    /// client may try again after this many seconds.
+    TooManyLogins { retry_after: u32 },
+}
+
+/// Retry-After values as static text: whole seconds up to a minute, then a minute.
+fn retry_after_text(seconds: u32) -> &'static str {
+    const SECONDS: [&str; 61] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19",
+        "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "36", "37",
+        "38", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48", "49", "50", "51", "52", "53", "54", "55",
+        "56", "57", "58", "59", "60",
+    ];
+    SECONDS[seconds.clamp(1, 60) as usize]
 }
 
 impl From<PgError> for AppError {
@@ -75,7 +94,11 @@ impl From<PgError> for AppError {
         match e {
             PgError::Unavailable => AppError::DatabaseUnavailable,
             PgError::TimedOut => AppError::DatabaseTimedOut,
-            PgError::Conflict | PgError::Failed(_) | PgError::Violation { .. } => {
+            PgError::Conflict
+            | PgError::Failed(_)
+            | PgError::Violation { .. }
+            | PgError::ReplyTooLarge
+            | PgError::Gone => {
                 tracing::error!(error = %e, "database call failed");
                 AppError::Internal
             }
@@ -116,15 +139,21 @@ impl AppError {
             AppError::UploadInterrupted => Status::BAD_REQUEST,
             AppError::StorageFull => Status::INSUFFICIENT_STORAGE,
             AppError::StorageUnwritable => Status::INTERNAL_SERVER_ERROR,
+            AppError::IngestUnauthorized => Status::UNAUTHORIZED,
+            AppError::IngestClosed => Status::FORBIDDEN,
+            AppError::TooManyLogins { .. } => Status::TOO_MANY_REQUESTS,
         }
     }
 
     /// The extra header the answer carries: Allow on a 405 (RFC 9110
-    /// §15.5.6), Retry-After where waiting a moment is the fix (§10.2.3).
+    /// §15.5.6), Retry-After where waiting a moment is the fix (§10.2.3),
+    /// the scheme a 401 of the log service wants (§11.6.1).
     pub fn header(&self) -> Option<(&'static str, &'static str)> {
         match self {
             AppError::MethodNotAllowed { allow } => Some(("Allow", allow)),
             AppError::IngestBusy => Some(("Retry-After", "1")),
+            AppError::IngestUnauthorized => Some(("WWW-Authenticate", "Bearer")),
+            AppError::TooManyLogins { retry_after } => Some(("Retry-After", retry_after_text(*retry_after))),
             _ => None,
         }
     }
@@ -178,6 +207,9 @@ impl AppError {
             AppError::UploadInterrupted => ("request", "the upload ended before its Content-Length"),
             AppError::StorageFull => ("storage", "is full"),
             AppError::StorageUnwritable => ("storage", "refuses writes"),
+            AppError::IngestUnauthorized => ("authorization", "must be 'Bearer <ingest token>' with a valid token"),
+            AppError::IngestClosed => ("log service", "is off: this server has no ingest token configured"),
+            AppError::TooManyLogins { .. } => ("login", "too many failed attempts, try again later"),
         };
         out.extend_from_slice(b"\"errors\":{");
         json::write_str(out, key);

@@ -152,6 +152,15 @@ fn main() -> std::process::ExitCode {
     }
     tracing::info!(storage = server.video_storage(), "video storage");
     tracing::info!(fd_limit = server.fd_limit(), per_worker = server.connection_cap(), "connection cap");
+    if let Some(ops) = server.ops_addr() {
+        tracing::info!(ops_addr = %ops, "operations listener: /metrics, /ready, /health");
+    }
+    let tokens = config.ingest_token.as_deref().unwrap_or_default().split(',').filter(|t| !t.trim().is_empty()).count();
+    match (tokens, config.dev) {
+        (0, true) => tracing::warn!("log service open to everyone: --dev and no --ingest-token; never in production"),
+        (0, false) => tracing::warn!("log service off (403): no --ingest-token configured"),
+        (n, _) => tracing::info!(tokens = n, "log service needs a bearer token"),
+    }
 
     if let Err(e) = wait_for_signal() {
         tracing::error!(error = %e, "could not install signal handlers; stopping");
@@ -166,7 +175,7 @@ fn main() -> std::process::ExitCode {
 /// without one, only --dev may go on, with a random secret for this run.
 /// Returns whether the secret was generated.
 fn settle_jwt_secret(config: &mut Config) -> Result<bool, String> {
-    const MIN_LEN: usize = 32;
+    const MIN_LEN: usize = swiftlet::server::MIN_JWT_SECRET_LEN;
     match &config.jwt_secret {
         Some(secret) if secret.len() >= MIN_LEN => Ok(false),
         Some(_) => Err(format!("JWT_SECRET must be at least {MIN_LEN} bytes (HS256 wants a 256-bit key)")),

@@ -11,12 +11,23 @@ pub struct Request<'b> {
     head: RequestHead,
     head_bytes: &'b [u8],
     pub body: &'b mut [u8],
+    peer: Option<std::net::IpAddr>,
 }
 
 impl<'b> Request<'b> {
     /// `head_bytes` is the buffer the head was parsed from, starting where it starts.
     pub fn new(head: RequestHead, head_bytes: &'b [u8], body: &'b mut [u8]) -> Request<'b> {
-        Request { head, head_bytes, body }
+        Request { head, head_bytes, body, peer: None }
+    }
+
+    /// The same request, as sent from `peer`.
+    pub fn from_peer(self, peer: std::net::IpAddr) -> Request<'b> {
+        Request { peer: Some(peer), ..self }
+    }
+
+    /// The address of the client's end of the connection (a proxy's, behind one).
+    pub fn peer(&self) -> Option<std::net::IpAddr> {
+        self.peer
     }
 
     pub fn method(&self) -> Method {

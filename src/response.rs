@@ -34,6 +34,47 @@ pub enum Cors {
     Preflight,
 }
 
+/// Which origins may read the product API's answers (`--cors-origin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// `*`: any.
+    Any,
+    /// These exactly, as a browser sends them in `Origin` (scheme, host, port).
+    Listed(Vec<Box<[u8]>>),
+}
+
+/// The CORS origin headers of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CorsOrigin<'a> {
+    /// The `Access-Control-Allow-Origin` value, if the request's origin may read it.
+    pub allow: Option<&'a [u8]>,
+    /// `Vary: Origin`: the answer depends on the request's origin (a list is configured).
+    pub vary: bool,
+}
+
+impl CorsOrigins {
+    /// `*`, or a comma-separated list of origins.
+    pub fn parse(text: &str) -> CorsOrigins {
+        let listed: Vec<Box<[u8]>> =
+            text.split(',').map(str::trim).filter(|o| !o.is_empty()).map(|o| o.as_bytes().into()).collect();
+        if listed.is_empty() || listed.iter().any(|o| &**o == b"*") {
+            CorsOrigins::Any
+        } else {
+            CorsOrigins::Listed(listed)
+        }
+    }
+
+    /// The headers for a request that sent `origin`.
+    pub fn for_origin<'a>(&'a self, origin: Option<&'a [u8]>) -> CorsOrigin<'a> {
+        match self {
+            CorsOrigins::Any => CorsOrigin { allow: Some(b"*"), vary: false },
+            CorsOrigins::Listed(listed) => {
+                CorsOrigin { allow: origin.filter(|o| listed.iter().any(|allowed| **allowed == **o)), vary: true }
+            }
+        }
+    }
+}
+
 enum Body {
     Static(&'static [u8]),
     Scratch,
@@ -94,8 +135,8 @@ impl<'s> Response<'s> {
         &self.dynamic
     }
 
-    /// Adds a header with a value made for this response. Kept whatever the
-    /// handler sends afterwards, errors included (a 416 keeps its Content-Range).
+    /// Adds a header with a value made for this response. An error sent
+    /// afterwards drops it, but for a 416's Content-Range.
     pub fn add_header(&mut self, name: &'static str, value: String) {
         debug_assert!(self.dynamic.len() < MAX_DYNAMIC_HEADERS);
         if self.dynamic.len() < MAX_DYNAMIC_HEADERS {
@@ -190,8 +231,13 @@ impl<'s> Response<'s> {
         Ok(())
     }
 
-    /// Replaces whatever was set with the error's status and JSON body.
+    /// Replaces whatever was set with the error's status and JSON body. The
+    /// headers made for a success go too: an error is not the range of
+    /// anything (only a 416 says, with `Content-Range: bytes */size`, what
+    /// the whole is, RFC 9110 §15.5.17).
     pub fn send_error(&mut self, error: &AppError) {
+        let unsatisfiable = *error == AppError::RangeNotSatisfiable;
+        self.dynamic.retain(|(name, _)| unsatisfiable && *name == "Content-Range");
         self.stream = None;
         self.stream_len = None;
         self.scratch.clear();
@@ -200,5 +246,39 @@ impl<'s> Response<'s> {
         self.content_type = Some(JSON);
         self.header = error.header();
         self.body = Body::Scratch;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_origins_any_or_a_list() {
+        let any = CorsOrigins::parse("*");
+        assert_eq!(any.for_origin(Some(b"https://x")), CorsOrigin { allow: Some(b"*"), vary: false });
+        let listed = CorsOrigins::parse("https://a.example, https://b.example:8443");
+        let a = listed.for_origin(Some(b"https://a.example"));
+        assert_eq!(a, CorsOrigin { allow: Some(b"https://a.example"), vary: true });
+        assert_eq!(listed.for_origin(Some(b"https://b.example:8443")).allow, Some(&b"https://b.example:8443"[..]));
+        for other in [Some(&b"https://evil.example"[..]), Some(b"https://a.example.evil"), Some(b"null"), None] {
+            assert_eq!(listed.for_origin(other), CorsOrigin { allow: None, vary: true });
+        }
+    }
+
+    #[test]
+    fn errors_carry_no_range_headers_but_a_416_its_content_range() {
+        let mut scratch = Vec::new();
+        let mut response = Response::new(&mut scratch);
+        response.add_header("Accept-Ranges", "bytes".into());
+        response.add_header("Content-Range", "bytes 0-9/100".into());
+        response.send_error(&AppError::StorageUnavailable);
+        assert!(response.dynamic_headers().is_empty(), "{:?}", response.dynamic_headers());
+
+        let mut response = Response::new(&mut scratch);
+        response.add_header("Accept-Ranges", "bytes".into());
+        response.add_header("Content-Range", "bytes */100".into());
+        response.send_error(&AppError::RangeNotSatisfiable);
+        assert_eq!(response.dynamic_headers(), [("Content-Range", "bytes */100".to_string())]);
     }
 }

@@ -360,7 +360,8 @@ pub fn route(method: Method, path: &[u8], test_routes: bool) -> Result<Route, Ap
     let methods = match segments.as_slice() {
         [b"api", rest @ ..] => {
             let methods = api_route(rest).ok_or(AppError::NotFound)?;
-            if method == Method::Options {
+            // The log service is for servers, not pages: no preflight is granted.
+            if method == Method::Options && rest != [b"logs"] {
                 return Ok(Route::Preflight);
             }
             methods

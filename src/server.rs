@@ -14,18 +14,25 @@ use std::thread::JoinHandle;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
+use std::sync::Arc;
+
+use crate::api::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::worker;
 
 pub struct Server {
     local_addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
+    ops_addr: Option<SocketAddr>,
     video_storage: &'static str,
     workers: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     fd_limit: u64,
     connection_cap: usize,
 }
+
+/// The shortest JWT secret accepted: HS256 wants a 256-bit key.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
 
 /// File descriptors each worker keeps for other things than client
 /// connections: its listeners, PostgreSQL and Redis connections, the ingest
@@ -43,6 +50,14 @@ impl Server {
     /// Binds the listeners and starts the workers. Returns once every worker's
     /// listener is bound, so the server accepts connections from then on.
     pub fn start(mut config: Config) -> io::Result<Server> {
+        // Never sign with an empty or short key: a token forged with it would
+        // pass. (`main` makes one up for --dev before it gets here.)
+        if config.jwt_secret.as_ref().is_none_or(|secret| secret.len() < MIN_JWT_SECRET_LEN) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a JWT secret of at least {MIN_JWT_SECRET_LEN} bytes is required to sign API tokens"),
+            ));
+        }
         let count = config.workers();
         let fd_limit = raise_fd_limit();
         let connection_cap = *config.max_connections.get_or_insert_with(|| {
@@ -59,12 +74,16 @@ impl Server {
         let local_addr = if config.tls_only { None } else { Some(config.listen) };
         let (local_addr, mut plain) = bind_all(local_addr, count)?;
         let (tls_addr, mut secure) = bind_all(config.tls_listen, count)?;
+        let (ops_addr, mut ops) = bind_all(config.ops_listen, count)?;
+        let logins = Arc::new(LoginThrottle::new(config.login_failures_per_account, config.login_failures_per_address));
         let cores = if config.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
         let (shutdown, watcher) = watch::channel(false);
 
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
-            let listeners = worker::Listeners { plain: plain.pop(), tls: secure.pop().zip(tls.clone()) };
+            let listeners =
+                worker::Listeners { plain: plain.pop(), tls: secure.pop().zip(tls.clone()), ops: ops.pop() };
+            let logins = Arc::clone(&logins);
             let config = config.clone();
             let watcher = watcher.clone();
             let core = (!cores.is_empty()).then(|| cores[(config.first_core + index) % cores.len()]);
@@ -74,13 +93,13 @@ impl Server {
                         tracing::warn!(worker = index, core = core.id, "could not pin worker to core");
                     }
                 }
-                if let Err(e) = worker::run(index, listeners, config, watcher) {
+                if let Err(e) = worker::run(index, listeners, config, logins, watcher) {
                     tracing::error!(worker = index, error = %e, "worker failed");
                 }
             })?;
             workers.push(handle);
         }
-        Ok(Server { local_addr, tls_addr, video_storage, workers, shutdown, fd_limit, connection_cap })
+        Ok(Server { local_addr, tls_addr, ops_addr, video_storage, workers, shutdown, fd_limit, connection_cap })
     }
 
     /// The process's file-descriptor limit, as raised at start.
@@ -101,6 +120,11 @@ impl Server {
     /// The HTTPS address, if serving HTTPS.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The operations address (/metrics, /ready, /health), if one is configured.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
     }
 
     /// "local" or "s3".
@@ -170,6 +194,18 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_server_without_a_jwt_secret() {
+        let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
+        config.database_url.clear();
+        config.redis_url.clear();
+        for secret in [None, Some(String::new()), Some("short".to_owned())] {
+            config.jwt_secret = secret;
+            let Err(e) = Server::start(config.clone()) else { panic!("started without a usable JWT secret") };
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        }
+    }
 
     /// The unsafe calls above, checked against what the kernel reports for this process.
     #[test]

@@ -28,15 +28,19 @@ use tokio::sync::watch;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
 
-use crate::api::auth::Tokens;
+use crate::api::auth::{Generations, Tokens};
+use crate::api::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::connection::{self, Connection};
 use crate::date_cache;
 use crate::error::AppError;
 use crate::ids::IdGenerator;
+use crate::ingest::access::LogAccess;
 use crate::ingest::{writer, IngestQueue};
 use crate::metrics::{self, WorkerMetrics};
+use crate::response::CorsOrigins;
 use crate::response::Response;
+use crate::router::Route;
 use crate::storage::Storage;
 
 /// What every connection on this worker shares (through a plain `Rc`: this
@@ -48,6 +52,8 @@ pub struct Worker {
     pub limits: HeadLimits,
     /// Signs and checks the product API's tokens.
     pub tokens: Tokens,
+    /// Users' token generations, as this worker last read them.
+    pub generations: Generations,
     /// Which worker this is (its core number in the IDs' machine field).
     pub index: usize,
     /// This worker's ID generator, made for the node id it was last used with.
@@ -56,6 +62,12 @@ pub struct Worker {
     pub ingest: Rc<IngestQueue>,
     /// This worker's counters for `/metrics` (shared with the scraping worker).
     pub metrics: Arc<WorkerMetrics>,
+    /// Who may use the log service.
+    pub log_access: LogAccess,
+    /// Which origins' front ends may read the product API's answers.
+    pub cors_origins: CorsOrigins,
+    /// Failed-login budgets, shared by every worker.
+    pub logins: Arc<LoginThrottle>,
     shutting_down: Cell<bool>,
     /// Connections open now.
     connections: Cell<usize>,
@@ -64,6 +76,41 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// The router's answer, if the listener it was asked on serves that
+    /// route; otherwise 404, as if it did not exist: the operations listener
+    /// serves only /metrics, /ready and /health (and says nothing, not even
+    /// 405, of other paths); the public one serves no /metrics when there is
+    /// an operations listener, and no benchmark routes with
+    /// --no-benchmark-routes.
+    pub fn expose(&self, routed: Result<Route, AppError>, listener: Listener) -> Result<Route, AppError> {
+        let route = match (routed, listener) {
+            (Ok(route), _) => route,
+            (Err(_), Listener::Ops) => return Err(AppError::NotFound),
+            (Err(e), Listener::Public) => return Err(e),
+        };
+        let served = match (listener, route) {
+            (Listener::Ops, Route::Metrics | Route::Ready | Route::Health) => true,
+            (Listener::Ops, _) => false,
+            (Listener::Public, Route::Metrics) => self.config.ops_listen.is_none(),
+            (
+                Listener::Public,
+                Route::Plaintext
+                | Route::Json
+                | Route::Db
+                | Route::Queries
+                | Route::Updates
+                | Route::Fortunes
+                | Route::CachedQueries,
+            ) => !self.config.no_benchmark_routes,
+            (Listener::Public, _) => true,
+        };
+        if served {
+            Ok(route)
+        } else {
+            Err(AppError::NotFound)
+        }
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.get()
     }
@@ -111,20 +158,38 @@ impl Drop for Registration {
     }
 }
 
-/// A worker's listeners: plain HTTP, HTTPS (with its configuration), or both.
+/// A worker's listeners: plain HTTP, HTTPS (with its configuration), or
+/// both, and the operations listener if there is one.
 pub struct Listeners {
     pub plain: Option<std::net::TcpListener>,
     pub tls: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
+    pub ops: Option<std::net::TcpListener>,
 }
 
 /// The runtime's side of [`Listeners`].
 struct Accepting {
     plain: Option<TcpListener>,
     tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    ops: Option<TcpListener>,
+}
+
+/// Which listener a connection came in on: what it may reach depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Plain HTTP or HTTPS: the product, and what the configuration leaves on it.
+    Public,
+    /// `--ops-listen`: /metrics, /ready and /health only.
+    Ops,
 }
 
 /// Runs one worker on the calling thread until shutdown completes.
-pub fn run(index: usize, listeners: Listeners, config: Config, shutdown: watch::Receiver<bool>) -> io::Result<()> {
+pub fn run(
+    index: usize,
+    listeners: Listeners,
+    config: Config,
+    logins: Arc<LoginThrottle>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = LocalSet::new();
     local.block_on(&runtime, async move {
@@ -136,6 +201,7 @@ pub fn run(index: usize, listeners: Listeners, config: Config, shutdown: watch::
                 }
                 None => None,
             },
+            ops: listeners.ops.map(TcpListener::from_std).transpose()?,
         };
         // Before the storage starts: its connections count themselves here.
         let worker_metrics = Arc::new(WorkerMetrics::new(index));
@@ -143,6 +209,9 @@ pub fn run(index: usize, listeners: Listeners, config: Config, shutdown: watch::
         metrics::set_current(Arc::clone(&worker_metrics));
         let worker = Rc::new(Worker {
             metrics: worker_metrics,
+            log_access: LogAccess::new(config.ingest_token.as_deref(), config.dev),
+            cors_origins: CorsOrigins::parse(&config.cors_origin),
+            logins,
             limits: config.head_limits(),
             index,
             ids: RefCell::new(None),
@@ -151,8 +220,10 @@ pub fn run(index: usize, listeners: Listeners, config: Config, shutdown: watch::
                 config.ingest_batch_events as usize,
                 config.ingest_linger(),
                 config.ingest_queue_events as usize,
+                config.ingest_queue_bytes,
                 config.ingest_full_wait(),
             )),
+            generations: Generations::default(),
             tokens: Tokens::new(config.jwt_secret.as_deref().unwrap_or_default().as_bytes(), config.token_ttl()),
             storage: Storage::start(&config).map_err(io::Error::other)?,
             config,
@@ -227,15 +298,16 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
         if *shutdown.borrow_and_update() {
             return;
         }
-        let (accepted, secure) = tokio::select! {
-            accepted = accept_on(listeners.plain.as_ref()) => (accepted, false),
-            accepted = accept_on(tls_listener) => (accepted, true),
+        let (accepted, secure, listener) = tokio::select! {
+            accepted = accept_on(listeners.plain.as_ref()) => (accepted, false, Listener::Public),
+            accepted = accept_on(tls_listener) => (accepted, true, Listener::Public),
+            accepted = accept_on(listeners.ops.as_ref()) => (accepted, false, Listener::Ops),
             _ = shutdown.changed() => return,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 backoff.succeeded();
-                stream
+                (stream, peer.ip())
             }
             Err(e) => {
                 // Usually EMFILE/ENFILE: the connection stays queued and the
@@ -266,14 +338,14 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
         match listeners.tls.as_ref().filter(|_| secure) {
             None => tokio::task::spawn_local(async move {
                 let worker = Rc::clone(&registration.worker);
-                Connection::new(stream, &worker, accepted_at).run().await;
+                Connection::new(stream, &worker, accepted_at, peer, listener).run().await;
                 drop(registration);
             }),
             Some((_, acceptor)) => {
                 let acceptor = acceptor.clone();
                 tokio::task::spawn_local(async move {
                     let worker = Rc::clone(&registration.worker);
-                    serve_tls(acceptor, stream, &worker, accepted_at).await;
+                    serve_tls(acceptor, stream, &worker, accepted_at, peer).await;
                     drop(registration);
                 })
             }
@@ -289,7 +361,7 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
 /// way to stop a listener and keep its queue. On loopback that is a window of
 /// microseconds.)
 fn close_backlog(listeners: &Accepting, worker: &Rc<Worker>) {
-    let all = [listeners.plain.as_ref(), listeners.tls.as_ref().map(|(listener, _)| listener)];
+    let all = [listeners.plain.as_ref(), listeners.tls.as_ref().map(|(listener, _)| listener), listeners.ops.as_ref()];
     for listener in all.into_iter().flatten() {
         let socket = socket2::SockRef::from(listener);
         // First stop the kernel completing handshakes here: one completed
@@ -353,14 +425,20 @@ async fn close_unserved(mut stream: TcpStream) {
 /// timeout counts from accept and covers the handshake and the first head
 /// together (a client that connects and says nothing, or handshakes slowly,
 /// is dropped as on plain HTTP).
-async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream, worker: &Worker, accepted_at: Instant) {
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    worker: &Worker,
+    accepted_at: Instant,
+    peer: std::net::IpAddr,
+) {
     let metrics = &worker.metrics;
     let deadline = accepted_at + worker.config.header_timeout;
     match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
         Ok(Ok(session)) => {
             let resumed = session.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
             metrics::add(if resumed { &metrics.tls_handshakes_resumed } else { &metrics.tls_handshakes_full }, 1);
-            Connection::new(session, worker, accepted_at).run().await
+            Connection::new(session, worker, accepted_at, peer, Listener::Public).run().await
         }
         Ok(Err(e)) => {
             metrics::add(&metrics.tls_handshakes_failed, 1);
@@ -379,7 +457,7 @@ fn refuse_overloaded(stream: &TcpStream, worker: &Worker) {
     let mut response = Response::new(&mut scratch);
     response.send_error(&AppError::Overloaded);
     let mut out = Vec::with_capacity(256);
-    connection::write_response(&mut out, &response, ConnectionHeader::Close, true);
+    connection::write_response(&mut out, &response, ConnectionHeader::Close, true, connection::NO_CORS);
     let _ = stream.try_write(&out);
     tracing::debug!(cap = worker.config.max_connections, "connection refused: at the per-worker cap");
 }

@@ -127,6 +127,9 @@ fn hot_paths_do_not_allocate_after_warm_up() {
     config.ingest_ack = swiftlet::ingest::AckMode::Queued;
     // A fixed node id, so /api/ids issues without Redis.
     config.node_id = Some(1);
+    config.jwt_secret = Some("allocation-test-secret-allocation-test".into());
+    // Opens the log service without an ingest token.
+    config.dev = true;
     let server = Server::start(config).unwrap();
     let mut stream = TcpStream::connect(server.local_addr().unwrap()).unwrap();
     stream.set_nodelay(true).unwrap();

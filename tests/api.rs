@@ -66,9 +66,10 @@ impl Api {
         self.call("GET", path, token, None)
     }
 
-    /// Registers `name` (e-mail `name@example.com`, password `pw-name`); returns the token.
+    /// Registers `name` (e-mail `name@example.com`, password `pw-name-secret`); returns the token.
     fn register(&mut self, name: &str) -> String {
-        let body = format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"pw-{name}"}}}}"#);
+        let body =
+            format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"pw-{name}-secret"}}}}"#);
         let r = self.call("POST", "/api/users", None, Some(&body));
         assert_eq!(r.status, 201, "{}", r.json);
         r.json["user"]["token"].as_str().unwrap().to_owned()
@@ -141,9 +142,9 @@ fn register_login_and_the_current_user() {
     assert!(stored.starts_with("$argon2id$") && !stored.contains("jakejake"), "{stored}");
 
     // Duplicates, named by field; the e-mail compares case-insensitively.
-    let dup = r#"{"user":{"username":"jake","email":"other@x.y","password":"p"}}"#;
+    let dup = r#"{"user":{"username":"jake","email":"other@x.y","password":"password1"}}"#;
     assert_error(&api.call("POST", "/api/users", None, Some(dup)), 422, "username", "has already been taken");
-    let dup = r#"{"user":{"username":"jacob","email":"JAKE@jake.jake","password":"p"}}"#;
+    let dup = r#"{"user":{"username":"jacob","email":"JAKE@jake.jake","password":"password1"}}"#;
     assert_error(&api.call("POST", "/api/users", None, Some(dup)), 422, "email", "has already been taken");
     // Validation.
     for (body, key) in [
@@ -152,6 +153,8 @@ fn register_login_and_the_current_user() {
         (r#"{"user":{"username":"a","email":"a@b"}}"#, "password"),
         (r#"{"user":{"username":"a","email":5,"password":"p"}}"#, "email"),
         (r#"{"user":{"username":"a","email":"no-at-sign","password":"p"}}"#, "email"),
+        // Eight characters at least, for a new password.
+        (r#"{"user":{"username":"a","email":"a@b","password":"seven-7"}}"#, "password"),
         (r#"{"person":{}}"#, "user"),
         (r#"{"user":"#, "body"),
         ("", "body"),
@@ -768,7 +771,8 @@ fn bodies_over_the_api_limit_are_refused_with_413() {
     // within the limit works.
     api.client = api._server.connect();
     assert_eq!(
-        api.call("POST", "/api/users", None, Some(r#"{"user":{"username":"a","email":"a@b","password":"p"}}"#)).status,
+        api.call("POST", "/api/users", None, Some(r#"{"user":{"username":"a","email":"a@b","password":"password1"}}"#))
+            .status,
         201
     );
 }

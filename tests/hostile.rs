@@ -427,3 +427,159 @@ fn partial_head_after_a_pipelined_request_is_timed_from_its_first_byte() {
     assert_eq!(timed_out.status, 408, "{}", timed_out.text());
     assert!(took >= Duration::from_millis(1900) && took < Duration::from_millis(2900), "408 after {took:?}");
 }
+
+mod with_stores {
+    //! The attacks that need the product API's database: huge lists and a
+    //! flood of failed logins.
+
+    use super::*;
+    use common::site::Site;
+    use common::Response;
+
+    const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
+
+    fn token_in(r: &Response) -> String {
+        let text = r.text();
+        let start = text.find("\"token\":\"").expect("a token") + 9;
+        text[start..start + text[start..].find('"').unwrap()].to_owned()
+    }
+
+    fn register(site: &mut Site, name: &str) -> String {
+        let body =
+            format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"{name}-password"}}}}"#);
+        let r = site.call("POST", "/api/users", None, &JSON, body.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+        token_in(&r)
+    }
+
+    /// An article with 250 comments of 8 KiB each (the cap; one byte more is
+    /// 422): one answer holds at most 200 of them, the rest come with
+    /// `offset`. Log events of 16 KiB message and 16 KiB metadata (the caps):
+    /// a page of `limit=1000` stops after about 1 MiB with a `next_cursor`,
+    /// and the cursors walk them all. Memory stays within a few MiB of rest.
+    #[test]
+    fn huge_comment_lists_and_log_pages_are_cut() {
+        let mut site = Site::start(&[], &[("SWIFTLET_INGEST_ACK", "durable")]);
+        // After a first password hash: argon2's 19 MiB of working memory per
+        // hashing thread is the design's, not the attack's.
+        let token = register(&mut site, "writer");
+        let (base_peak, _) = memory_kib(site.server.pid());
+        let r = site.call(
+            "POST",
+            "/api/articles",
+            Some(&token),
+            &JSON,
+            br#"{"article":{"title":"Busy","description":"d","body":"b"}}"#,
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let too_long = format!(r#"{{"comment":{{"body":"{}"}}}}"#, "x".repeat(8193));
+        let r = site.call("POST", "/api/articles/busy/comments", Some(&token), &JSON, too_long.as_bytes());
+        assert_eq!(r.status, 422, "an 8,193-byte comment was answered {}", r.status);
+        assert!(r.text().contains("body"), "{}", r.text());
+        let comment = format!(r#"{{"comment":{{"body":"{}"}}}}"#, "c".repeat(8192));
+        for _ in 0..250 {
+            let r = site.call("POST", "/api/articles/busy/comments", Some(&token), &JSON, comment.as_bytes());
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        let count = |r: &Response| r.text().matches("\"createdAt\"").count();
+        let first = site.call("GET", "/api/articles/busy/comments", None, &[], b"");
+        assert_eq!((first.status, count(&first)), (200, 200));
+        assert!(first.body.len() < 2_500_000, "{} bytes", first.body.len());
+        let rest = site.call("GET", "/api/articles/busy/comments?offset=200", None, &[], b"");
+        assert_eq!(count(&rest), 50);
+
+        // 150 events of about 32 KiB each, in batches under the 4 MiB limit.
+        let big = |i: usize| {
+            format!(
+                r#"{{"event_id":"big-{i}","timestamp":{},"service":"bulk","message":"{}","metadata":{{"k":"{}"}}}}"#,
+                1_700_000_000_000u64 + i as u64,
+                "m".repeat(16 * 1024),
+                "v".repeat(16 * 1024 - 1)
+            )
+        };
+        let too_big = big(0).replacen("\"m", "\"mm", 1);
+        let r = site.call("POST", "/ingest", None, &JSON, too_big.as_bytes());
+        assert_eq!(r.status, 422, "{}", r.text());
+        assert!(r.text().contains("message"), "{}", r.text());
+        for batch in (0..150).collect::<Vec<_>>().chunks(50) {
+            let body: String = batch.iter().map(|&i| big(i) + "\n").collect();
+            let r = site.call("POST", "/ingest/batch", None, &JSON, body.as_bytes());
+            assert_eq!(r.status, 202, "{}", r.text());
+            assert!(r.text().contains("\"accepted\":50"), "{}", r.text());
+        }
+        let mut cursor: Option<String> = None;
+        let mut seen = 0;
+        let mut pages = 0;
+        loop {
+            let path = match &cursor {
+                None => "/api/logs?service=bulk&limit=1000".to_string(),
+                Some(c) => format!("/api/logs?service=bulk&limit=1000&cursor={c}"),
+            };
+            let page = site.call("GET", &path, None, &[], b"");
+            assert_eq!(page.status, 200, "{}", page.text());
+            assert!(page.body.len() < (1 << 20) + 100_000, "a page of {} bytes", page.body.len());
+            seen += page.text().matches("\"event_id\"").count();
+            pages += 1;
+            let text = page.text();
+            let next = text.rsplit("\"next_cursor\":").next().unwrap();
+            if next.starts_with("null") {
+                break;
+            }
+            cursor = Some(next.trim_start_matches('"').split('"').next().unwrap().to_owned());
+            assert!(pages < 20, "the cursors do not end");
+        }
+        assert_eq!(seen, 150, "every event once, over {pages} pages");
+        assert!(pages >= 4, "{pages} pages");
+
+        let (peak, _) = memory_kib(site.server.pid());
+        assert!(peak <= base_peak + 24 * 1024, "peak RSS {peak} KiB, from {base_peak} KiB at the start");
+    }
+
+    /// 400 wrong-password logins from one address as fast as the server takes
+    /// them: past the address's budget they get 429 at once, without hashing,
+    /// so they end quickly and a registration (which hashes) beside them is
+    /// not held up by a full hashing queue.
+    #[test]
+    fn a_login_flood_is_throttled_before_hashing() {
+        let mut site = Site::start(&[], &[]);
+        let addr = site.server.addr;
+        // After a first password hash, as above.
+        register(&mut site, "early");
+        let (base_peak, _) = memory_kib(site.server.pid());
+        let bystander = Bystander::start(&site.server);
+        let started = Instant::now();
+        let flood: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut client = Client::connect_to(addr);
+                    let mut statuses = Vec::new();
+                    for i in 0..100 {
+                        let body = format!(r#"{{"user":{{"email":"victim{}@example.com","password":"guess-{t}-{i}"}}}}"#, i % 3);
+                        let raw = format!(
+                            "POST /api/users/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        statuses.push(client.request(raw.as_bytes()).status);
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        // Meanwhile someone registers: the hashing pool must have room.
+        let registered = Instant::now();
+        register(&mut site, "newcomer");
+        let took = registered.elapsed();
+        let statuses: Vec<u16> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let flood_took = started.elapsed();
+        let throttled = statuses.iter().filter(|&&s| s == 429).count();
+        let refused = statuses.iter().filter(|&&s| s == 401).count();
+        assert_eq!(throttled + refused, 400, "{statuses:?}");
+        // The default budget is 30 failures per address (and 5 per account).
+        assert!(refused <= 30, "{refused} logins were hashed and refused");
+        assert!(took < Duration::from_secs(3), "a registration took {took:?} during the flood");
+        assert!(flood_took < Duration::from_secs(20), "the flood took {flood_took:?}");
+        let (peak, _) = memory_kib(site.server.pid());
+        assert!(peak <= base_peak + 8 * 1024, "peak RSS {peak} KiB, from {base_peak} KiB at the start");
+        bystander.finish(5);
+    }
+}

@@ -49,7 +49,8 @@ fn error_message(res: &Response, key: &str) -> String {
 
 impl Site {
     fn register(&mut self, name: &str) -> String {
-        let body = format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"pw-{name}"}}}}"#);
+        let body =
+            format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"pw-{name}-secret"}}}}"#);
         let res = self.call("POST", "/api/users", None, &[("Content-Type", "application/json")], body.as_bytes());
         assert_eq!(res.status, 201, "{}", res.text());
         json(&res)["user"]["token"].as_str().unwrap().to_string()

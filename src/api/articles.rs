@@ -68,7 +68,7 @@ fn send_article(res: &mut Response<'_>, rows: &BatchRows, query: usize, status: 
 }
 
 pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(worker.tokens.caller(req)?);
+    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
     let (limit, offset) = page(req)?;
     let author = filter(req, "author")?;
     let tag = filter(req, "tag")?;
@@ -113,7 +113,7 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
 }
 
 pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = worker.tokens.required(req)?.id;
+    let caller = super::auth::required(worker, req).await?.id;
     let (limit, offset) = page(req)?;
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg
@@ -126,7 +126,7 @@ pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
 }
 
 pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(worker.tokens.caller(req)?);
+    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
     let slug = path_param(req, 2, ARTICLE)?;
     let lookup = cache::lookup(&worker.storage, Entry::Article(&slug), caller != 0).await;
     if lookup.serve(res) {
@@ -144,7 +144,7 @@ fn slug_taken(e: &PgError) -> bool {
 }
 
 pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = worker.tokens.required(req)?.id;
+    let caller = super::auth::required(worker, req).await?.id;
     let NewArticle { title, description, body, tags } = NewArticle::parse(req.body)?;
     let base = slug::slugify(title);
     let mut slug = base.clone();
@@ -211,7 +211,7 @@ async fn owned(worker: &Worker, slug: &str, caller: i64) -> Result<Owned, AppErr
 }
 
 pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = worker.tokens.required(req)?.id;
+    let caller = super::auth::required(worker, req).await?.id;
     let current = path_param(req, 2, ARTICLE)?.into_owned();
     let ArticleChanges { title, description, body } = ArticleChanges::parse(req.body)?;
     let Owned { id, title: old_title, .. } = owned(worker, &current, caller).await?;
@@ -241,16 +241,23 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
 }
 
 pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = worker.tokens.required(req)?.id;
+    let caller = super::auth::required(worker, req).await?.id;
     let slug = path_param(req, 2, ARTICLE)?;
     let article = owned(worker, &slug, caller).await?;
     let tags: Vec<&str> = article.tags.iter().map(String::as_str).collect();
     let pg = worker.storage.pg.for_writes()?;
-    pg.run(|b| {
-        b.query(&sql::DELETE_ARTICLE, &[&article.id])?;
-        count(b, caller, &tags, -1)
-    })
-    .await?;
+    let deleted = pg
+        .run(|b| {
+            b.query(&sql::DELETE_ARTICLE, &[&article.id])?;
+            count(b, caller, &tags, -1)
+        })
+        .await;
+    match deleted {
+        Ok(_) => {}
+        // Another delete got there first and moved the counters itself.
+        Err(PgError::Gone) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    }
     let stale = [Entry::Article(&slug), Entry::FirstPage, Entry::Tags];
     cache::invalidate(&worker.storage, &stale).await;
     // The response stays the empty 204 it starts as.

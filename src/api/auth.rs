@@ -7,14 +7,31 @@
 //! `alg: none` or any other algorithm is refused whatever its signature, and
 //! checks `exp` and (when present) `nbf`. Every refusal is a 401; the reason
 //! goes to the debug log, never to the client beyond "invalid".
+//!
+//! A token also carries its user's token generation (`gen`; 0 when absent,
+//! as in tokens from before it existed), and a password change moves the
+//! generation on: [`required`] and [`caller`] refuse a token whose generation
+//! is not the user's current one, or whose user is gone. Each worker keeps
+//! the generations it has looked up for [`GENERATION_TTL`], so a change made
+//! through another worker or node takes effect within that time (at once on
+//! the worker that made it); at most [`MAX_GENERATIONS`] are kept.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::sql;
 use crate::error::AppError;
 use crate::request::Request;
+use crate::worker::Worker;
+
+/// How long a worker trusts a user's token generation it looked up.
+pub const GENERATION_TTL: Duration = Duration::from_secs(5);
+/// The most generations a worker keeps (forgotten all at once beyond it).
+pub const MAX_GENERATIONS: usize = 10_000;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 5;
@@ -27,6 +44,9 @@ struct Claims {
     #[serde(default)]
     iat: Option<u64>,
     exp: u64,
+    /// The user's token generation when it was issued.
+    #[serde(default)]
+    gen: i32,
 }
 
 /// Signs and checks tokens; one per worker, built from the same secret.
@@ -51,47 +71,96 @@ impl Tokens {
         }
     }
 
-    /// A fresh token for `user`.
-    pub fn issue(&self, user: i64) -> Result<String, AppError> {
+    /// A fresh token for `user`, whose token generation is `generation`.
+    pub fn issue(&self, user: i64, generation: i32) -> Result<String, AppError> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let claims = Claims { sub: user.to_string(), iat: Some(now), exp: now + self.ttl.as_secs() };
+        let claims = Claims { sub: user.to_string(), iat: Some(now), exp: now + self.ttl.as_secs(), gen: generation };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
             tracing::error!(error = %e, "could not sign a token");
             AppError::Internal
         })
     }
 
-    /// The user id a token was issued to, if it is genuine and current.
-    pub fn verify(&self, token: &str) -> Result<i64, AppError> {
+    /// The user id a token was issued to and the generation it carries, if
+    /// it is genuine and unexpired (the generation is checked by [`caller`]).
+    pub fn verify(&self, token: &str) -> Result<(i64, i32), AppError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
             tracing::debug!(error = %e, "refused a token");
             INVALID
         })?;
-        data.claims.sub.parse::<i64>().ok().filter(|id| *id > 0).ok_or(INVALID)
+        let id = data.claims.sub.parse::<i64>().ok().filter(|id| *id > 0).ok_or(INVALID)?;
+        Ok((id, data.claims.gen))
     }
 
-    /// The caller of a route where a token is optional: `None` when the request
-    /// carries no Authorization header; an error when it carries a bad one
-    /// (shared/conduit-api.md §1 recommends 401 over silently ignoring it).
-    pub fn caller<'b>(&self, req: &Request<'b>) -> Result<Option<Caller<'b>>, AppError> {
+    /// The token in a request, verified but for its generation.
+    fn presented<'b>(&self, req: &Request<'b>) -> Result<Option<Caller<'b>>, AppError> {
         let Some(value) = req.header("authorization") else {
             return Ok(None);
         };
         let token = token_of(value).ok_or(AppError::Unauthenticated { problem: "must be 'Token <jwt>'" })?;
-        Ok(Some(Caller { id: self.verify(token)?, token }))
-    }
-
-    /// The caller of a route that needs one.
-    pub fn required<'b>(&self, req: &Request<'b>) -> Result<Caller<'b>, AppError> {
-        self.caller(req)?.ok_or(MISSING)
+        let (id, generation) = self.verify(token)?;
+        Ok(Some(Caller { id, token, generation }))
     }
 }
 
-/// A verified caller: their user id and the token they presented.
+/// The caller of a route where a token is optional: `None` when the request
+/// carries no Authorization header; an error when it carries a bad one
+/// (shared/conduit-api.md §1 recommends 401 over silently ignoring it), or
+/// one from before its user's last password change, or whose user is gone.
+pub async fn caller<'b>(worker: &Worker, req: &Request<'b>) -> Result<Option<Caller<'b>>, AppError> {
+    let Some(caller) = worker.tokens.presented(req)? else {
+        return Ok(None);
+    };
+    if worker.generations.current(worker, caller.id).await? != Some(caller.generation) {
+        return Err(INVALID);
+    }
+    Ok(Some(caller))
+}
+
+/// The caller of a route that needs one.
+pub async fn required<'b>(worker: &Worker, req: &Request<'b>) -> Result<Caller<'b>, AppError> {
+    caller(worker, req).await?.ok_or(MISSING)
+}
+
+/// A verified caller: their user id, the token they presented and its generation.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'b> {
     pub id: i64,
     pub token: &'b str,
+    pub generation: i32,
+}
+
+/// One worker's copy of users' token generations, as last read.
+#[derive(Default)]
+pub struct Generations {
+    known: RefCell<HashMap<i64, (Option<i32>, Instant)>>,
+}
+
+impl Generations {
+    /// User `id`'s token generation (`None`: no such user), from the copy if
+    /// it is fresh, else from PostgreSQL.
+    async fn current(&self, worker: &Worker, id: i64) -> Result<Option<i32>, AppError> {
+        let now = Instant::now();
+        if let Some(&(generation, at)) = self.known.borrow().get(&id) {
+            if now.saturating_duration_since(at) < GENERATION_TTL {
+                return Ok(generation);
+            }
+        }
+        let pg = worker.storage.pg.for_reads()?;
+        let rows = pg.run(|b| b.query(&sql::TOKEN_GENERATION, &[&id])).await?;
+        let generation = rows.query(0).next().map(|r| r.int4(0)).transpose()?;
+        self.remember(id, generation, now);
+        Ok(generation)
+    }
+
+    /// What this worker just wrote or read: user `id` is at `generation`.
+    pub fn remember(&self, id: i64, generation: Option<i32>, now: Instant) {
+        let mut known = self.known.borrow_mut();
+        if known.len() >= MAX_GENERATIONS && !known.contains_key(&id) {
+            known.clear();
+        }
+        known.insert(id, (generation, now));
+    }
 }
 
 /// The id the personalising statements take for a caller: 0 for nobody.
@@ -143,15 +212,16 @@ mod tests {
     #[test]
     fn issued_tokens_verify() {
         let t = tokens();
-        let token = t.issue(42).unwrap();
-        assert_eq!(t.verify(&token), Ok(42));
+        let token = t.issue(42, 3).unwrap();
+        assert_eq!(t.verify(&token), Ok((42, 3)));
     }
 
     #[test]
     fn a_hand_made_token_with_the_right_key_verifies() {
         // Guards the forge helper the refusals below depend on.
         let token = forge(r#"{"alg":"HS256","typ":"JWT"}"#, &format!(r#"{{"sub":"7","exp":{}}}"#, now() + 60), SECRET);
-        assert_eq!(tokens().verify(&token), Ok(7));
+        // Without `gen`: generation 0, as tokens from before it existed.
+        assert_eq!(tokens().verify(&token), Ok((7, 0)));
     }
 
     #[test]
@@ -179,7 +249,7 @@ mod tests {
             Err(INVALID)
         );
         // Tampered: a genuine token whose payload is swapped for another user's.
-        let genuine = t.issue(7).unwrap();
+        let genuine = t.issue(7, 0).unwrap();
         let parts: Vec<&str> = genuine.split('.').collect();
         let other = b64(format!(r#"{{"sub":"8","iat":0,"exp":{}}}"#, now() + 60).as_bytes());
         assert_eq!(t.verify(&format!("{}.{}.{}", parts[0], other, parts[2])), Err(INVALID));

@@ -7,6 +7,13 @@
 //! page's last event — its microsecond timestamp and its event_id in hex, so
 //! it needs no escaping in a URL — and is null on the last page. A page reads
 //! one row past `limit` to know whether another page exists.
+//!
+//! Bound: a page holds at most `limit` (≤ 1000) events and stops early once
+//! its messages and metadata pass [`PAGE_BYTES`] (the query cuts it there,
+//! so the rows past it are never sent); such a page always has a
+//! `next_cursor`, even when, rarely, the page after it turns out empty. With
+//! the field caps of `ingest::event`, a page is at most about 1 MiB plus one
+//! event.
 
 use std::borrow::Cow;
 
@@ -24,6 +31,9 @@ use crate::worker::Worker;
 
 pub const MAX_LIMIT: i64 = 1000;
 const DEFAULT_LIMIT: i64 = 100;
+/// Bytes of message and metadata (as stored) after which a page ends; the
+/// figure is written into the queries (`api::sql::LOGS_ALL`).
+pub const PAGE_BYTES: usize = 1 << 20;
 
 /// A position in the newest-first order: everything strictly below it comes next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +93,9 @@ fn render<'r>(out: &mut Vec<u8>, rows: impl Iterator<Item = Row<'r>>, limit: usi
     out.extend_from_slice(b"{\"events\":[");
     let mut last: Option<(i64, &str)> = None;
     let mut more = false;
+    let mut bytes = 0;
     for (i, row) in rows.enumerate() {
-        if i == limit {
+        if i == limit || bytes >= PAGE_BYTES {
             more = true;
             break;
         }
@@ -101,11 +112,15 @@ fn render<'r>(out: &mut Vec<u8>, rows: impl Iterator<Item = Row<'r>>, limit: usi
         out.extend_from_slice(b",\"message\":");
         write_str(out, row.text(3)?);
         // jsonb's text output is JSON already.
+        let (message, metadata) = (row.text(3)?, row.text(4)?);
         out.extend_from_slice(b",\"metadata\":");
-        out.extend_from_slice(row.text(4)?.as_bytes());
+        out.extend_from_slice(metadata.as_bytes());
         out.push(b'}');
         last = Some((ts, event_id));
+        bytes += message.len() + metadata.len();
     }
+    // The query sent nothing past the row that crossed the budget.
+    more |= bytes >= PAGE_BYTES;
     out.extend_from_slice(b"],\"next_cursor\":");
     match last.filter(|_| more) {
         Some((ts, event_id)) => {
@@ -144,6 +159,12 @@ fn parse_cursor(raw: &[u8]) -> Option<Position<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_queries_cut_pages_at_page_bytes() {
+        let cut = format!("before < {PAGE_BYTES} ");
+        assert!(sql::LOGS_ALL.sql.contains(&cut) && sql::LOGS_BY_SERVICE.sql.contains(&cut));
+    }
 
     #[test]
     fn cursors_round_trip() {

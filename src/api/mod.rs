@@ -27,6 +27,7 @@ pub mod render;
 pub mod requests;
 pub mod slug;
 pub mod sql;
+pub mod throttle;
 pub mod users;
 pub mod videos;
 
@@ -67,7 +68,7 @@ async fn change_then_read(
     change: &Statement,
     read: &Statement,
 ) -> Result<(i64, BatchRows), AppError> {
-    let caller = worker.tokens.required(req)?.id;
+    let caller = auth::required(worker, req).await?.id;
     let name = path_param(req, 2, resource)?;
     let name = name.as_ref();
     let pg = worker.storage.pg.for_writes()?;

@@ -28,7 +28,7 @@ fn send(res: &mut Response<'_>, rows: &BatchRows, query: usize) -> Result<(), Ap
 }
 
 pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(worker.tokens.caller(req)?);
+    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
     let username = path_param(req, 2, PROFILE)?;
     let lookup = cache::lookup(&worker.storage, Entry::Profile(&username), caller != 0).await;
     if lookup.serve(res) {

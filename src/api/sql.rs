@@ -39,8 +39,16 @@ macro_rules! article_columns {
 /// Login lookup: `(id, username, email, bio, image, password_hash)`.
 pub const USER_BY_EMAIL: Statement = Statement {
     name: "user_by_email",
-    sql: "SELECT id, username, email, bio, image, password_hash FROM users WHERE lower(email) = lower($1)",
+    sql: "SELECT id, username, email, bio, image, password_hash, token_generation FROM users \
+          WHERE lower(email) = lower($1)",
     params: &[Type::TEXT],
+};
+
+/// `(token_generation)` of user `$1`: no row if the user is gone.
+pub const TOKEN_GENERATION: Statement = Statement {
+    name: "token_generation",
+    sql: "SELECT token_generation FROM users WHERE id = $1",
+    params: &[Type::INT8],
 };
 
 /// `(id, username, email, bio, image)`.
@@ -50,7 +58,8 @@ pub const USER_BY_ID: Statement = Statement {
     params: &[Type::INT8],
 };
 
-/// `$1` username, `$2` email, `$3` password hash -> `(id, username, email, bio, image)`.
+/// `$1` username, `$2` email, `$3` password hash -> `(id, username, email, bio, image)`
+/// (a new user's token generation is 0).
 pub const INSERT_USER: Statement = Statement {
     name: "insert_user",
     sql: "INSERT INTO users (id, username, email, password_hash) VALUES ($4, $1, $2, $3) \
@@ -60,13 +69,15 @@ pub const INSERT_USER: Statement = Statement {
 
 /// Partial update of the caller (`$1`): NULL email/username/hash keep the old
 /// value; `$5`/`$7` say whether bio/image are being set (to `$6`/`$8`, which
-/// may be NULL to clear them). Returns `(id, username, email, bio, image)`.
+/// may be NULL to clear them). A new hash moves the token generation on.
+/// Returns `(id, username, email, bio, image, token_generation)`.
 pub const UPDATE_USER: Statement = Statement {
     name: "update_user",
     sql: "UPDATE users SET email = COALESCE($2, email), username = COALESCE($3, username), \
           password_hash = COALESCE($4, password_hash), \
           bio = CASE WHEN $5 THEN $6 ELSE bio END, image = CASE WHEN $7 THEN $8 ELSE image END, \
-          updated_at = now() WHERE id = $1 RETURNING id, username, email, bio, image",
+          token_generation = token_generation + CASE WHEN $4 IS NULL THEN 0 ELSE 1 END, \
+          updated_at = now() WHERE id = $1 RETURNING id, username, email, bio, image, token_generation",
     params: &[Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::BOOL, Type::TEXT, Type::BOOL, Type::TEXT],
 };
 
@@ -263,8 +274,15 @@ pub const UPDATE_ARTICLE: Statement = Statement {
 };
 
 /// Deletes article `$1`; its tags, favorites and comments go with it (ON DELETE CASCADE).
-pub const DELETE_ARTICLE: Statement =
-    Statement { name: "delete_article", sql: "DELETE FROM articles WHERE id = $1", params: &[Type::INT8] };
+/// Deletes article `$1`, and fails the batch (no_data_found) if it was
+/// already gone: the counter statements after it in the same transaction
+/// then never run, so two deletes at once move the counters once.
+pub const DELETE_ARTICLE: Statement = Statement {
+    name: "delete_article",
+    sql: "WITH d AS (DELETE FROM articles WHERE id = $1 RETURNING 1) \
+          SELECT swiftlet_require((SELECT count(*) FROM d), 'article')",
+    params: &[Type::INT8],
+};
 
 /// Caller `$1` favorites slug `$2`; the count moves only if the row is new,
 /// so favoriting twice changes nothing.
@@ -284,10 +302,12 @@ pub const UNFAVORITE: Statement = Statement {
     params: &[Type::INT8, Type::TEXT],
 };
 
-/// Every tag in use, most used first: `(tag)`.
+/// The tags in use, most used first, at most 100 (the spec leaves the size
+/// open; the reference server sends 10): `(tag)`. With tags of at most 64
+/// bytes, the answer stays under 8 KiB however many tags exist.
 pub const TAGS: Statement = Statement {
     name: "tags",
-    sql: "SELECT name FROM tags WHERE article_count > 0 ORDER BY article_count DESC, name",
+    sql: "SELECT name FROM tags WHERE article_count > 0 ORDER BY article_count DESC, name LIMIT 100",
     params: &[],
 };
 
@@ -332,14 +352,14 @@ pub const INSERT_COMMENT: Statement = Statement {
     params: &[Type::INT8, Type::TEXT, Type::TEXT],
 };
 
-/// The comments on slug `$2`, oldest first.
+/// The comments on slug `$2`, oldest first: `$3` of them after skipping `$4`.
 pub const COMMENTS: Statement = Statement {
     name: "comments",
     sql: "SELECT c.id, c.created_at, c.updated_at, c.body, u.username, u.bio, u.image, \
           EXISTS (SELECT 1 FROM follows w WHERE w.follower_id = $1 AND w.followee_id = c.author_id) \
           FROM comments c JOIN users u ON u.id = c.author_id \
-          WHERE c.article_id = (SELECT id FROM articles WHERE slug = $2) ORDER BY c.id",
-    params: &[Type::INT8, Type::TEXT],
+          WHERE c.article_id = (SELECT id FROM articles WHERE slug = $2) ORDER BY c.id LIMIT $3 OFFSET $4",
+    params: &[Type::INT8, Type::TEXT, Type::INT8, Type::INT8],
 };
 
 /// `(author_id)` of comment `$1` if it belongs to the article with slug `$2`.
@@ -354,12 +374,22 @@ pub const DELETE_COMMENT: Statement =
 
 /// The columns of a log event row: 0 event_id, 1 ts, 2 service, 3 message,
 /// 4 metadata (as JSON text).
+///
+/// A page stops at `$4` rows or, sooner, at the row whose message and
+/// metadata take the running total past 1 MiB (`api::logs::PAGE_BYTES`): a
+/// row is sent only if the rows before it hold less than that. The window
+/// runs over the limited rows only, so the index walk still stops at `$4`.
 macro_rules! log_page {
     ($filter:literal) => {
         concat!(
-            "SELECT event_id, ts, service, message, metadata::text FROM log_events WHERE ",
+            "SELECT event_id, ts, service, message, metadata FROM (\
+               SELECT p.*, sum(octet_length(p.message) + octet_length(p.metadata)) \
+                 OVER (ORDER BY p.ts DESC, p.event_id DESC ROWS UNBOUNDED PRECEDING) \
+                 - octet_length(p.message) - octet_length(p.metadata) AS before \
+               FROM (SELECT event_id, ts, service, message, metadata::text AS metadata FROM log_events WHERE ",
             $filter,
-            " ORDER BY ts DESC, event_id DESC LIMIT $4"
+            " ORDER BY ts DESC, event_id DESC LIMIT $4) p) q \
+             WHERE q.before < 1048576 ORDER BY ts DESC, event_id DESC"
         )
     };
 }
@@ -463,6 +493,7 @@ pub const FOLLOWER_IDS: Statement = Statement {
 
 pub const ALL: &[&Statement] = &[
     &USER_BY_EMAIL,
+    &TOKEN_GENERATION,
     &USER_BY_ID,
     &INSERT_USER,
     &UPDATE_USER,

@@ -7,7 +7,7 @@
 
 use swiftlet_protocol::Status;
 
-use super::auth::Caller;
+use super::auth::{self, Caller};
 use super::cache::{self, Entry};
 use super::requests::{Login, Registration, UserChanges};
 use super::{on_constraint, password, render, sql};
@@ -18,16 +18,30 @@ use crate::response::{Response, API_JSON};
 use crate::worker::Worker;
 
 pub async fn login(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let peer = req.peer();
     let Login { email, password: pass } = Login::parse(req.body)?;
-    let pg = worker.storage.pg.for_reads()?;
-    let rows = pg.run(|b| b.query(&sql::USER_BY_EMAIL, &[&email])).await?;
-    let row = rows.query(0).next();
-    let stored = row.as_ref().map(|r| r.text(5).map(str::to_owned)).transpose()?;
-    if !password::verify(pass.to_owned(), stored).await? {
-        return Err(AppError::BadCredentials);
+    // Spent before the password is hashed; given back unless it was wrong.
+    worker.logins.take(email, peer, std::time::Instant::now())?;
+    let checked = async {
+        let pg = worker.storage.pg.for_reads()?;
+        let rows = pg.run(|b| b.query(&sql::USER_BY_EMAIL, &[&email])).await?;
+        let row = rows.query(0).next();
+        let stored = row.as_ref().map(|r| r.text(5).map(str::to_owned)).transpose()?;
+        let right = password::verify(pass.to_owned(), stored).await?;
+        Ok::<_, AppError>((right, rows))
     }
-    let row = row.ok_or(AppError::BadCredentials)?;
-    let token = worker.tokens.issue(row.int8(0)?)?;
+    .await;
+    let rows = match checked {
+        Ok((true, rows)) => rows,
+        Ok((false, _)) => return Err(AppError::BadCredentials),
+        Err(e) => {
+            worker.logins.refund(email, peer, std::time::Instant::now());
+            return Err(e);
+        }
+    };
+    worker.logins.refund(email, peer, std::time::Instant::now());
+    let row = rows.query(0).next().ok_or(AppError::BadCredentials)?;
+    let token = worker.tokens.issue(row.int8(0)?, row.int4(6)?)?;
     res.try_send_with(Status::OK, API_JSON, |out| render::user(out, &row, &token))?;
     Ok(())
 }
@@ -39,14 +53,14 @@ pub async fn register(worker: &Worker, req: &mut Request<'_>, res: &mut Response
     let pg = worker.storage.pg.for_writes()?;
     let rows = pg.run(|b| b.query(&sql::INSERT_USER, &[&username, &email, &hash, &id])).await.map_err(on_constraint)?;
     let row = rows.query(0).next().ok_or(AppError::Internal)?;
-    let token = worker.tokens.issue(row.int8(0)?)?;
+    let token = worker.tokens.issue(row.int8(0)?, 0)?;
     res.try_send_with(Status::CREATED, API_JSON, |out| render::user(out, &row, &token))?;
     Ok(())
 }
 
 /// The caller's row, or 401 if their account is gone.
 pub async fn current(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let Caller { id, token } = worker.tokens.required(req)?;
+    let Caller { id, token, .. } = auth::required(worker, req).await?;
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::USER_BY_ID, &[&id])).await?;
     let row = rows.query(0).next().ok_or(AppError::Unauthenticated { problem: "names a user who no longer exists" })?;
@@ -55,7 +69,7 @@ pub async fn current(worker: &Worker, req: &mut Request<'_>, res: &mut Response<
 }
 
 pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let Caller { id, token } = worker.tokens.required(req)?;
+    let Caller { id, token, .. } = auth::required(worker, req).await?;
     let UserChanges { email, username, password: pass, bio, image } = UserChanges::parse(req.body)?;
     let hash = match pass {
         Some(p) => Some(password::hash(p.to_owned()).await?),
@@ -87,6 +101,17 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
         stale.push(Entry::VideoFeed(follower.int8(0)?));
     }
     cache::invalidate(&worker.storage, &stale).await;
+    // A new password moved the generation on: the token presented is dead,
+    // and the answer carries one of the new generation.
+    let generation = row.int4(5)?;
+    worker.generations.remember(id, Some(generation), std::time::Instant::now());
+    let fresh;
+    let token = if pass.is_some() {
+        fresh = worker.tokens.issue(id, generation)?;
+        fresh.as_str()
+    } else {
+        token
+    };
     res.try_send_with(Status::OK, API_JSON, |out| render::user(out, &row, token))?;
     Ok(())
 }

@@ -89,7 +89,7 @@ fn page(req: &Request<'_>) -> Result<(i64, i64), AppError> {
 }
 
 pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(worker.tokens.caller(req)?);
+    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
     let id = video_id(req)?;
     let pg = worker.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::VIDEO_BY_ID, &[&caller, &id])).await?;
@@ -103,7 +103,7 @@ fn send_video(res: &mut Response<'_>, rows: &BatchRows, query: usize, status: St
 }
 
 pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(worker.tokens.caller(req)?);
+    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
     let (limit, cursor) = page(req)?;
     let author = match req.query_param("author") {
         None | Some(b"") => None,
@@ -124,7 +124,7 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
 }
 
 pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = worker.tokens.required(req)?.id;
+    let caller = super::auth::required(worker, req).await?.id;
     let (limit, cursor) = page(req)?;
     let first_page = cursor == 0 && limit == DEFAULT_LIMIT;
     let lookup =
@@ -142,7 +142,7 @@ pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
 }
 
 pub async fn delete(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = worker.tokens.required(req)?.id;
+    let caller = super::auth::required(worker, req).await?.id;
     let id = video_id(req)?;
     let pg = worker.storage.pg.for_writes()?;
     let rows = pg
@@ -243,7 +243,7 @@ pub async fn create(
     body: &mut BodyStream<'_>,
     res: &mut Response<'_>,
 ) -> Result<(), AppError> {
-    let caller = worker.tokens.required(req)?.id;
+    let caller = super::auth::required(worker, req).await?.id;
     if body.len() > worker.config.video_max_bytes {
         return Err(AppError::Http(swiftlet_protocol::HttpError::PayloadTooLarge));
     }

@@ -45,10 +45,13 @@ pub async fn dispatch(
     req: &mut Request<'_>,
     res: &mut Response<'_>,
 ) -> Result<(), AppError> {
-    if is_api(route) {
+    if has_cors(route) {
         // Set first, so an error answer carries it too: browsers on another
         // origin must be able to read the error body.
         res.set_cors(Cors::Simple);
+    }
+    if matches!(route, Route::Ingest | Route::IngestBatch | Route::Logs) {
+        worker.log_access.check(req)?;
     }
     match route {
         Route::Health => hello::health(res),
@@ -128,7 +131,14 @@ pub async fn dispatch_streaming(
     }
 }
 
-/// Whether a route belongs to the product API (and answers CORS).
+/// Whether a route's answers carry CORS headers: the product API's, for
+/// browser front ends, but not the log service's (a server-to-server API
+/// behind a token, which no page on another origin should read).
+fn has_cors(route: Route) -> bool {
+    is_api(route) && route != Route::Logs
+}
+
+/// Whether a route belongs to the product API.
 fn is_api(route: Route) -> bool {
     !matches!(
         route,

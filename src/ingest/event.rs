@@ -21,6 +21,12 @@ use crate::json;
 
 /// Longest `event_id` and `service`, in bytes: keys, not documents.
 pub const MAX_KEY_LEN: usize = 256;
+/// Longest `message`, in bytes (after JSON unescaping): a log line with a
+/// stack trace fits; a document does not belong here. With the metadata cap,
+/// it bounds a stored row, and so a page of `/api/logs`.
+pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
+/// Most bytes of metadata keys and values together.
+pub const MAX_METADATA_LEN: usize = 16 * 1024;
 
 /// One log event. Every string borrows from the request body (`'a`); the
 /// metadata map is a view over the parsed tape (`'t`), so nothing is collected.
@@ -94,9 +100,13 @@ impl<'t, 'a> LogPayload<'t, 'a> {
         let timestamp = timestamp_field(&object)?;
         let service = key_field(&object, "service")?;
         let message = string_field(&object, "message")?;
+        if message.len() > MAX_MESSAGE_LEN {
+            return Err(AppError::InvalidField { field: "message", problem: "is too long (at most 16384 bytes)" });
+        }
         let metadata_object = field(&object, "metadata")?
             .as_object()
             .ok_or(AppError::InvalidField { field: "metadata", problem: "must be an object of strings" })?;
+        let mut metadata_len = 0;
         for (key, value) in metadata_object.iter() {
             let value = value
                 .into_string()
@@ -104,6 +114,13 @@ impl<'t, 'a> LogPayload<'t, 'a> {
             if has_nul(key) || has_nul(value) {
                 return Err(AppError::InvalidField { field: "metadata", problem: "must not contain NUL characters" });
             }
+            metadata_len += key.len() + value.len();
+        }
+        if metadata_len > MAX_METADATA_LEN {
+            return Err(AppError::InvalidField {
+                field: "metadata",
+                problem: "is too long (at most 16384 bytes of keys and values)",
+            });
         }
         Ok(LogPayload { event_id, timestamp, service, message, metadata: Metadata(metadata_object) })
     }
@@ -238,6 +255,10 @@ mod tests {
     #[test]
     fn wrong_fields_are_named() {
         let long = format!("\"{}\"", "x".repeat(MAX_KEY_LEN + 1));
+        let long_message = format!("\"{}\"", "x".repeat(MAX_MESSAGE_LEN + 1));
+        let long_metadata = format!("{{\"k\":\"{}\"}}", "x".repeat(MAX_METADATA_LEN));
+        let many_keys =
+            format!("{{{}}}", (0..2000).map(|i| format!("\"key{i:05}\":\"v\"")).collect::<Vec<_>>().join(","));
         for (field, bad) in [
             ("event_id", "7"),
             ("event_id", "\"\""),
@@ -247,6 +268,9 @@ mod tests {
             ("service", long.as_str()),
             ("message", "[\"a\"]"),
             ("message", "\"\\u0000\""),
+            ("message", long_message.as_str()),
+            ("metadata", long_metadata.as_str()),
+            ("metadata", many_keys.as_str()),
             ("timestamp", "true"),
             ("timestamp", "\"yesterday\""),
             ("timestamp", "\"2023-02-29T00:00:00Z\""),

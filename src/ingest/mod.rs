@@ -22,6 +22,7 @@
 //! slow or absent database. `event_id` is unique in the store: an event sent
 //! twice is stored once, so retrying after a 503 or a lost answer is safe.
 
+pub mod access;
 pub mod event;
 pub mod queue;
 pub mod writer;

@@ -3,7 +3,9 @@
 //!
 //! Invariants:
 //! - Events queued — in the open batch plus the one being written — never
-//!   exceed the capacity; past it [`IngestQueue::append`] refuses with
+//!   exceed the capacity, and their COPY rows never exceed the byte capacity
+//!   by more than one event (at most about 33 KiB, by the field caps of
+//!   `event`); past either [`IngestQueue::append`] refuses with
 //!   [`AppError::IngestBusy`] (503 with Retry-After), so memory is bounded
 //!   whatever the database does. Handlers first wait a moment for room
 //!   ([`IngestQueue::room`]): a queue that is full only until the batch being
@@ -109,11 +111,15 @@ pub struct IngestQueue {
     batch_events: usize,
     linger: Duration,
     capacity: usize,
+    /// Most bytes of COPY rows queued (open batch and the one being written).
+    capacity_bytes: usize,
     /// How long a request may wait for room in a full queue before its 503.
     full_wait: Duration,
     open: RefCell<OpenBatch>,
     /// Events in the batch the writer holds (0 when it holds none).
     writing: Cell<usize>,
+    /// Bytes of that batch.
+    writing_bytes: Cell<usize>,
     /// Wakes the writer: the first event of a batch arrived, a batch is full,
     /// or the worker is shutting down.
     wake: Notify,
@@ -130,6 +136,7 @@ impl IngestQueue {
         batch_events: usize,
         linger: Duration,
         capacity: usize,
+        capacity_bytes: usize,
         full_wait: Duration,
     ) -> IngestQueue {
         IngestQueue {
@@ -137,9 +144,11 @@ impl IngestQueue {
             batch_events,
             linger,
             capacity,
+            capacity_bytes,
             full_wait,
             open: RefCell::new(OpenBatch::new(0)),
             writing: Cell::new(0),
+            writing_bytes: Cell::new(0),
             wake: Notify::new(),
             room: Notify::new(),
             closing: Cell::new(false),
@@ -156,18 +165,27 @@ impl IngestQueue {
         self.open.borrow().events + self.writing.get()
     }
 
+    /// Bytes of COPY rows accepted and not yet committed.
+    pub fn queued_bytes(&self) -> usize {
+        self.open.borrow().copy.len() + self.writing_bytes.get()
+    }
+
+    fn has_room(&self) -> bool {
+        self.depth() < self.capacity && self.queued_bytes() < self.capacity_bytes
+    }
+
     /// Returns once the queue has room for an event, waiting up to the full
     /// wait for the writer to finish a batch; after that, [`AppError::IngestBusy`].
     /// An [`append`](Self::append) right after it (no await between) has room.
     pub async fn room(&self) -> Result<(), AppError> {
-        if self.depth() < self.capacity {
+        if self.has_room() {
             return Ok(());
         }
         let deadline = Instant::now() + self.full_wait;
         loop {
             // Created before the check, so a batch finishing in between is not missed.
             let notified = self.room.notified();
-            if self.depth() < self.capacity {
+            if self.has_room() {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -178,7 +196,7 @@ impl IngestQueue {
 
     /// Queues one event for the next batch.
     pub fn append(&self, event: &LogPayload<'_, '_>) -> Result<Receipt, AppError> {
-        if self.depth() >= self.capacity {
+        if !self.has_room() {
             return Err(AppError::IngestBusy);
         }
         let mut open = self.open.borrow_mut();
@@ -228,6 +246,7 @@ impl IngestQueue {
         let fresh = OpenBatch::new(open.copy.len().min(4 << 20));
         let taken = std::mem::replace(&mut *open, fresh);
         self.writing.set(taken.events);
+        self.writing_bytes.set(taken.copy.len());
         let mut copy = taken.copy;
         pgcopy::finish(&mut copy);
         Batch { copy, events: taken.events, outcome: taken.outcome }
@@ -236,6 +255,7 @@ impl IngestQueue {
     /// The writer is done with its batch (committed, or given up in durable mode).
     pub fn written(&self) {
         self.writing.set(0);
+        self.writing_bytes.set(0);
         self.publish_depth(self.depth());
         self.room.notify_waiters();
     }
@@ -272,7 +292,7 @@ mod tests {
     #[test]
     fn a_full_queue_refuses_after_the_wait_and_has_room_once_a_batch_is_written() {
         run(async {
-            let queue = IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 2, Duration::from_millis(20));
+            let queue = IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 2, 1 << 20, Duration::from_millis(20));
             assert!(queue.room().await.is_ok());
             append(&queue, "a").unwrap();
             append(&queue, "b").unwrap();
@@ -293,7 +313,8 @@ mod tests {
     #[test]
     fn a_waiting_request_gets_room_when_the_writer_finishes() {
         run(async {
-            let queue = Rc::new(IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 1, Duration::from_secs(10)));
+            let queue =
+                Rc::new(IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 1, 1 << 20, Duration::from_secs(10)));
             append(&queue, "a").unwrap();
             let _batch = queue.next_batch().await;
             let writer = Rc::clone(&queue);
@@ -313,7 +334,7 @@ mod tests {
     #[test]
     fn durable_receipts_see_their_batch_outcome() {
         run(async {
-            let queue = IngestQueue::new(AckMode::Durable, 10, Duration::ZERO, 100, Duration::ZERO);
+            let queue = IngestQueue::new(AckMode::Durable, 10, Duration::ZERO, 100, 1 << 20, Duration::ZERO);
             let first = append(&queue, "a").unwrap();
             let same = append(&queue, "b").unwrap();
             assert!(first.same_batch(&same));
@@ -332,9 +353,28 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        run(async {
+            let queue = IngestQueue::new(AckMode::Queued, 1000, Duration::ZERO, 1000, 300, Duration::ZERO);
+            let mut accepted = 0;
+            while append(&queue, "an-event-id").is_ok() {
+                accepted += 1;
+                assert!(accepted < 1000, "never refused");
+            }
+            // Refused once 300 bytes were queued, over it by less than one row.
+            assert!(queue.queued_bytes() >= 300 && queue.queued_bytes() < 300 + 100, "{}", queue.queued_bytes());
+            assert_eq!(queue.room().await, Err(AppError::IngestBusy));
+            let _batch = queue.next_batch().await;
+            assert_eq!(queue.room().await, Err(AppError::IngestBusy), "the batch being written still counts");
+            queue.written();
+            assert!(queue.room().await.is_ok());
+        });
+    }
+
+    #[test]
     fn queued_receipts_need_no_commit() {
         run(async {
-            let queue = IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 100, Duration::ZERO);
+            let queue = IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 100, 1 << 20, Duration::ZERO);
             assert_eq!(append(&queue, "a").unwrap().confirmed().await, Ok(()));
         });
     }

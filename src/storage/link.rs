@@ -23,6 +23,20 @@ use tokio::sync::Notify;
 /// Keep at least this much free in the read buffer before a read.
 const READ_SPACE: usize = 4096;
 
+/// TCP keepalive for a store connection: the first probe after 10 s of
+/// silence, then every 5 s, dead after 3 unanswered (about 25 s in all). A
+/// pipelined connection is rarely silent that long while it is in use; one
+/// that is idle costs a probe every 10 s.
+pub fn keep_alive(socket: &TcpStream) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(10))
+        .with_interval(std::time::Duration::from_secs(5))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(socket).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "could not set TCP keepalive on a store connection");
+    }
+}
+
 /// A non-blocking socket the loop can wait on and move bytes through.
 pub trait Duplex {
     fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>>;

@@ -27,6 +27,8 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "log_events", sql: include_str!("migrations/0004_log_events.sql") },
     Migration { version: 5, name: "time_ordered_ids", sql: include_str!("migrations/0005_time_ordered_ids.sql") },
     Migration { version: 6, name: "videos", sql: include_str!("migrations/0006_videos.sql") },
+    Migration { version: 7, name: "token_generation", sql: include_str!("migrations/0007_token_generation.sql") },
+    Migration { version: 8, name: "require_row", sql: include_str!("migrations/0008_require_row.sql") },
 ];
 
 /// An arbitrary constant that names swiftlet's migration lock.

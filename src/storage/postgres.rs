@@ -51,6 +51,13 @@ use super::statements::{self, Statement};
 
 /// Batches outstanding per connection before callers wait for room.
 pub const MAX_IN_FLIGHT: usize = 4096;
+/// The most row bytes one batch's answer may bring (as PostgreSQL sends them).
+/// Every answer a route builds from rows is bounded well below this by its
+/// page size and the field caps (`api::requests`); this catches what those
+/// miss (rows written before a cap existed, a query without a limit), so no
+/// batch can make a worker hold more. Rows past it are dropped as they come
+/// and the batch fails with [`PgError::ReplyTooLarge`].
+pub const MAX_REPLY_BYTES: usize = 16 << 20;
 /// Results come back in binary: an int4 is four big-endian bytes, text is its UTF-8.
 const BINARY: i16 = 1;
 
@@ -69,6 +76,11 @@ pub enum PgError {
     /// Anything else (a bug, a schema mismatch), with PostgreSQL's words.
     /// Logged by whoever turns it into a response.
     Failed(String),
+    /// The batch's rows passed [`MAX_REPLY_BYTES`].
+    ReplyTooLarge,
+    /// A statement that must change a row found none (another request got
+    /// there first); the batch was rolled back.
+    Gone,
 }
 
 impl std::fmt::Display for PgError {
@@ -79,6 +91,8 @@ impl std::fmt::Display for PgError {
             PgError::Conflict => f.write_str("transaction conflict"),
             PgError::Violation { constraint } => write!(f, "constraint {constraint} refused a row"),
             PgError::Failed(e) => write!(f, "database error: {e}"),
+            PgError::ReplyTooLarge => write!(f, "a database answer passed {MAX_REPLY_BYTES} bytes"),
+            PgError::Gone => f.write_str("the row to change was gone"),
         }
     }
 }
@@ -89,6 +103,10 @@ fn classify(code: &str, message: String, constraint: String) -> PgError {
         "40001" | "40P01" => PgError::Conflict,
         // unique_violation, check_violation, foreign_key_violation
         "23505" | "23514" | "23503" => PgError::Violation { constraint },
+        // query_canceled: the statement_timeout we set (the storage timeout) ran out.
+        "57014" => PgError::TimedOut,
+        // no_data_found, from swiftlet_require: the row to change was gone.
+        "P0002" => PgError::Gone,
         // Connection exceptions and operator intervention (shutdown, restart).
         c if c.starts_with("08") || c.starts_with("57") => PgError::Unavailable,
         _ => PgError::Failed(message),
@@ -304,6 +322,8 @@ struct Waiter {
 struct Collecting {
     rows: BatchRows,
     error: Option<PgError>,
+    /// Row bytes collected for this batch so far.
+    bytes: usize,
 }
 
 /// One live connection.
@@ -462,7 +482,10 @@ async fn supervise(
 ) {
     let mut reconnect = Reconnect::new(Store::Postgres, index);
     loop {
-        match tokio::time::timeout(timeout, open(&config)).await {
+        // PostgreSQL gives up on a statement when we would: a slow or huge
+        // read then holds the batches behind it on this pipeline for no
+        // longer than the storage timeout.
+        match tokio::time::timeout(timeout, open(&config, Some(timeout))).await {
             Ok(Ok(socket)) => {
                 reconnect.connected();
                 stats.sessions.set(stats.sessions.get() + 1);
@@ -510,7 +533,9 @@ pub struct SimpleSession {
 impl SimpleSession {
     pub async fn connect(url: &str) -> Result<SimpleSession, String> {
         let config = tokio_postgres::Config::from_str(url).map_err(|e| format!("DATABASE_URL: {e}"))?;
-        let socket = open(&config).await.map_err(|e| e.to_string())?;
+        // No statement timeout: the ingest writer's COPY batches carry
+        // acknowledged events, and the writer retries a failed batch itself.
+        let socket = open(&config, None).await.map_err(|e| e.to_string())?;
         Ok(SimpleSession { socket, buf: BytesMut::with_capacity(1024) })
     }
 
@@ -568,8 +593,11 @@ impl From<io::Error> for OpenError {
     }
 }
 
-/// Connects to the first host that answers, authenticates and prepares the statements.
-async fn open(config: &tokio_postgres::Config) -> Result<Socket, OpenError> {
+/// Connects to the first host that answers, authenticates and prepares the
+/// statements. TCP sockets get keepalive probes, so a server that vanished
+/// without a FIN or reset (a failover, a dropped route) is noticed in about
+/// half a minute rather than when the kernel's two-hour default runs out.
+async fn open(config: &tokio_postgres::Config, statement_timeout: Option<Duration>) -> Result<Socket, OpenError> {
     let ports = config.get_ports();
     let mut last = io::Error::other("DATABASE_URL names no host");
     for (i, host) in config.get_hosts().iter().enumerate() {
@@ -577,13 +605,14 @@ async fn open(config: &tokio_postgres::Config) -> Result<Socket, OpenError> {
         let socket = match host {
             Host::Tcp(name) => TcpStream::connect((name.as_str(), port)).await.map(|s| {
                 let _ = s.set_nodelay(true);
+                crate::storage::link::keep_alive(&s);
                 Socket::Tcp(s)
             }),
             Host::Unix(dir) => UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await.map(Socket::Unix),
         };
         match socket {
             Ok(mut socket) => {
-                start_up(&mut socket, config).await?;
+                start_up(&mut socket, config, statement_timeout).await?;
                 prepare(&mut socket).await?;
                 return Ok(socket);
             }
@@ -606,7 +635,11 @@ async fn next_message(socket: &mut Socket, buf: &mut BytesMut) -> Result<Message
 }
 
 /// The start-up handshake: trust, cleartext, MD5 or SCRAM-SHA-256 authentication.
-async fn start_up(socket: &mut Socket, config: &tokio_postgres::Config) -> Result<(), OpenError> {
+async fn start_up(
+    socket: &mut Socket,
+    config: &tokio_postgres::Config,
+    statement_timeout: Option<Duration>,
+) -> Result<(), OpenError> {
     let user = config.get_user().unwrap_or("postgres");
     let password = config.get_password().unwrap_or_default();
     // Generic plans only: every statement is prepared once and run with
@@ -630,6 +663,11 @@ async fn start_up(socket: &mut Socket, config: &tokio_postgres::Config) -> Resul
     ];
     if let Some(db) = config.get_dbname() {
         params.push(("database", db));
+    }
+    // In milliseconds; the startup packet takes any setting by name.
+    let statement_timeout = statement_timeout.map(|t| t.as_millis().max(1).to_string());
+    if let Some(ms) = &statement_timeout {
+        params.push(("statement_timeout", ms));
     }
     let mut out = BytesMut::new();
     frontend::startup_message(params, &mut out)?;
@@ -696,7 +734,8 @@ async fn prepare(socket: &mut Socket) -> Result<(), OpenError> {
         }
     }
     match error {
-        Some(e) if e.code == "42P01" => Err(OpenError::MissingTables(e.text)),
+        // Undefined table, column or function: migrations are still running.
+        Some(e) if matches!(e.code.as_str(), "42P01" | "42703" | "42883") => Err(OpenError::MissingTables(e.text)),
         Some(e) => Err(OpenError::Refused(e.text)),
         None => Ok(()),
     }
@@ -707,7 +746,15 @@ fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut Collecting) 
     let had_room = link.waiters.borrow().len() < MAX_IN_FLIGHT;
     while let Some(message) = Message::parse(rbuf)? {
         match message {
-            Message::DataRow(row) => collecting.rows.rows.push(row),
+            Message::DataRow(row) => {
+                collecting.bytes += row.buffer().len();
+                if collecting.bytes <= MAX_REPLY_BYTES {
+                    collecting.rows.rows.push(row);
+                } else if collecting.error.is_none() {
+                    collecting.error = Some(PgError::ReplyTooLarge);
+                    collecting.rows = BatchRows::default();
+                }
+            }
             Message::CommandComplete(_) | Message::EmptyQueryResponse => {
                 collecting.rows.ends.push(collecting.rows.rows.len())
             }

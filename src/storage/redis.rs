@@ -313,6 +313,7 @@ async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
 async fn connect(target: &RedisTarget) -> io::Result<TcpStream> {
     let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
     stream.set_nodelay(true)?;
+    super::link::keep_alive(&stream);
     let mut hello = Vec::new();
     let mut expected = 0;
     if let Some(password) = &target.password {

@@ -55,6 +55,9 @@ impl TestServer {
         // Defaults come by environment so that `args` can override them.
         cmd.env("SWIFTLET_LOG", "info").env("SWIFTLET_WORKERS", "1").env("DATABASE_URL", "").env("REDIS_URL", "");
         cmd.env("JWT_SECRET", TEST_JWT_SECRET);
+        // Development mode opens the log service without an ingest token (the
+        // tests of its tokens configure one, or turn this off).
+        cmd.env("SWIFTLET_DEV", "true");
         // Without a database /ingest can only acknowledge from its queue; the
         // ingestion tests ask for durable mode where they have a database.
         cmd.env("SWIFTLET_INGEST_ACK", "queued");
