@@ -14,6 +14,11 @@ a second before and during the measurement and is bounded in time and count:
   read), and chunked bodies sent without end (413 at the route's limit);
 - chunked bombs: overflowing chunk sizes, and one-byte chunks with long
   extensions;
+- chunk-extension flood: the attack of issue 15 (one connection took a
+  worker from 9 MB to 3.5 GB in 8 s): one-byte chunks behind 200-byte
+  extensions, written in a loop on 4 connections, up to 64 MiB each;
+- trickled bodies: 200 connections sending an ingest body a byte every
+  half second (held by the body deadline, not only the per-read timeout);
 - pipelined flood: connections writing requests without ever reading;
 - random bytes: every file of the fuzz corpora (head, chunked, multipart,
   range, resp) sent as a connection's bytes.
@@ -152,6 +157,55 @@ def chunked_bombs(deadline):
     return f"{n:,} bombs; answers {statuses}"
 
 
+def extension_flood(deadline):
+    chunk = (b"1;" + b"x" * 200 + b"\r\na\r\n") * 64
+    statuses = {}
+    written = 0
+    conns = 0
+    while until(deadline) and conns < 200:
+        s = connect()
+        conns += 1
+        sent = 0
+        try:
+            s.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            while until(deadline) and sent < 64 << 20:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        written += sent
+        status = drain(s)[9:12].decode() or "none"
+        statuses[status] = statuses.get(status, 0) + 1
+        s.close()
+    return f"{conns:,} connections, {written / 2**20:,.0f} MiB of framing; answers {statuses}"
+
+
+def trickled_bodies(deadline):
+    socks = []
+    for _ in range(200):
+        try:
+            s = connect()
+            s.setblocking(False)
+            s.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: 1000000\r\n\r\n{")
+            socks.append(s)
+        except OSError:
+            pass
+    sent = 0
+    while until(deadline):
+        for s in socks:
+            try:
+                s.send(b" ")
+                sent += 1
+            except OSError:
+                pass
+        time.sleep(0.5)
+    for s in socks:
+        s.close()
+    return f"{len(socks)} bodies, {sent:,} trickled bytes"
+
+
 def pipelined_flood(deadline):
     request = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
     batch = request * 1000
@@ -194,7 +248,8 @@ def random_bytes(deadline):
 
 
 ATTACKS = [("slowloris", slowloris), ("giant heads", giant_heads), ("giant and endless bodies", giant_bodies),
-           ("chunked bombs", chunked_bombs), ("pipelined flood", pipelined_flood), ("random bytes", random_bytes)]
+           ("chunked bombs", chunked_bombs), ("chunk-extension flood", extension_flood),
+           ("trickled bodies", trickled_bodies), ("pipelined flood", pipelined_flood), ("random bytes", random_bytes)]
 
 
 def normal_p99():

@@ -68,6 +68,8 @@ pub struct Worker {
     pub cors_origins: CorsOrigins,
     /// Failed-login budgets, shared by every worker.
     pub logins: Arc<LoginThrottle>,
+    /// The routes each [`Listener`] serves, a bit per route.
+    served: [u64; 2],
     shutting_down: Cell<bool>,
     /// Connections open now.
     connections: Cell<usize>,
@@ -77,37 +79,14 @@ pub struct Worker {
 
 impl Worker {
     /// The router's answer, if the listener it was asked on serves that
-    /// route; otherwise 404, as if it did not exist: the operations listener
-    /// serves only /metrics, /ready and /health (and says nothing, not even
-    /// 405, of other paths); the public one serves no /metrics when there is
-    /// an operations listener, and no benchmark routes with
-    /// --no-benchmark-routes.
+    /// route; otherwise 404, as if it did not exist (see [`served_routes`]).
+    /// The operations listener says nothing, not even 405, of other paths.
     pub fn expose(&self, routed: Result<Route, AppError>, listener: Listener) -> Result<Route, AppError> {
-        let route = match (routed, listener) {
-            (Ok(route), _) => route,
-            (Err(_), Listener::Ops) => return Err(AppError::NotFound),
-            (Err(e), Listener::Public) => return Err(e),
-        };
-        let served = match (listener, route) {
-            (Listener::Ops, Route::Metrics | Route::Ready | Route::Health) => true,
-            (Listener::Ops, _) => false,
-            (Listener::Public, Route::Metrics) => self.config.ops_listen.is_none(),
-            (
-                Listener::Public,
-                Route::Plaintext
-                | Route::Json
-                | Route::Db
-                | Route::Queries
-                | Route::Updates
-                | Route::Fortunes
-                | Route::CachedQueries,
-            ) => !self.config.no_benchmark_routes,
-            (Listener::Public, _) => true,
-        };
-        if served {
-            Ok(route)
-        } else {
-            Err(AppError::NotFound)
+        match routed {
+            Ok(route) if self.served[listener as usize] & (1 << route as u64) != 0 => Ok(route),
+            Ok(_) => Err(AppError::NotFound),
+            Err(_) if listener == Listener::Ops => Err(AppError::NotFound),
+            Err(e) => Err(e),
         }
     }
 
@@ -173,6 +152,39 @@ struct Accepting {
     ops: Option<TcpListener>,
 }
 
+/// The routes `listener` serves, a bit per route: the operations listener
+/// only /metrics, /ready and /health; the public one no /metrics when there
+/// is an operations listener, and no benchmark routes with
+/// --no-benchmark-routes.
+fn served_routes(config: &Config, listener: Listener) -> u64 {
+    let mut served = 0u64;
+    for route in Route::ALL {
+        let serves = match (listener, route) {
+            (Listener::Ops, Route::Metrics | Route::Ready | Route::Health) => true,
+            (Listener::Ops, _) => false,
+            (Listener::Public, Route::Metrics) => config.ops_listen.is_none(),
+            (
+                Listener::Public,
+                Route::Plaintext
+                | Route::Json
+                | Route::Db
+                | Route::Queries
+                | Route::Updates
+                | Route::Fortunes
+                | Route::CachedQueries,
+            ) => !config.no_benchmark_routes,
+            (Listener::Public, _) => true,
+        };
+        if serves {
+            served |= 1 << route as u64;
+        }
+    }
+    served
+}
+
+// A route is a bit of a u64.
+const _: () = assert!(Route::ALL.len() <= 64);
+
 /// Which listener a connection came in on: what it may reach depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
@@ -212,6 +224,7 @@ pub fn run(
             log_access: LogAccess::new(config.ingest_token.as_deref(), config.dev),
             cors_origins: CorsOrigins::parse(&config.cors_origin),
             logins,
+            served: [served_routes(&config, Listener::Public), served_routes(&config, Listener::Ops)],
             limits: config.head_limits(),
             index,
             ids: RefCell::new(None),

@@ -641,7 +641,7 @@ fn anonymous_reads_are_cached_and_every_write_invalidates_them() {
     api.create_article(&jake, "Cached", &["one"]);
     let path = "/api/articles/cached";
     assert_eq!(body_of(&api.get(path, None)), "text of Cached");
-    let key = format!("swiftlet:{}:api:article:cached", api.db.name);
+    let key = format!("swiftlet:{}:api:e:article:cached", api.db.name);
     let stored = eventually(Duration::from_secs(5), || {
         matches!(redis(&redis_addr(), &[b"EXISTS", key.as_bytes()]), swiftlet_protocol::resp::Reply::Integer(1))
     });
@@ -735,7 +735,7 @@ fn a_write_whose_invalidation_is_not_confirmed_is_still_read_back() {
     // Redis returns with the stale copy on disk. The worker delivers its
     // pending invalidation before it trusts the cache again.
     redis_server.start_server();
-    let stale = format!("swiftlet:{}:api:article:away", api.db.name);
+    let stale = format!("swiftlet:{}:api:e:article:away", api.db.name);
     assert!(
         matches!(
             redis(&redis_server.addr(), &[b"EXISTS", stale.as_bytes()]),

@@ -32,7 +32,7 @@ fn a_fill_that_raced_an_invalidation_is_refused() {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let key = Entry::Article(&slug).key(&storage);
+        let key = Entry::Article(&slug).key(&storage.cache_prefix);
 
         // A reader misses and goes to the database; a write commits and
         // invalidates; then the reader tries to store the old row.

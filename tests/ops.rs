@@ -1,6 +1,7 @@
-//! The operational endpoints against real stores: `/ready` answers 200 only
-//! while PostgreSQL and Redis both answer, and names the ones that do not;
-//! `/health` answers 200 whatever the stores do.
+//! The operational endpoints against real stores: `/ready` answers 200 while
+//! PostgreSQL answers and the node holds a node id ("degraded" when Redis,
+//! only a cache, does not), and 503 naming what is away otherwise; `/health`
+//! answers 200 whatever the stores do.
 
 mod common;
 
@@ -52,6 +53,17 @@ fn not_ready_names_the_store_that_is_away() {
     });
     assert!(redis_and_ids, "{}", client.get("/ready").text());
     assert_eq!(client.get("/health").status, 200);
+
+    // The same with a fixed node id: Redis down is only the cache down, so
+    // the node is ready, degraded, and says so.
+    let server = TestServer::start_with_env(
+        &["--storage-timeout", "1", "--node-id", "1"],
+        &[("DATABASE_URL", &db.url), ("REDIS_URL", &nowhere)],
+    );
+    let mut client = server.connect();
+    let degraded = eventually(Duration::from_secs(30), || client.get("/ready").status == 200);
+    assert!(degraded, "{}", client.get("/ready").text());
+    assert_eq!(client.get("/ready").text(), r#"{"status":"degraded","postgres":"up","redis":"down","ids":"up"}"#);
 
     // Neither store configured: both named (with a fixed node id, the IDs are
     // fine), and the liveness check still passes.

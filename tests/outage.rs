@@ -264,3 +264,111 @@ fn restarts_under_load_answer_503_or_miss_only_while_down_and_leak_no_connection
     eprintln!("connections before and after: PostgreSQL {pg_before}, Redis {redis_before}");
     assert_eq!(client.get("/queries?queries=5").status, 200);
 }
+
+/// A Redis that answers the PING of a new connection and then nothing: the
+/// first call that gets no reply in the whole timeout gives the connection
+/// up, and the cache is bypassed for a while, so requests do not each wait
+/// out the timeout.
+#[test]
+fn a_hung_redis_is_bypassed_after_the_first_timeout() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                // The first read holds the connect-time PING: answer it, then never again.
+                if stream.read(&mut buf).unwrap_or(0) > 0 {
+                    let _ = stream.write_all(b"+PONG\r\n");
+                }
+                while stream.read(&mut buf).unwrap_or(0) > 0 {}
+            });
+        }
+    });
+    let db = TestDb::create();
+    let server = TestServer::start_with_env(
+        &["--storage-timeout", "1", "--node-id", "1"],
+        &[("DATABASE_URL", &db.url), ("REDIS_URL", &format!("redis://{hung}"))],
+    );
+    let mut client = server.connect();
+    assert!(eventually(Duration::from_secs(30), || client.get("/api/tags").status == 200), "{:#?}", server.log_lines());
+    let started = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(client.get("/api/tags").status, 200);
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "10 cached reads took {took:?} beside a hung Redis");
+    assert!(server.log_lines().iter().any(|l| l.contains("bypassing the cache")), "{:#?}", server.log_lines());
+}
+
+/// A PostgreSQL connection that goes silent (as after a failover behind a
+/// network that drops the old path): the first batch that times out with
+/// nothing answered replaces the connection, and requests succeed again on
+/// the new one instead of each waiting out the timeout.
+#[test]
+fn a_silent_database_connection_is_replaced() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let db = TestDb::create();
+    let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    // A proxy whose connections open before `freeze` stop forwarding when it is set.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let freeze = Arc::new(AtomicBool::new(false));
+    let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let (freeze, generation) = (Arc::clone(&freeze), Arc::clone(&generation));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(upstream) else { continue };
+                let born_in = generation.load(Ordering::SeqCst);
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    let (freeze, generation) = (Arc::clone(&freeze), Arc::clone(&generation));
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            // Frozen: connections from before the freeze carry nothing more.
+                            if freeze.load(Ordering::SeqCst) && born_in < generation.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+    }
+    let url = format!("postgres://postgres@{proxy}/{}", db.name);
+    let server = TestServer::start_with_env(
+        &["--storage-timeout", "1", "--pg-connections", "1", "--node-id", "1"],
+        &[("DATABASE_URL", &url), ("REDIS_URL", "")],
+    );
+    let mut client = server.connect();
+    assert!(eventually(Duration::from_secs(30), || client.get("/db").status == 200), "{:#?}", server.log_lines());
+    // The failover: every connection open now goes silent.
+    generation.fetch_add(1, Ordering::SeqCst);
+    freeze.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let statuses: Vec<u16> = (0..10)
+        .map(|_| {
+            let status = client.get("/db").status;
+            std::thread::sleep(Duration::from_millis(100));
+            status
+        })
+        .collect();
+    let took = started.elapsed();
+    let failed = statuses.iter().filter(|&&s| s != 200).count();
+    assert!(failed <= 2, "{statuses:?}");
+    assert!(took < Duration::from_secs(6), "{statuses:?} took {took:?}");
+}

@@ -23,6 +23,12 @@ pub fn check_head(data: &[u8]) {
         assert!(!name.is_empty(), "empty header name accepted");
     }
     let _ = head.query(data);
+    // One rule for line endings: no LF without its CR in a head that parsed.
+    let bytes = &data[..head.head_len];
+    assert!(
+        bytes.iter().enumerate().all(|(i, &b)| b != b'\n' || (i > 0 && bytes[i - 1] == b'\r')),
+        "a bare LF was accepted"
+    );
     // The same head again, from exactly its own bytes.
     assert_eq!(RequestHead::parse(&data[..head.head_len], &limits), Ok(Parse::Complete(head)));
     for cut in [head.head_len - 1, head.head_len / 2] {

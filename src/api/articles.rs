@@ -158,12 +158,12 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
                 b.query(&sql::ARTICLE_BY_SLUG, &[&caller, &slug.as_str()])
             })
             .await;
-        match attempt {
+        let mut stale = vec![Entry::FirstPage];
+        if !tags.is_empty() {
+            stale.push(Entry::Tags);
+        }
+        match cache::if_unknown(&worker.storage, attempt, &stale).await {
             Ok(rows) => {
-                let mut stale = vec![Entry::FirstPage];
-                if !tags.is_empty() {
-                    stale.push(Entry::Tags);
-                }
                 cache::invalidate(&worker.storage, &stale).await;
                 let read_back = rows.queries() - 1;
                 return send_article(res, &rows, read_back, Status::CREATED);
@@ -226,6 +226,11 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
                 b.query(&sql::ARTICLE_BY_ID, &[&caller, &id])
             })
             .await;
+        let attempt = {
+            let slug = new_slug.as_deref().unwrap_or(&current);
+            let stale = [Entry::Article(&current), Entry::Article(slug), Entry::FirstPage];
+            cache::if_unknown(&worker.storage, attempt, &stale).await
+        };
         match (attempt, &base) {
             (Ok(rows), _) => {
                 let slug = new_slug.as_deref().unwrap_or(&current);
@@ -252,13 +257,13 @@ pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<
             count(b, caller, &tags, -1)
         })
         .await;
-    match deleted {
+    let stale = [Entry::Article(&slug), Entry::FirstPage, Entry::Tags];
+    match cache::if_unknown(&worker.storage, deleted, &stale).await {
         Ok(_) => {}
         // Another delete got there first and moved the counters itself.
         Err(PgError::Gone) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     }
-    let stale = [Entry::Article(&slug), Entry::FirstPage, Entry::Tags];
     cache::invalidate(&worker.storage, &stale).await;
     // The response stays the empty 204 it starts as.
     Ok(())

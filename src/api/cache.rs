@@ -20,20 +20,36 @@
 //!    bump comes first and the fill is refused, or the fill comes first and
 //!    the write's delete removes it.
 //! 3. If an invalidation cannot be confirmed (Redis down or slow), its keys
-//!    wait in this worker's pending list, and this worker reads around the
-//!    cache until they have been delivered. Entries expire after
-//!    `--cache-ttl` seconds in any case, which bounds what another worker
-//!    could serve if this one's invalidation never arrives.
+//!    wait in this worker's pending set, and this worker reads around the
+//!    cache until they have been delivered. A key leaves the set only once a
+//!    delivery that carried it was confirmed and it was not added again
+//!    meanwhile, so overlapping deliveries cannot drop each other's keys.
+//!    Entries expire after `--cache-ttl` seconds in any case, which bounds
+//!    what another worker could serve if this one's invalidation never
+//!    arrives. The set holds at most [`MAX_PENDING`] keys; past that the
+//!    oldest are dropped and this worker reads around the cache for a whole
+//!    TTL, by when the entries they named have expired.
+//! 4. A write whose outcome is unknown (its call timed out: it may still
+//!    commit) invalidates like one that committed; where it cannot name the
+//!    entries it touched, this worker reads around the cache for a TTL.
 //!
 //! When Redis is down every lookup is a miss and PostgreSQL answers.
+//!
+//! Keys: `<prefix>api:e:<kind><name>` for an entry and `<prefix>api:g:<kind><name>`
+//! for its generation. Entries and generations live in different namespaces,
+//! decided before any part a client chose, and each kind is a fixed string
+//! that no other kind starts with, so no username or slug, whatever it holds
+//! (`#`, `:`), can make one key equal another.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use swiftlet_protocol::resp::Reply;
 use swiftlet_protocol::Status;
 
 use crate::response::{Response, API_JSON};
-use crate::storage::Storage;
+use crate::storage::{PgError, Storage};
 
 /// Keys whose invalidation failed, per worker, kept until delivered.
 const MAX_PENDING: usize = 10_000;
@@ -62,8 +78,13 @@ pub enum Entry<'a> {
     VideoFeed(i64),
 }
 
+/// Where, after the prefix, an entry's key and its generation's differ.
+const ENTRY: &[u8] = b"api:e:";
+const GENERATION: &[u8] = b"api:g:";
+
 impl Entry<'_> {
-    pub fn key(&self, storage: &Storage) -> Vec<u8> {
+    /// The entry's key under the deployment's `prefix`.
+    pub fn key(&self, prefix: &str) -> Vec<u8> {
         let mut id = itoa::Buffer::new();
         let (kind, name): (&[u8], &str) = match self {
             Entry::Article(slug) => (b"article:", slug),
@@ -73,19 +94,22 @@ impl Entry<'_> {
             Entry::VideoFeed(user) => (b"videos:feed:", id.format(*user)),
         };
         // One allocation of the exact size: this runs on every cached read.
-        let prefix = storage.cache_prefix.as_bytes();
-        let mut key = Vec::with_capacity(prefix.len() + 4 + kind.len() + name.len());
+        let prefix = prefix.as_bytes();
+        let mut key = Vec::with_capacity(prefix.len() + ENTRY.len() + kind.len() + name.len());
         key.extend_from_slice(prefix);
-        key.extend_from_slice(b"api:");
+        key.extend_from_slice(ENTRY);
         key.extend_from_slice(kind);
         key.extend_from_slice(name.as_bytes());
         key
     }
 }
 
-fn generation_key(key: &[u8]) -> Vec<u8> {
+/// The generation key of the entry `key` (made by [`Entry::key`] under `prefix`).
+fn generation_key(prefix: &str, key: &[u8]) -> Vec<u8> {
+    let at = prefix.len();
+    debug_assert!(key[at..].starts_with(ENTRY));
     let mut g = key.to_vec();
-    g.extend_from_slice(b"#gen");
+    g[at..at + GENERATION.len()].copy_from_slice(GENERATION);
     g
 }
 
@@ -113,8 +137,18 @@ impl Lookup {
     }
 }
 
+/// A worker's undelivered invalidations: each key with the number of the
+/// last time it was added, and until when the worker reads around the cache
+/// regardless (after dropped keys, or a write of unknown outcome).
+#[derive(Default)]
+struct Pending {
+    keys: HashMap<Vec<u8>, u64>,
+    added: u64,
+    around_until: Option<Instant>,
+}
+
 thread_local! {
-    static PENDING: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
 }
 
 /// Looks `entry` up for a read; `personal` reads (a caller with a token)
@@ -123,13 +157,13 @@ pub async fn lookup(storage: &Storage, entry: Entry<'_>, personal: bool) -> Look
     if personal {
         return Lookup::Bypass;
     }
-    if !deliver_pending(storage).await {
+    if !deliver_pending(storage).await || reading_around(Instant::now()) {
         return Lookup::Bypass;
     }
-    let key = entry.key(storage);
+    let key = entry.key(&storage.cache_prefix);
     match storage.redis.get(&key).await {
         Ok(Some(body)) => Lookup::Hit(body),
-        Ok(None) => match storage.redis.get(&generation_key(&key)).await {
+        Ok(None) => match storage.redis.get(&generation_key(&storage.cache_prefix, &key)).await {
             Ok(generation) => Lookup::Miss { key, generation: generation.unwrap_or_default() },
             Err(_) => Lookup::Bypass,
         },
@@ -141,7 +175,7 @@ pub async fn lookup(storage: &Storage, entry: Entry<'_>, personal: bool) -> Look
 /// entry since. Fire and forget: nobody waits for a cache fill.
 pub fn fill(storage: &Storage, lookup: Lookup, body: &[u8]) {
     if let Lookup::Miss { key, generation } = lookup {
-        let generation_key = generation_key(&key);
+        let generation_key = generation_key(&storage.cache_prefix, &key);
         storage.redis.send(&[
             b"EVAL",
             FILL,
@@ -156,19 +190,49 @@ pub fn fill(storage: &Storage, lookup: Lookup, body: &[u8]) {
 }
 
 /// Invalidates `entries` and waits for Redis to confirm; if it cannot, keeps
-/// them pending (see the module doc, rule 3). Call after the write committed.
+/// them pending (see the module doc, rule 3). Call after the write committed,
+/// or after it timed out (rule 4).
 pub async fn invalidate(storage: &Storage, entries: &[Entry<'_>]) {
-    let keys: Vec<Vec<u8>> = entries.iter().map(|e| e.key(storage)).collect();
+    let keys: Vec<Vec<u8>> = entries.iter().map(|e| e.key(&storage.cache_prefix)).collect();
     if !deliver_pending(storage).await || !send_invalidation(storage, &keys).await {
-        keep_pending(keys);
+        keep_pending(keys, storage.cache_ttl_duration());
     }
+}
+
+/// Rule 4 for a write that can name what it touches: if its call timed out
+/// (it may still commit), invalidates `entries` as if it had committed.
+/// Returns the outcome unchanged.
+pub async fn if_unknown<T>(
+    storage: &Storage,
+    outcome: Result<T, PgError>,
+    entries: &[Entry<'_>],
+) -> Result<T, PgError> {
+    if matches!(outcome, Err(PgError::TimedOut)) {
+        invalidate(storage, entries).await;
+    }
+    outcome
+}
+
+/// After a write of unknown outcome whose entries cannot all be named: this
+/// worker reads around the cache for a TTL (rule 4).
+pub fn outcome_unknown(storage: &Storage) {
+    let until = Instant::now() + storage.cache_ttl_duration();
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        p.around_until = Some(p.around_until.map_or(until, |u| u.max(until)));
+    });
+    tracing::warn!("a write timed out and may have committed; reading around the cache for a TTL");
+}
+
+fn reading_around(now: Instant) -> bool {
+    PENDING.with(|p| p.borrow().around_until.is_some_and(|until| now < until))
 }
 
 async fn send_invalidation(storage: &Storage, keys: &[Vec<u8>]) -> bool {
     if keys.is_empty() {
         return true;
     }
-    let generations: Vec<Vec<u8>> = keys.iter().map(|k| generation_key(k)).collect();
+    let generations: Vec<Vec<u8>> = keys.iter().map(|k| generation_key(&storage.cache_prefix, k)).collect();
     let count = (2 * keys.len()).to_string();
     let mut args: Vec<&[u8]> = vec![b"EVAL", INVALIDATE, count.as_bytes()];
     for (key, generation) in keys.iter().zip(&generations) {
@@ -189,38 +253,61 @@ async fn send_invalidation(storage: &Storage, keys: &[Vec<u8>]) -> bool {
     }
 }
 
-fn keep_pending(keys: Vec<Vec<u8>>) {
+fn keep_pending(keys: Vec<Vec<u8>>, ttl: Duration) {
     PENDING.with(|p| {
-        let mut pending = p.borrow_mut();
-        pending.extend(keys);
-        if pending.len() > MAX_PENDING {
-            // Cannot happen unless Redis stays away for a very long time; the
-            // entries expire by their TTL anyway, so the oldest go first.
-            let excess = pending.len() - MAX_PENDING;
-            tracing::error!(dropped = excess, "too many undelivered cache invalidations; relying on the TTL");
-            pending.drain(..excess);
+        let mut p = p.borrow_mut();
+        for key in keys {
+            p.added += 1;
+            let added = p.added;
+            p.keys.insert(key, added);
+        }
+        if p.keys.len() > MAX_PENDING {
+            // Cannot happen unless Redis stays away for a very long time. The
+            // oldest go; what they named expires within a TTL, and until then
+            // this worker reads around the cache.
+            let excess = p.keys.len() - MAX_PENDING;
+            let mut by_age: Vec<(u64, Vec<u8>)> = p.keys.iter().map(|(k, &n)| (n, k.clone())).collect();
+            by_age.sort_unstable();
+            for (_, key) in by_age.into_iter().take(excess) {
+                p.keys.remove(&key);
+            }
+            let until = Instant::now() + ttl;
+            p.around_until = Some(p.around_until.map_or(until, |u| u.max(until)));
+            tracing::error!(
+                dropped = excess,
+                "too many undelivered cache invalidations; reading around the cache for a TTL"
+            );
         }
     });
 }
 
 /// Delivers this worker's pending invalidations; true when none are left.
-/// The keys stay in the list while they are on their way, so a lookup that
+/// The keys stay in the set while they are on their way, so a lookup that
 /// runs meanwhile still reads around the cache.
 async fn deliver_pending(storage: &Storage) -> bool {
-    let keys = PENDING.with(|p| p.borrow().clone());
-    if keys.is_empty() {
+    let batch: Vec<(Vec<u8>, u64)> = PENDING.with(|p| p.borrow().keys.iter().map(|(k, &n)| (k.clone(), n)).collect());
+    if batch.is_empty() {
         return true;
     }
+    let keys: Vec<Vec<u8>> = batch.iter().map(|(k, _)| k.clone()).collect();
     if !storage.redis.is_up() || !send_invalidation(storage, &keys).await {
         return false;
     }
     tracing::info!(keys = keys.len(), "delivered pending cache invalidations");
+    delivered(&batch)
+}
+
+/// Removes what a confirmed delivery carried, unless added again since it
+/// was taken; true when nothing is left.
+fn delivered(batch: &[(Vec<u8>, u64)]) -> bool {
     PENDING.with(|p| {
-        let mut pending = p.borrow_mut();
-        // Keys added meanwhile were appended after the ones just delivered.
-        let delivered = keys.len().min(pending.len());
-        pending.drain(..delivered);
-        pending.is_empty()
+        let mut p = p.borrow_mut();
+        for (key, added) in batch {
+            if p.keys.get(key) == Some(added) {
+                p.keys.remove(key);
+            }
+        }
+        p.keys.is_empty()
     })
 }
 
@@ -229,11 +316,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pending_keeps_at_most_the_newest() {
-        keep_pending((0..MAX_PENDING + 5).map(|i| i.to_string().into_bytes()).collect());
-        let (len, first) = PENDING.with(|p| (p.borrow().len(), p.borrow()[0].clone()));
-        assert_eq!(len, MAX_PENDING);
-        assert_eq!(first, b"5");
-        PENDING.with(|p| p.borrow_mut().clear());
+    fn no_name_makes_two_keys_equal() {
+        let names = ["a", "a#gen", "a:b", "gen", "e:a", "g:a", "article:x", "s:first", "first", "", "feed:1", "1"];
+        for prefix in ["", "swiftlet:db:", "x#gen:"] {
+            let mut entries = vec![Entry::Tags, Entry::FirstPage, Entry::VideoFeed(1), Entry::VideoFeed(11)];
+            for name in names {
+                entries.push(Entry::Article(name));
+                entries.push(Entry::Profile(name));
+            }
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            for entry in &entries {
+                let key = entry.key(prefix);
+                keys.push(generation_key(prefix, &key));
+                keys.push(key);
+            }
+            let total = keys.len();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), total, "two entries or generations share a key under {prefix:?}");
+        }
+    }
+
+    fn pending_keys() -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = PENDING.with(|p| p.borrow().keys.keys().cloned().collect());
+        keys.sort();
+        keys
+    }
+
+    fn taken() -> Vec<(Vec<u8>, u64)> {
+        PENDING.with(|p| p.borrow().keys.iter().map(|(k, &n)| (k.clone(), n)).collect())
+    }
+
+    #[test]
+    fn overlapping_deliveries_remove_only_what_they_carried() {
+        PENDING.with(|p| *p.borrow_mut() = Pending::default());
+        keep_pending(vec![b"k1".to_vec(), b"k2".to_vec()], Duration::from_secs(60));
+        // Two deliveries take the same two keys; k3 comes, k1 comes again.
+        let (first, second) = (taken(), taken());
+        keep_pending(vec![b"k3".to_vec(), b"k1".to_vec()], Duration::from_secs(60));
+        assert!(!delivered(&first));
+        assert_eq!(pending_keys(), [b"k1".to_vec(), b"k3".to_vec()], "k1 was added again after it was taken");
+        assert!(!delivered(&second));
+        assert_eq!(pending_keys(), [b"k1".to_vec(), b"k3".to_vec()], "a late delivery removed newer keys");
+        assert!(delivered(&taken()));
+        assert!(pending_keys().is_empty());
+    }
+
+    #[test]
+    fn an_overflow_drops_the_oldest_and_reads_around_for_a_ttl() {
+        PENDING.with(|p| *p.borrow_mut() = Pending::default());
+        keep_pending((0..MAX_PENDING + 5).map(|i| format!("k{i:06}").into_bytes()).collect(), Duration::from_secs(60));
+        let keys = pending_keys();
+        assert_eq!(keys.len(), MAX_PENDING);
+        assert_eq!(keys[0], b"k000005");
+        assert!(reading_around(Instant::now()));
+        assert!(!reading_around(Instant::now() + Duration::from_secs(61)));
+        PENDING.with(|p| *p.borrow_mut() = Pending::default());
     }
 }

@@ -77,9 +77,72 @@ async fn change_then_read(
             b.query(change, &[&caller, &name])?;
             b.query(read, &[&caller, &name])
         })
-        .await
-        .map_err(on_constraint)?;
-    Ok((caller, rows))
+        .await;
+    if matches!(rows, Err(crate::storage::PgError::TimedOut)) {
+        // It may still commit; the callers' entries are theirs to name.
+        cache::outcome_unknown(&worker.storage);
+    }
+    Ok((caller, rows.map_err(on_constraint)?))
+}
+
+/// The fan-out of a write that committed (or may have): `author`'s cached
+/// articles if `articles`, and their followers' feeds. Should a page of it
+/// fail, this worker reads around the cache for a TTL instead (cache, rule 4):
+/// the write stands, and its answer does not depend on the cache.
+async fn invalidate_fanout(worker: &Worker, author: i64, articles: bool) {
+    let articles = async {
+        if articles {
+            invalidate_author_articles(worker, author).await
+        } else {
+            Ok(())
+        }
+    };
+    if articles.await.is_err() || invalidate_follower_feeds(worker, author).await.is_err() {
+        cache::outcome_unknown(&worker.storage);
+    }
+}
+
+/// After a write that changes what `author`'s followers see: invalidates
+/// their cached video feeds, a page of followers at a time, so the work and
+/// memory of one round-trip stay bounded however many there are. Read after
+/// the commit, the followers include everyone who followed before it.
+async fn invalidate_follower_feeds(worker: &Worker, author: i64) -> Result<(), AppError> {
+    let mut after = 0i64;
+    loop {
+        let pg = worker.storage.pg.for_reads()?;
+        let rows = pg.run(|b| b.query(&sql::FOLLOWER_IDS, &[&author, &after])).await?;
+        let ids = rows.query(0).map(|r| r.int8(0)).collect::<Result<Vec<_>, _>>()?;
+        let feeds: Vec<cache::Entry<'_>> = ids.iter().map(|&id| cache::Entry::VideoFeed(id)).collect();
+        cache::invalidate(&worker.storage, &feeds).await;
+        match ids.last() {
+            Some(&last) if ids.len() == sql::FANOUT_PAGE => after = last,
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// After a write that changes how `author` shows in their articles:
+/// invalidates every cached article of theirs, a page at a time.
+async fn invalidate_author_articles(worker: &Worker, author: i64) -> Result<(), AppError> {
+    let mut below = (crate::storage::postgres::Timestamptz(i64::MAX), i64::MAX);
+    loop {
+        let pg = worker.storage.pg.for_reads()?;
+        let rows = pg.run(|b| b.query(&sql::SLUGS_BY_AUTHOR, &[&author, &below.0, &below.1])).await?;
+        let mut slugs = Vec::with_capacity(sql::FANOUT_PAGE);
+        let mut last = None;
+        for row in rows.query(0) {
+            slugs.push(row.text(0)?);
+            last = Some((row.timestamp_micros(1)?, row.int8(2)?));
+        }
+        let entries: Vec<cache::Entry<'_>> = slugs.iter().map(|s| cache::Entry::Article(s)).collect();
+        cache::invalidate(&worker.storage, &entries).await;
+        match last {
+            Some((at, id)) if slugs.len() == sql::FANOUT_PAGE => {
+                below = (crate::storage::postgres::Timestamptz(at), id)
+            }
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// Path segment `index` of the request, percent-decoded; a segment that does

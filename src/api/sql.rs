@@ -87,8 +87,18 @@ pub const USERNAME_BY_ID: Statement =
     Statement { name: "username_by_id", sql: "SELECT username FROM users WHERE id = $1", params: &[Type::INT8] };
 
 /// `(slug)` of every article by `$1`.
-pub const SLUGS_BY_AUTHOR: Statement =
-    Statement { name: "slugs_by_author", sql: "SELECT slug FROM articles WHERE author_id = $1", params: &[Type::INT8] };
+/// A page of author `$1`'s articles, newest first, below `($2, $3)` (created_at,
+/// id): `(slug, created_at, id)`, at most [`FANOUT_PAGE`] rows. Served by
+/// `articles_by_author`.
+pub const SLUGS_BY_AUTHOR: Statement = Statement {
+    name: "slugs_by_author",
+    sql: "SELECT slug, created_at, id FROM articles WHERE author_id = $1 AND (created_at, id) < ($2, $3) \
+          ORDER BY created_at DESC, id DESC LIMIT 1000",
+    params: &[Type::INT8, Type::TIMESTAMPTZ, Type::INT8],
+};
+
+/// Rows per page of a write's cache fan-out ([`SLUGS_BY_AUTHOR`], [`FOLLOWER_IDS`]).
+pub const FANOUT_PAGE: usize = 1000;
 
 // ---- profiles ---------------------------------------------------------------
 
@@ -484,11 +494,12 @@ pub const DELETE_VIDEO: Statement = Statement {
     params: &[Type::INT8, Type::INT8],
 };
 
-/// `(follower_id)` of everyone following `$1`: whose video feeds an upload changes.
+/// A page of `(follower_id)` of those following `$1`, above `$2`, in id
+/// order, at most [`FANOUT_PAGE`]: whose video feeds an upload changes.
 pub const FOLLOWER_IDS: Statement = Statement {
     name: "follower_ids",
-    sql: "SELECT follower_id FROM follows WHERE followee_id = $1",
-    params: &[Type::INT8],
+    sql: "SELECT follower_id FROM follows WHERE followee_id = $1 AND follower_id > $2 ORDER BY follower_id LIMIT 1000",
+    params: &[Type::INT8, Type::INT8],
 };
 
 pub const ALL: &[&Statement] = &[

@@ -78,29 +78,29 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     let (set_bio, bio) = (bio.is_some(), bio.flatten());
     let (set_image, image) = (image.is_some(), image.flatten());
     let pg = worker.storage.pg.for_writes()?;
-    // The old name, the slugs and the followers are read in the same
-    // transaction as the update: every cached copy that shows this user as it
-    // was goes stale (articles, profiles, and the followers' video feeds).
+    // The old name is read in the same transaction as the update; after it,
+    // every cached copy that shows this user as they were goes stale: their
+    // profile, the first page, their articles and their followers' video
+    // feeds (those two a page at a time: an author may have many).
     let rows = pg
         .run(|b| {
             b.query(&sql::USERNAME_BY_ID, &[&id])?;
-            b.query(&sql::SLUGS_BY_AUTHOR, &[&id])?;
-            b.query(&sql::UPDATE_USER, &[&id, &email, &username, &hash, &set_bio, &bio, &set_image, &image])?;
-            b.query(&sql::FOLLOWER_IDS, &[&id])
+            b.query(&sql::UPDATE_USER, &[&id, &email, &username, &hash, &set_bio, &bio, &set_image, &image])
         })
-        .await
-        .map_err(on_constraint)?;
-    let row = rows.query(2).next().ok_or(AppError::Unauthenticated { problem: "names a user who no longer exists" })?;
+        .await;
+    if matches!(rows, Err(crate::storage::PgError::TimedOut)) {
+        // It may still commit, and the old name was to be read with it (cache, rule 4).
+        cache::outcome_unknown(&worker.storage);
+        super::invalidate_fanout(worker, id, true).await;
+    }
+    let rows = rows.map_err(on_constraint)?;
+    let row = rows.query(1).next().ok_or(AppError::Unauthenticated { problem: "names a user who no longer exists" })?;
     let old_name = rows.query(0).next().map(|r| r.text(0)).transpose()?;
-    let slugs = rows.query(1).map(|r| r.text(0)).collect::<Result<Vec<_>, _>>()?;
-    let mut stale: Vec<Entry<'_>> = slugs.into_iter().map(Entry::Article).collect();
-    stale.extend(old_name.map(Entry::Profile));
+    let mut stale: Vec<Entry<'_>> = old_name.map(Entry::Profile).into_iter().collect();
     stale.push(Entry::Profile(row.text(1)?));
     stale.push(Entry::FirstPage);
-    for follower in rows.query(3) {
-        stale.push(Entry::VideoFeed(follower.int8(0)?));
-    }
     cache::invalidate(&worker.storage, &stale).await;
+    super::invalidate_fanout(worker, id, true).await;
     // A new password moved the generation on: the token presented is dead,
     // and the answer carries one of the new generation.
     let generation = row.int4(5)?;

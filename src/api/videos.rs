@@ -41,6 +41,7 @@ use crate::objects::{ObjectBody, ObjectError, Upload};
 use crate::request::Request;
 use crate::response::{Response, API_JSON};
 use crate::storage::postgres::BatchRows;
+use crate::storage::PgError;
 use crate::worker::Worker;
 
 const VIDEO: &str = "video";
@@ -148,10 +149,14 @@ pub async fn delete(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     let rows = pg
         .run(|b| {
             b.query(&sql::VIDEO_OBJECT, &[&id])?;
-            b.query(&sql::DELETE_VIDEO, &[&id, &caller])?;
-            b.query(&sql::FOLLOWER_IDS, &[&caller])
+            b.query(&sql::DELETE_VIDEO, &[&id, &caller])
         })
-        .await?;
+        .await;
+    if matches!(rows, Err(PgError::TimedOut)) {
+        // It may still commit (cache, rule 4).
+        super::invalidate_fanout(worker, caller, false).await;
+    }
+    let rows = rows?;
     let owner = rows.query(0).next().ok_or(AppError::ResourceNotFound { resource: VIDEO })?.int8(0)?;
     let Some(deleted) = rows.query(1).next() else {
         return Err(if owner == caller {
@@ -164,18 +169,8 @@ pub async fn delete(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     // The row is gone, so nothing serves the object any more; if removing it
     // fails, it is an orphan (logged), not a broken video.
     let _ = worker.storage.objects.delete(deleted.text(0)?).await;
-    invalidate_followers(worker, &rows, 2).await?;
+    super::invalidate_fanout(worker, caller, false).await;
     res.send_static(Status::NO_CONTENT, API_JSON, b"");
-    Ok(())
-}
-
-/// Invalidates the cached feed page of every follower listed in query `query`.
-async fn invalidate_followers(worker: &Worker, rows: &BatchRows, query: usize) -> Result<(), AppError> {
-    let mut followers = Vec::new();
-    for row in rows.query(query) {
-        followers.push(Entry::VideoFeed(row.int8(0)?));
-    }
-    cache::invalidate(&worker.storage, &followers).await;
     Ok(())
 }
 
@@ -272,8 +267,7 @@ pub async fn create(
         Ok(pg) => {
             pg.run(|b| {
                 b.query(&sql::INSERT_VIDEO, &[&id, &caller, &title, &size, &mime, &key.as_str()])?;
-                b.query(&sql::VIDEO_BY_ID, &[&caller, &id])?;
-                b.query(&sql::FOLLOWER_IDS, &[&caller])
+                b.query(&sql::VIDEO_BY_ID, &[&caller, &id])
             })
             .await
         }
@@ -281,13 +275,19 @@ pub async fn create(
     };
     let rows = match inserted {
         Ok(rows) => rows,
+        Err(PgError::TimedOut) => {
+            // The row may still commit: keep the object it would name (an
+            // orphan at worst) and invalidate as if it had (cache, rule 4).
+            super::invalidate_fanout(worker, caller, false).await;
+            return Err(PgError::TimedOut.into());
+        }
         Err(e) => {
             // No row, so no object either: the upload did not happen.
             let _ = worker.storage.objects.delete(key).await;
             return Err(e.into());
         }
     };
-    invalidate_followers(worker, &rows, 2).await?;
+    super::invalidate_fanout(worker, caller, false).await;
     send_video(res, &rows, 1, Status::CREATED)
 }
 

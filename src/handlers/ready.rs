@@ -6,10 +6,13 @@
 //! server that hangs is not ready. It also needs a node id for new IDs: every
 //! write that creates a row (users, articles, videos) needs one, so a node
 //! still leasing its id, or one that lost its lease, is not ready either (a
-//! balancer would otherwise send it writes it must refuse). 200 when all
-//! hold; 503 naming each that does not (a store that is not configured counts
-//! as not reachable). `/health` stays the constant liveness answer that needs
-//! nothing.
+//! balancer would otherwise send it writes it must refuse).
+//!
+//! Redis is only a cache (every read goes to PostgreSQL when it is away), so
+//! Redis down is not "not ready": the answer is 200 with `"status":"degraded"`
+//! and `"redis":"down"` (`"off"` when none is configured). 503, naming each
+//! that does not answer, when PostgreSQL is away or there is no node id.
+//! `/health` stays the constant liveness answer that needs nothing.
 
 use swiftlet_protocol::Status;
 
@@ -28,9 +31,14 @@ pub async fn ready(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppErr
     let redis = async { storage.redis.call(&[b"PING"]).await.is_ok() };
     let (postgres_up, redis_up) = tokio::join!(postgres, redis);
     let ids_up = crate::ids::lease::current(crate::ids::unix_ms_now()).is_some();
-    if !(postgres_up && redis_up && ids_up) {
+    if !(postgres_up && ids_up) {
         return Err(AppError::NotReady { postgres: postgres_up, redis: redis_up, ids: ids_up });
     }
-    res.send_static(Status::OK, JSON, br#"{"status":"ready","postgres":"up","redis":"up","ids":"up"}"#);
+    let body: &'static [u8] = match (redis_up, storage.redis.is_configured()) {
+        (true, _) => br#"{"status":"ready","postgres":"up","redis":"up","ids":"up"}"#,
+        (false, true) => br#"{"status":"degraded","postgres":"up","redis":"down","ids":"up"}"#,
+        (false, false) => br#"{"status":"ready","postgres":"up","redis":"off","ids":"up"}"#,
+    };
+    res.send_static(Status::OK, JSON, body);
     Ok(())
 }

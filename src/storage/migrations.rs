@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "videos", sql: include_str!("migrations/0006_videos.sql") },
     Migration { version: 7, name: "token_generation", sql: include_str!("migrations/0007_token_generation.sql") },
     Migration { version: 8, name: "require_row", sql: include_str!("migrations/0008_require_row.sql") },
+    Migration { version: 9, name: "follower_pages", sql: include_str!("migrations/0009_follower_pages.sql") },
 ];
 
 /// An arbitrary constant that names swiftlet's migration lock.

@@ -40,6 +40,11 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// `--cache-ttl` as a duration: how long any cache entry can outlive a write.
+    pub fn cache_ttl_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.cache_ttl.parse().unwrap_or(60))
+    }
+
     /// Starts the connection tasks on the current `LocalSet`; returns at once.
     /// A URL that does not parse is logged and leaves that store disabled, which
     /// callers see as "unavailable", never as a hang.

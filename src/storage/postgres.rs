@@ -327,8 +327,18 @@ struct Collecting {
 }
 
 /// One live connection.
+///
+/// A batch that times out with no batch at all answered on the connection
+/// since it was queued means the server is hung or gone without a word (a
+/// failover behind a silent network): the connection is replaced at once,
+/// rather than costing every later call its whole timeout until TCP
+/// keepalive notices.
 pub struct PgPipeline {
     up: Cell<bool>,
+    /// Batches answered (ReadyForQuery) on this connection.
+    answered: Cell<u64>,
+    /// A batch timed out with none answered since it was queued: replace this connection.
+    stalled: Notify,
     out: RefCell<BytesMut>,
     waiters: RefCell<VecDeque<Waiter>>,
     queued: Notify,
@@ -366,7 +376,13 @@ impl PgPipeline {
             self.queued.notify_one();
             rx.await.unwrap_or(Err(PgError::Unavailable))
         };
-        tokio::time::timeout(self.timeout, exchange).await.unwrap_or(Err(PgError::TimedOut))
+        let answered_before = self.answered.get();
+        let outcome = tokio::time::timeout(self.timeout, exchange).await.unwrap_or(Err(PgError::TimedOut));
+        if matches!(outcome, Err(PgError::TimedOut)) && self.answered.get() == answered_before && self.up.get() {
+            self.up.set(false);
+            self.stalled.notify_one();
+        }
+        outcome
     }
 
     fn fail_all(&self) {
@@ -491,6 +507,8 @@ async fn supervise(
                 stats.sessions.set(stats.sessions.get() + 1);
                 let link = Rc::new(PgPipeline {
                     up: Cell::new(true),
+                    answered: Cell::new(0),
+                    stalled: Notify::new(),
                     out: RefCell::new(BytesMut::with_capacity(4096)),
                     waiters: RefCell::new(VecDeque::new()),
                     queued: Notify::new(),
@@ -500,9 +518,10 @@ async fn supervise(
                 });
                 *slot.link.borrow_mut() = Some(Rc::clone(&link));
                 let mut collecting = Collecting::default();
-                let error =
-                    pump(&socket, &link.out, &link.queued, &stats.io, |rbuf| deliver(&link, rbuf, &mut collecting))
-                        .await;
+                let error = tokio::select! {
+                    error = pump(&socket, &link.out, &link.queued, &stats.io, |rbuf| deliver(&link, rbuf, &mut collecting)) => error,
+                    () = link.stalled.notified() => io::Error::new(io::ErrorKind::TimedOut, "no answer within the storage timeout"),
+                };
                 slot.link.borrow_mut().take();
                 link.fail_all();
                 reconnect.lost();
@@ -767,6 +786,7 @@ fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut Collecting) 
                 collecting.error.get_or_insert(classify(&e.code, e.text, e.constraint));
             }
             Message::ReadyForQuery(_) => {
+                link.answered.set(link.answered.get() + 1);
                 let done = std::mem::take(collecting);
                 let waiter = link.waiters.borrow_mut().pop_front();
                 match waiter {

@@ -15,6 +15,11 @@
 //! - While the link is down, calls fail at once with [`CacheError::Unavailable`]
 //!   (a cache treats that as a miss); when it goes down, every outstanding
 //!   waiter gets that error and the driver reconnects with backoff.
+//! - A Redis that is connected but does not answer (hung, or gone without a
+//!   FIN) is given up on at the first call that times out with no reply at all
+//!   having arrived since it was sent: the link goes down at once, so later
+//!   calls miss without waiting, and a new connection is up only once Redis
+//!   answers a PING on it. TCP keepalive catches a silent peer with no calls.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -34,6 +39,9 @@ use super::link::{pump, IoCounts};
 
 /// Outstanding commands per link before callers wait for room.
 pub const MAX_IN_FLIGHT: usize = 4096;
+/// How long the cache is bypassed (every call misses at once) after Redis
+/// left a call unanswered for the whole storage timeout.
+pub const STALL_BYPASS: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheError {
@@ -127,6 +135,10 @@ struct Link {
     room: Notify,
     /// Socket writes and reads, for the pipelining test.
     io: IoCounts,
+    /// Replies received on the current connection, to tell a slow link from a dead one.
+    replies: Cell<u64>,
+    /// A call timed out with no reply since it was sent: drop this connection.
+    stalled: Notify,
 }
 
 impl Link {
@@ -184,9 +196,16 @@ impl Redis {
             queued: Notify::new(),
             room: Notify::new(),
             io: IoCounts::default(),
+            replies: Cell::new(0),
+            stalled: Notify::new(),
         });
         tokio::task::spawn_local(drive(Rc::clone(&link), target, timeout));
         Redis { link: Some(link), timeout }
+    }
+
+    /// Whether a Redis is configured at all (a URL that parsed).
+    pub fn is_configured(&self) -> bool {
+        self.link.is_some()
     }
 
     pub fn is_up(&self) -> bool {
@@ -216,7 +235,15 @@ impl Redis {
                 Err(_) => Err(CacheError::Unavailable),
             }
         };
-        tokio::time::timeout(self.timeout, exchange).await.unwrap_or(Err(CacheError::TimedOut))
+        let replies_before = link.replies.get();
+        let outcome = tokio::time::timeout(self.timeout, exchange).await.unwrap_or(Err(CacheError::TimedOut));
+        if matches!(outcome, Err(CacheError::TimedOut)) && link.replies.get() == replies_before && link.up.get() {
+            // Not one reply in a whole timeout: hung or gone. Give it up now
+            // rather than make every request wait out its own timeout.
+            link.up.set(false);
+            link.stalled.notify_one();
+        }
+        outcome
     }
 
     /// Queues a command whose reply nobody waits for. Returns false (and sends
@@ -295,10 +322,21 @@ async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
         match tokio::time::timeout(timeout, connect(&target)).await {
             Ok(Ok(stream)) => {
                 reconnect.connected();
+                link.replies.set(0);
                 link.up.set(true);
-                let error = pump(&stream, &link.out, &link.queued, &link.io, |rbuf| deliver(&link, rbuf)).await;
+                let error = tokio::select! {
+                    error = pump(&stream, &link.out, &link.queued, &link.io, |rbuf| deliver(&link, rbuf)) => error,
+                    () = link.stalled.notified() => io::Error::new(io::ErrorKind::TimedOut, "no reply within the storage timeout"),
+                };
                 link.fail_all();
                 reconnect.lost();
+                if error.kind() == io::ErrorKind::TimedOut {
+                    // Hung, not refusing: a new connection may well answer its
+                    // PING and hang again, so lookups miss at once for a while.
+                    tracing::warn!(bypass_s = STALL_BYPASS.as_secs(), "Redis does not answer; bypassing the cache");
+                    tokio::time::sleep(STALL_BYPASS).await;
+                    continue;
+                }
                 tracing::warn!(error = %error, "Redis connection lost; reconnecting");
             }
             // While Redis is down, cache lookups are misses.
@@ -309,13 +347,16 @@ async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
     }
 }
 
-/// Opens the socket and authenticates and selects the database, if asked.
+/// Opens the socket, authenticates and selects the database if asked, and
+/// waits for the answer to a PING: a Redis that accepts connections but does
+/// not answer is not up.
 async fn connect(target: &RedisTarget) -> io::Result<TcpStream> {
     let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
     stream.set_nodelay(true)?;
     super::link::keep_alive(&stream);
     let mut hello = Vec::new();
-    let mut expected = 0;
+    encode_command(&mut hello, &[b"PING"]);
+    let mut expected = 1;
     if let Some(password) = &target.password {
         match &target.user {
             Some(user) => encode_command(&mut hello, &[b"AUTH", user.as_bytes(), password.as_bytes()]),
@@ -363,6 +404,7 @@ fn deliver(link: &Link, rbuf: &mut BytesMut) -> io::Result<()> {
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
         };
         pos += used;
+        link.replies.set(link.replies.get() + 1);
         match link.waiters.borrow_mut().pop_front() {
             Some(Waiter::Reply(tx)) => {
                 // The caller may have timed out and gone; that is fine.
