@@ -335,7 +335,7 @@ fn the_feed_shows_followed_authors_and_its_cached_page_follows_every_change() {
 
     // The first page is in Redis now (the fill goes out after the answer, so
     // it may land a moment later).
-    let key = format!("swiftlet:{}:api:videos:feed:{ann_id}", site.db.name);
+    let key = format!("swiftlet:{}:api:e:videos:feed:{ann_id}", site.db.name);
     let cached = || matches!(redis(&redis_addr(), &[b"EXISTS", key.as_bytes()]), Reply::Integer(1));
     assert!(eventually(Duration::from_secs(5), cached), "the feed's first page was not cached");
 
