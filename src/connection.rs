@@ -172,7 +172,8 @@ impl<'w, S: Transport> Connection<'w, S> {
         let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline));
         loop {
             let round = self.serve_buffered().await;
-            if self.flush().await.is_err() {
+            // A broken connection has already waited out its write timeout once.
+            if round == Round::Broken || self.flush().await.is_err() {
                 return;
             }
             let served = match round {

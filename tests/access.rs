@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::site::Site;
+use common::site::{token_in, Site};
 use common::{Client, Response, TestServer, EVENT};
 
 fn post_event(client: &mut Client, path: &str, authorization: Option<&str>) -> Response {
@@ -128,24 +128,11 @@ fn login(site: &mut Site, email: &str, password: &str) -> Response {
     site.call("POST", "/api/users/login", None, &[("Content-Type", "application/json")], body.as_bytes())
 }
 
-fn register(site: &mut Site, name: &str, password: &str) -> String {
-    let body = format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"{password}"}}}}"#);
-    let r = site.call("POST", "/api/users", None, &[("Content-Type", "application/json")], body.as_bytes());
-    assert_eq!(r.status, 201, "{}", r.text());
-    token_in(&r)
-}
-
-fn token_in(r: &Response) -> String {
-    let text = r.text();
-    let start = text.find("\"token\":\"").expect("a token") + 9;
-    text[start..start + text[start..].find('"').unwrap()].to_owned()
-}
-
 #[test]
 fn failed_logins_are_throttled_per_account_and_per_address() {
     let mut site = Site::start(&["--login-failures-per-account", "3", "--login-failures-per-address", "5"], &[]);
-    register(&mut site, "ann", "ann-password");
-    register(&mut site, "bob", "bob-password");
+    site.sign_up("ann", "ann-password");
+    site.sign_up("bob", "bob-password");
     for _ in 0..3 {
         assert_eq!(login(&mut site, "ann@example.com", "wrong-guess").status, 401);
     }
@@ -169,7 +156,7 @@ fn failed_logins_are_throttled_per_account_and_per_address() {
 #[test]
 fn a_password_change_ends_the_tokens_issued_before_it() {
     let mut site = Site::start(&["--workers", "2"], &[]);
-    let old = register(&mut site, "cleo", "cleo-password");
+    let old = site.sign_up("cleo", "cleo-password");
     let json = [("Content-Type", "application/json")];
     assert_eq!(site.call("GET", "/api/user", Some(&old), &[], b"").status, 200);
     // A profile change keeps the token working.

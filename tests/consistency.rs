@@ -5,16 +5,10 @@ mod common;
 
 use std::sync::{Arc, Barrier};
 
-use common::site::Site;
-use common::{Client, Response};
+use common::site::{token_in, Site};
+use common::Client;
 
 const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
-
-fn token_in(r: &Response) -> String {
-    let text = r.text();
-    let start = text.find("\"token\":\"").expect("a token") + 9;
-    text[start..start + text[start..].find('"').unwrap()].to_owned()
-}
 
 fn one(site: &Site, sql: &str) -> i64 {
     site.db.sql(sql)[0][0].as_deref().unwrap_or("0").parse().unwrap()

@@ -438,20 +438,6 @@ mod with_stores {
 
     const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 
-    fn token_in(r: &Response) -> String {
-        let text = r.text();
-        let start = text.find("\"token\":\"").expect("a token") + 9;
-        text[start..start + text[start..].find('"').unwrap()].to_owned()
-    }
-
-    fn register(site: &mut Site, name: &str) -> String {
-        let body =
-            format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"{name}-password"}}}}"#);
-        let r = site.call("POST", "/api/users", None, &JSON, body.as_bytes());
-        assert_eq!(r.status, 201, "{}", r.text());
-        token_in(&r)
-    }
-
     /// An article with 250 comments of 8 KiB each (the cap; one byte more is
     /// 422): one answer holds at most 200 of them, the rest come with
     /// `offset`. Log events of 16 KiB message and 16 KiB metadata (the caps):
@@ -462,7 +448,7 @@ mod with_stores {
         let mut site = Site::start(&[], &[("SWIFTLET_INGEST_ACK", "durable")]);
         // After a first password hash: argon2's 19 MiB of working memory per
         // hashing thread is the design's, not the attack's.
-        let token = register(&mut site, "writer");
+        let token = site.sign_up("writer", "writer-password");
         let (base_peak, _) = memory_kib(site.server.pid());
         let r = site.call(
             "POST",
@@ -544,7 +530,7 @@ mod with_stores {
         let mut site = Site::start(&[], &[]);
         let addr = site.server.addr;
         // After a first password hash, as above.
-        register(&mut site, "early");
+        site.sign_up("early", "early-password");
         let (base_peak, _) = memory_kib(site.server.pid());
         let bystander = Bystander::start(&site.server);
         let started = Instant::now();
@@ -567,7 +553,7 @@ mod with_stores {
             .collect();
         // Meanwhile someone registers: the hashing pool must have room.
         let registered = Instant::now();
-        register(&mut site, "newcomer");
+        site.sign_up("newcomer", "newcomer-password");
         let took = registered.elapsed();
         let statuses: Vec<u16> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
         let flood_took = started.elapsed();

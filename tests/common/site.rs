@@ -57,4 +57,21 @@ impl Site {
         }
         res
     }
+
+    /// Registers `name` (e-mail `name@example.com`) with `password`; returns
+    /// the token (the files with their own `register` keep theirs).
+    pub fn sign_up(&mut self, name: &str, password: &str) -> String {
+        let body =
+            format!(r#"{{"user":{{"username":"{name}","email":"{name}@example.com","password":"{password}"}}}}"#);
+        let r = self.call("POST", "/api/users", None, &[("Content-Type", "application/json")], body.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+        token_in(&r)
+    }
+}
+
+/// The token in a user document (`"token":"…"`).
+pub fn token_in(r: &Response) -> String {
+    let text = r.text();
+    let start = text.find("\"token\":\"").expect("a token") + 9;
+    text[start..start + text[start..].find('"').unwrap()].to_owned()
 }
