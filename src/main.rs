@@ -117,7 +117,7 @@ fn main() -> std::process::ExitCode {
         );
     }
 
-    match (config.node_id, ids::lease::current(ids::unix_ms_now())) {
+    match (config.node_id, ids::lease::current()) {
         (Some(_), _) => {}
         (None, Some(node)) => {
             tracing::info!(node, waited_ms = lease_wait.as_millis() as u64, "leased a node id for IDs")

@@ -30,7 +30,7 @@ pub async fn ready(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppErr
     };
     let redis = async { storage.redis.call(&[b"PING"]).await.is_ok() };
     let (postgres_up, redis_up) = tokio::join!(postgres, redis);
-    let ids_up = crate::ids::lease::current(crate::ids::unix_ms_now()).is_some();
+    let ids_up = crate::ids::lease::current().is_some();
     if !(postgres_up && ids_up) {
         return Err(AppError::NotReady { postgres: postgres_up, redis: redis_up, ids: ids_up });
     }

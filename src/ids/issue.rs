@@ -19,7 +19,7 @@ pub async fn issue(worker: &Worker, n: usize, mut take: impl FnMut(u64)) -> Resu
     let mut made = 0;
     while made < n {
         let wait = {
-            let node = lease::current(unix_ms_now()).ok_or(NO_NODE)?;
+            let node = lease::current().ok_or(NO_NODE)?;
             let mut slot = worker.ids.borrow_mut();
             if slot.as_ref().is_none_or(|g| g.node() != node) {
                 // First use, or the lease moved this node to another id.

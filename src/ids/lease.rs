@@ -14,6 +14,11 @@
 //! The state lives in one atomic word (validity deadline and node id packed
 //! together), so workers read it on every request without locks, and can
 //! never see one lease's node id with another lease's deadline.
+//!
+//! Deadlines are kept on the monotonic clock (milliseconds since the process
+//! first asked), not the wall clock: Redis expires the key after real time
+//! has passed, and a wall clock stepped back would otherwise stretch our side
+//! of the lease past Redis's, letting two nodes issue under one id.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,8 +27,16 @@ use swiftlet_protocol::resp::Reply;
 
 use crate::storage::Redis;
 
-/// `valid_until_ms << NODE_BITS | node`; 0 means no node.
+/// `valid_until_ms << NODE_BITS | node`, the deadline in [`monotonic_ms`];
+/// 0 means no node.
 static LEASE: AtomicU64 = AtomicU64::new(0);
+
+/// Milliseconds on the monotonic clock since the first call, plus one (so a
+/// real deadline is never the 0 that means "no node").
+pub fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
 const NODE_BITS: u32 = 16;
 /// A deadline that never passes, for a node id fixed by configuration.
 const FOREVER: u64 = (1 << (64 - NODE_BITS)) - 1;
@@ -40,8 +53,13 @@ fn publish(node: Option<u64>, valid_until_ms: u64) {
     LEASE.store(word, Ordering::Release);
 }
 
-/// The node id to make IDs with at `now_ms`, if the node has a valid one.
-pub fn current(now_ms: u64) -> Option<u64> {
+/// The node id to make IDs with now, if the node has a valid one.
+pub fn current() -> Option<u64> {
+    current_at(monotonic_ms())
+}
+
+/// [`current`] at `now_ms` on the [`monotonic_ms`] clock.
+fn current_at(now_ms: u64) -> Option<u64> {
     let word = LEASE.load(Ordering::Acquire);
     let valid_until = word >> NODE_BITS;
     (now_ms < valid_until).then_some(word & ((1 << NODE_BITS) - 1))
@@ -74,7 +92,7 @@ pub fn lease_in_background(redis_url: String, prefix: String, max_node: u64, ttl
 /// Waits (up to `limit`) until this node holds a node id.
 pub fn wait_until_held(limit: Duration) {
     let start = std::time::Instant::now();
-    while current(super::unix_ms_now()).is_none() && start.elapsed() < limit {
+    while current().is_none() && start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -101,7 +119,7 @@ async fn keep_leased(redis: &Redis, prefix: &str, max_node: u64, ttl: Duration) 
         publish(Some(node), sent_ms + usable_ms);
         loop {
             tokio::time::sleep(renew_every).await;
-            let sent_ms = super::unix_ms_now();
+            let sent_ms = monotonic_ms();
             match redis.call(&[b"EVAL", RENEW, b"1", key.as_bytes(), token.as_bytes(), ttl_text.as_bytes()]).await {
                 Ok(Reply::Integer(1)) => publish(Some(node), sent_ms + usable_ms),
                 Ok(_) => {
@@ -125,7 +143,7 @@ async fn take(redis: &Redis, prefix: &str, max_node: u64, token: &str, ttl_ms: &
     for i in 0..ids {
         let node = (start + i) % ids;
         let key = format!("{prefix}ids:node:{node}");
-        let sent_ms = super::unix_ms_now();
+        let sent_ms = monotonic_ms();
         match redis.call(&[b"SET", key.as_bytes(), token.as_bytes(), b"NX", b"PX", ttl_ms.as_bytes()]).await {
             Ok(Reply::SimpleString(_)) => return Some((node, key, sent_ms)),
             Ok(_) => continue, // taken
@@ -144,14 +162,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_word_holds_node_and_deadline_together() {
+    fn the_word_holds_node_and_deadline_together_on_the_monotonic_clock() {
         publish(Some(7), 1_000);
-        assert_eq!(current(999), Some(7));
-        assert_eq!(current(1_000), None, "expired at the deadline");
+        assert_eq!(current_at(999), Some(7));
+        assert_eq!(current_at(1_000), None, "expired at the deadline");
         publish(None, 0);
-        assert_eq!(current(0), None);
+        assert_eq!(current_at(0), None);
         fix(65_535);
-        assert_eq!(current(u64::MAX >> 17), Some(65_535));
+        assert_eq!(current_at(u64::MAX >> 17), Some(65_535));
+        publish(None, 0);
+
+        // (In the same test: the word is process-wide.) A lease valid for 50 ms of real time stays valid for no longer,
+        // whatever the wall clock does meanwhile (it is not consulted).
+        let start = monotonic_ms();
+        publish(Some(3), start + 50);
+        assert_eq!(current(), Some(3));
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert!(monotonic_ms() >= start + 50);
+        assert_eq!(current(), None);
         publish(None, 0);
     }
 }
