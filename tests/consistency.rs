@@ -24,6 +24,12 @@ fn deleting_an_article_twice_at_once_moves_its_counters_once() {
     assert_eq!(r.status, 201, "{}", r.text());
     let token = token_in(&r);
     let addr = site.server.addr;
+    // Both workers' database connections up (the second may open after the
+    // first answered): twenty fresh connections in a row answered.
+    let warm = common::storage::eventually(std::time::Duration::from_secs(30), || {
+        (0..20).all(|_| Client::connect_to(addr).get("/api/tags").status == 200)
+    });
+    assert!(warm, "the workers never all reached the database");
     let mut outcomes = Vec::new();
     for round in 0..15 {
         let body = format!(
