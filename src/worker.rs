@@ -41,6 +41,7 @@ use crate::metrics::{self, WorkerMetrics};
 use crate::response::CorsOrigins;
 use crate::response::Response;
 use crate::router::Route;
+use crate::storage::backoff::Backoff;
 use crate::storage::Storage;
 
 /// What every connection on this worker shares (through a plain `Rc`: this
@@ -479,16 +480,23 @@ fn refuse_overloaded(stream: &TcpStream, worker: &Worker) {
 /// second while failures go on, and at most one log line every `LOG_EVERY`
 /// (with the count since the last), so running out of file descriptors costs
 /// neither CPU nor the log, even when accepts fail and succeed by turns.
-#[derive(Default)]
 struct AcceptBackoff {
-    streak: u32,
+    waits: Backoff,
     since_logged: u64,
     logged_at: Option<Instant>,
 }
 
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        AcceptBackoff {
+            waits: Backoff::new(Duration::from_millis(10), Duration::from_secs(1)),
+            since_logged: 0,
+            logged_at: None,
+        }
+    }
+}
+
 impl AcceptBackoff {
-    const FIRST: Duration = Duration::from_millis(10);
-    const LONGEST: Duration = Duration::from_secs(1);
     const LOG_EVERY: Duration = Duration::from_secs(10);
 
     async fn failed(&mut self, error: &io::Error, worker: usize) {
@@ -499,12 +507,10 @@ impl AcceptBackoff {
             self.since_logged = 0;
             self.logged_at = Some(now);
         }
-        let wait = Self::FIRST.saturating_mul(1 << self.streak.min(7)).min(Self::LONGEST);
-        self.streak += 1;
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(self.waits.next_wait()).await;
     }
 
     fn succeeded(&mut self) {
-        self.streak = 0;
+        self.waits.reset();
     }
 }
