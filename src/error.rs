@@ -167,7 +167,7 @@ impl AppError {
             let down = [
                 (!postgres).then_some(("postgres", "is not reachable")),
                 (!redis).then_some(("redis", "is not reachable")),
-                (!ids).then_some(("ids", "this node holds no node id yet")),
+                (!ids).then_some(("ids", "this node cannot make IDs yet (no node id, or waiting out its ID horizon)")),
             ];
             for (i, (what, problem)) in down.into_iter().flatten().enumerate() {
                 if i > 0 {
@@ -283,6 +283,9 @@ mod tests {
             body(false, false, true),
             r#"{"errors":{"postgres":["is not reachable"],"redis":["is not reachable"]}}"#
         );
-        assert_eq!(body(true, true, false), r#"{"errors":{"ids":["this node holds no node id yet"]}}"#);
+        assert_eq!(
+            body(true, true, false),
+            r#"{"errors":{"ids":["this node cannot make IDs yet (no node id, or waiting out its ID horizon)"]}}"#
+        );
     }
 }

@@ -20,8 +20,9 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static ALLOC: swiftlet::alloc_count::Counting<tikv_jemallocator::Jemalloc> =
     swiftlet::alloc_count::Counting(tikv_jemallocator::Jemalloc);
 
-/// How long a start waits for its node-id lease before listening anyway.
-const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a start waits to be able to make IDs (a node id, and its
+/// horizon recorded) before listening anyway.
+const ID_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn main() -> std::process::ExitCode {
     let mut config = Config::parse();
@@ -59,29 +60,6 @@ fn main() -> std::process::ExitCode {
     }
     // Before the workers, so the first login already finds the configured size.
     password::configure(config.hash_threads());
-    // The node id before the listeners: a node that accepted requests before
-    // it held one would answer every row-creating write 503 until it did (a
-    // balancer that restarts it quickly would send it those). Bounded, so a
-    // node without Redis still starts and serves what needs no IDs.
-    let lease_wait = std::time::Instant::now();
-    match config.node_id {
-        Some(node) => ids::lease::fix(node),
-        None if !config.redis_url.is_empty() => {
-            ids::lease::lease_in_background(
-                config.redis_url.clone(),
-                storage::cache_prefix(&config.database_url),
-                config.id_scheme().max_node(),
-                config.id_lease_ttl,
-                config.storage_timeout,
-            );
-            ids::lease::wait_until_held(LEASE_WAIT);
-        }
-        None => {}
-    }
-    let lease_wait = lease_wait.elapsed();
-    // Then, before anything else that could take a moment: bind and start
-    // the workers, so their runtimes start up while this thread sets up logging.
-    let started = Server::start(config.clone());
 
     // `Targets` takes the "info,swiftlet=debug" syntax without pulling in a regex engine.
     let filter: Targets = match config.log.parse() {
@@ -104,6 +82,41 @@ fn main() -> std::process::ExitCode {
         tracing::error!(thread = thread.name().unwrap_or("?"), "{info}");
     }));
 
+    // The node id (and its horizon) before the listeners: a node that
+    // accepted requests before it could make IDs would answer every
+    // row-creating write 503 until it could (a balancer that restarts it
+    // quickly would send it those). Bounded, so a node without Redis or
+    // PostgreSQL still starts and serves what needs no IDs.
+    let id_wait = std::time::Instant::now();
+    match config.node_id {
+        Some(node) => ids::lease::fix(node),
+        None if !config.redis_url.is_empty() => ids::lease::lease_in_background(
+            config.redis_url.clone(),
+            storage::cache_prefix(&config.database_url),
+            config.id_scheme().max_node(),
+            config.id_lease_ttl,
+            config.storage_timeout,
+        ),
+        None => {}
+    }
+    if config.database_url.is_empty() {
+        ids::horizon::unguarded();
+    } else {
+        // The migrations first: the horizon's table is one of theirs.
+        migrations::apply_in_background(config.database_url.clone(), config.storage_timeout);
+        ids::horizon::keep_in_background(
+            config.database_url.clone(),
+            config.id_scheme().layout.tick_ms(),
+            config.storage_timeout,
+        );
+    }
+    if config.node_id.is_some() || !config.redis_url.is_empty() {
+        ids::wait_until_available(ID_WAIT);
+    }
+    let id_wait = id_wait.elapsed();
+    // Then bind and start the workers.
+    let started = Server::start(config.clone());
+
     // Return freed memory to the OS from a background thread instead of
     // holding it (glibc-style) or purging on the request path.
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
@@ -117,22 +130,27 @@ fn main() -> std::process::ExitCode {
         );
     }
 
-    match (config.node_id, ids::lease::current()) {
-        (Some(_), _) => {}
-        (None, Some(node)) => {
-            tracing::info!(node, waited_ms = lease_wait.as_millis() as u64, "leased a node id for IDs")
-        }
-        (None, None) if config.redis_url.is_empty() => {
+    let waited_ms = id_wait.as_millis() as u64;
+    match (config.node_id, ids::lease::current(), ids::available()) {
+        (None, None, _) if config.redis_url.is_empty() => {
             tracing::warn!("no --node-id and no Redis to lease one: /api/ids will answer 503")
         }
-        (None, None) => tracing::warn!(
-            waited_ms = lease_wait.as_millis() as u64,
+        (None, None, _) => tracing::warn!(
+            waited_ms,
             "no node id leased yet: IDs and row-creating writes answer 503, and /ready says so, until one is"
         ),
+        (_, Some(node), false) => tracing::warn!(
+            node,
+            waited_ms,
+            "no ID horizon recorded yet: IDs and row-creating writes answer 503, and /ready says so, until one is"
+        ),
+        (None, Some(node), true) => tracing::info!(node, waited_ms, "leased a node id for IDs"),
+        (Some(_), _, _) => {}
     }
-
-    if !config.database_url.is_empty() {
-        migrations::apply_in_background(config.database_url.clone(), config.storage_timeout);
+    if config.database_url.is_empty() && (config.node_id.is_some() || !config.redis_url.is_empty()) {
+        tracing::warn!(
+            "no DATABASE_URL to record the ID horizon in: a restart after the clock steps back can repeat IDs"
+        );
     }
 
     let server = match started {
@@ -167,6 +185,9 @@ fn main() -> std::process::ExitCode {
     }
     tracing::info!("shutting down");
     server.shutdown();
+    if !config.database_url.is_empty() {
+        ids::horizon::settle(&config.database_url, config.storage_timeout);
+    }
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
 }

@@ -206,3 +206,91 @@ fn a_node_that_loses_its_lease_stops_until_it_has_another() {
     redis.start_server();
     assert!(common::storage::eventually(std::time::Duration::from_secs(10), || node_of(&server).is_some()));
 }
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// The horizon recorded for `node`, if its table and its row exist yet.
+fn horizon_of(db: &common::storage::TestDb, node: u64) -> Option<u64> {
+    if db.sql("SELECT to_regclass('id_horizons') IS NOT NULL")[0][0].as_deref() != Some("t") {
+        return None;
+    }
+    let rows = db.sql(&format!("SELECT until_ms FROM id_horizons WHERE node = {node}"));
+    rows.first().map(|row| row[0].as_ref().unwrap().parse().unwrap())
+}
+
+/// The Unix time an ID was made at, asked of the server that made it.
+fn made_at(server: &TestServer, id: &str) -> u64 {
+    let res = server.connect().get(&format!("/api/ids/{id}"));
+    json(&res.body)["unix_ms"].as_u64().unwrap()
+}
+
+#[test]
+fn a_restart_after_the_clock_stepped_back_waits_instead_of_repeating_ids() {
+    let db = common::storage::TestDb::create();
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let args = ["--node-id", "9"];
+    let mut first = TestServer::start_with_env(&args, &env);
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || node_of(&first) == Some(9)));
+    // While it runs, the recorded horizon is ahead of the clock.
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || horizon_of(&db, 9).is_some()));
+    let horizon = horizon_of(&db, 9).unwrap();
+    assert!(horizon > unix_ms(), "horizon {horizon} is not ahead of the clock");
+
+    // A clean stop lowers it to the clock, so a plain restart does not wait.
+    first.signal("TERM");
+    assert!(first.wait_exit(std::time::Duration::from_secs(10)).is_some());
+    let lowered = horizon_of(&db, 9).unwrap();
+    assert!(lowered <= unix_ms() + 1 && lowered < horizon, "{lowered} vs {horizon}");
+
+    // Now pretend the clock stepped back 3 s between the runs: the last run
+    // made IDs up to 3 s past what this clock says. The next run must not make
+    // IDs before then: it answers 503 (and /ready says so) and then goes on.
+    let ahead = unix_ms() + 3_000;
+    db.sql(&format!("UPDATE id_horizons SET until_ms = {ahead} WHERE node = 9"));
+    let second = TestServer::start_with_env(&args, &env);
+    let mut client = second.connect();
+    let res = client.get("/api/ids");
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert!(json(&res.body)["errors"]["ids"][0].as_str().unwrap().contains("clock"), "{}", res.text());
+    let res = client.get("/ready");
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert!(json(&res.body)["errors"]["ids"][0].as_str().unwrap().contains("horizon"), "{}", res.text());
+    assert!(second.log_lines().iter().any(|l| l.contains("waiting it out")), "{:?}", second.log_lines());
+    let mut id = None;
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || {
+        let res = client.get("/api/ids");
+        if res.status == 200 {
+            id = Some(json(&res.body)["id"].as_str().unwrap().to_owned());
+        }
+        id.is_some()
+    }));
+    // Its first ID was made a whole tick past the old horizon: its tick is
+    // above every tick the last run could have used.
+    let made = made_at(&second, &id.unwrap());
+    assert!(made >= ahead / 10 * 10 + 10, "made at {made}, the last run made IDs up to {ahead}");
+}
+
+#[test]
+fn a_crashed_node_is_waited_out_for_at_most_the_horizon_it_recorded() {
+    let db = common::storage::TestDb::create();
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let args = ["--node-id", "10", "--id-layout", "snowflake"];
+    let first = TestServer::start_with_env(&args, &env);
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || node_of(&first) == Some(10)));
+    let before = ids(&first, 1000);
+    drop(first); // SIGKILL: nothing lowers the horizon
+    let horizon = horizon_of(&db, 10).unwrap();
+
+    let second = TestServer::start_with_env(&args, &env);
+    let started = std::time::Instant::now();
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || node_of(&second) == Some(10)));
+    // It waited for the recorded horizon (up to 5 s ahead of the clock), not for ever.
+    assert!(started.elapsed() < std::time::Duration::from_secs(7), "{:?}", started.elapsed());
+    let after = ids(&second, 1000);
+    assert!(after[0] > *before.last().unwrap(), "the restarted node made an ID below the last run's");
+    let final_horizon = horizon_of(&db, 10).unwrap();
+    assert!(made_at(&second, &after[0].to_string()) >= horizon, "made before the crashed run's horizon {horizon}");
+    assert!(final_horizon > horizon);
+}

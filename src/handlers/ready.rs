@@ -3,10 +3,11 @@
 //! Readiness asks both stores for a real round-trip — an empty batch (just a
 //! Sync) on the worker's PostgreSQL read connection and a PING on its Redis
 //! connection, at once — rather than trusting that a socket is open: a
-//! server that hangs is not ready. It also needs a node id for new IDs: every
-//! write that creates a row (users, articles, videos) needs one, so a node
-//! still leasing its id, or one that lost its lease, is not ready either (a
-//! balancer would otherwise send it writes it must refuse).
+//! server that hangs is not ready. It also needs to be able to make IDs:
+//! every write that creates a row (users, articles, videos) needs one, so a
+//! node still leasing its id, one that lost its lease, or one waiting out its
+//! ID horizon (`ids::horizon`) is not ready either (a balancer would
+//! otherwise send it writes it must refuse).
 //!
 //! Redis is only a cache (every read goes to PostgreSQL when it is away), so
 //! Redis down is not "not ready": the answer is 200 with `"status":"degraded"`
@@ -30,7 +31,7 @@ pub async fn ready(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppErr
     };
     let redis = async { storage.redis.call(&[b"PING"]).await.is_ok() };
     let (postgres_up, redis_up) = tokio::join!(postgres, redis);
-    let ids_up = crate::ids::lease::current().is_some();
+    let ids_up = crate::ids::available();
     if !(postgres_up && ids_up) {
         return Err(AppError::NotReady { postgres: postgres_up, redis: redis_up, ids: ids_up });
     }

@@ -6,12 +6,16 @@
 //! only between awaits; when a tick's sequence is used up the caller sleeps
 //! to the next tick (a timer, so the worker serves others meanwhile).
 
-use super::{lease, unix_ms_now, IdGenerator, Step};
+use super::{horizon, lease, unix_ms_now, IdGenerator, Step};
 use crate::error::AppError;
 use crate::worker::Worker;
 
 const NO_NODE: AppError =
     AppError::IdsUnavailable { problem: "this node has no node id (set --node-id, or REDIS_URL to lease one)" };
+const PAST_HORIZON: AppError = AppError::IdsUnavailable {
+    problem:
+        "this node has not recorded how far it may make IDs (PostgreSQL away, or the clock behind IDs already made)",
+};
 
 /// Makes `n` new IDs and hands each to `take`, in increasing order. A
 /// callback rather than a `Vec`, so a single ID costs no allocation.
@@ -29,7 +33,11 @@ pub async fn issue(worker: &Worker, n: usize, mut take: impl FnMut(u64)) -> Resu
             }
             let generator = slot.as_mut().ok_or(NO_NODE)?;
             loop {
-                match generator.next_at(unix_ms_now()) {
+                let now = unix_ms_now();
+                if !horizon::allows(node, now) {
+                    return Err(PAST_HORIZON);
+                }
+                match generator.next_at(now) {
                     Step::Id(id) => {
                         take(id);
                         made += 1;

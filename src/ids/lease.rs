@@ -89,14 +89,6 @@ pub fn lease_in_background(redis_url: String, prefix: String, max_node: u64, ttl
     }
 }
 
-/// Waits (up to `limit`) until this node holds a node id.
-pub fn wait_until_held(limit: Duration) {
-    let start = std::time::Instant::now();
-    while current().is_none() && start.elapsed() < limit {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 async fn keep_leased(redis: &Redis, prefix: &str, max_node: u64, ttl: Duration) {
     let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let ttl_ms = ttl.as_millis().max(4) as u64;

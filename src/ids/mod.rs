@@ -20,9 +20,12 @@
 //! it may have returned before.
 //!
 //! [`lease`] decides the node id: fixed by configuration, or leased from Redis.
+//! [`horizon`] records in PostgreSQL how far the node may issue, so that a
+//! restart after the clock stepped back cannot repeat an ID.
 //! [`issue`] hands out IDs on a worker, for `/api/ids` and for the primary
 //! keys of the product API's users and articles.
 
+pub mod horizon;
 pub mod issue;
 pub mod lease;
 
@@ -243,6 +246,20 @@ impl IdGenerator {
             }
         }
         Step::Id(layout.compose(tick, self.sequence, self.machine))
+    }
+}
+
+/// Whether this node can make an ID now: it holds a node id, and the horizon
+/// recorded for it is ahead of the clock.
+pub fn available() -> bool {
+    lease::current().is_some_and(|node| horizon::allows(node, unix_ms_now()))
+}
+
+/// Waits (up to `limit`) until this node can make IDs.
+pub fn wait_until_available(limit: Duration) {
+    let start = std::time::Instant::now();
+    while !available() && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "token_generation", sql: include_str!("migrations/0007_token_generation.sql") },
     Migration { version: 8, name: "require_row", sql: include_str!("migrations/0008_require_row.sql") },
     Migration { version: 9, name: "follower_pages", sql: include_str!("migrations/0009_follower_pages.sql") },
+    Migration { version: 10, name: "id_horizons", sql: include_str!("migrations/0010_id_horizons.sql") },
 ];
 
 /// An arbitrary constant that names swiftlet's migration lock.
