@@ -267,6 +267,10 @@ pub struct Config {
     #[arg(long, env = "SWIFTLET_VIDEO_MAX_BYTES", default_value_t = 4 << 30)]
     pub video_max_bytes: u64,
 
+    /// Bytes all of one user's videos may take together (413 beyond); 0 for no quota.
+    #[arg(long, env = "SWIFTLET_VIDEO_QUOTA_BYTES", default_value_t = 10 << 30)]
+    pub video_quota_bytes: u64,
+
     /// Size of each part an upload is sent to storage in; S3 needs at least 5 MiB.
     /// Memory per upload in progress is about three parts.
     #[arg(long, env = "SWIFTLET_UPLOAD_PART_BYTES", default_value_t = 8 << 20, value_parser = parse_part_bytes)]

@@ -60,6 +60,8 @@ pub enum AppError {
     Multipart(MultipartError),
     /// A Range that selects no byte of the video (the handler adds Content-Range).
     RangeNotSatisfiable,
+    /// The upload would take its author past `--video-quota-bytes`.
+    VideoQuotaExceeded,
     /// The disk that keeps videos is full.
     StorageFull,
     /// The directory that keeps videos refuses writes (read-only, permissions).
@@ -137,6 +139,7 @@ impl AppError {
             AppError::RangeNotSatisfiable => Status::RANGE_NOT_SATISFIABLE,
             AppError::StorageUnavailable => Status::SERVICE_UNAVAILABLE,
             AppError::UploadInterrupted => Status::BAD_REQUEST,
+            AppError::VideoQuotaExceeded => Status::PAYLOAD_TOO_LARGE,
             AppError::StorageFull => Status::INSUFFICIENT_STORAGE,
             AppError::StorageUnwritable => Status::INTERNAL_SERVER_ERROR,
             AppError::IngestUnauthorized => Status::UNAUTHORIZED,
@@ -205,6 +208,7 @@ impl AppError {
             AppError::RangeNotSatisfiable => ("range", "selects no byte of the video"),
             AppError::StorageUnavailable => ("storage", "is unavailable, try again shortly"),
             AppError::UploadInterrupted => ("request", "the upload ended before its Content-Length"),
+            AppError::VideoQuotaExceeded => ("video", "would take you past your storage quota"),
             AppError::StorageFull => ("storage", "is full"),
             AppError::StorageUnwritable => ("storage", "refuses writes"),
             AppError::IngestUnauthorized => ("authorization", "must be 'Bearer <ingest token>' with a valid token"),

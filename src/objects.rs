@@ -8,7 +8,12 @@
 //! visible under the object's key until the upload completes: S3 shows an
 //! object only after CompleteMultipartUpload, and the local backend writes a
 //! staging file that is renamed into place at the end. An upload that is
-//! dropped or aborted removes its parts (`Upload::abort`).
+//! aborted removes its parts (`Upload::abort`); one that is dropped without
+//! finishing (its request cancelled, a panic, the shutdown deadline) is
+//! handed to [`abort_abandoned`], which aborts it on the worker's runtime, or,
+//! at shutdown, on the main thread once the workers have stopped. Only a
+//! crash leaves an S3 multipart upload open (README: the bucket's lifecycle
+//! rule takes those).
 //!
 //! Each worker builds its own client: the S3 client's connection pool spawns
 //! its connections on the runtime that made them, and a worker's runtime is
@@ -171,8 +176,8 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> ObjectError {
     ObjectError::Failed
 }
 
-/// An upload in progress. Dropping it without `finish` leaves the parts
-/// behind; call `abort`.
+/// An upload in progress. `abort` it if it will not be finished; dropped
+/// unfinished, it is aborted in the background.
 pub struct Upload {
     writer: Option<WriteMultipart>,
     key: String,
@@ -211,5 +216,50 @@ impl Upload {
                 tracing::warn!(key = %self.key, error = %e, "could not abort an upload");
             }
         }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            tracing::debug!(key = %self.key, "an upload was dropped unfinished; aborting it");
+            ABANDONED.lock().unwrap_or_else(|p| p.into_inner()).push((std::mem::take(&mut self.key), writer));
+            // On a running worker: abort it now. At shutdown the spawn finds
+            // the runtime closing and does nothing; `abort_abandoned` is then
+            // called from the main thread.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(abort_abandoned());
+            }
+        }
+    }
+}
+
+/// Uploads dropped unfinished and not aborted yet. At most one per upload in
+/// progress (each holds its buffered part until aborted), so bounded by the
+/// connection cap.
+static ABANDONED: std::sync::Mutex<Vec<(String, WriteMultipart)>> = std::sync::Mutex::new(Vec::new());
+
+/// Aborts the uploads dropped unfinished, removing their parts.
+pub async fn abort_abandoned() {
+    loop {
+        let next = ABANDONED.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let Some((key, writer)) = next else { return };
+        match writer.abort().await {
+            Ok(()) => tracing::info!(key, "aborted an upload dropped unfinished"),
+            Err(e) => tracing::warn!(key, error = %e, "could not abort an upload dropped unfinished"),
+        }
+    }
+}
+
+/// At shutdown, after the workers stopped: aborts what their runtimes left,
+/// within `limit`.
+pub fn abort_abandoned_before_exit(limit: std::time::Duration) {
+    if ABANDONED.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    // The timer is made inside the runtime: it needs its clock.
+    if runtime.block_on(async { tokio::time::timeout(limit, abort_abandoned()).await }).is_err() {
+        tracing::warn!("shutdown: could not abort every unfinished upload in time");
     }
 }

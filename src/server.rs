@@ -142,8 +142,14 @@ impl Server {
         for w in self.workers {
             let _ = w.join();
         }
+        // Uploads still running at the shutdown deadline were dropped with
+        // their workers' runtimes: abort them, so no S3 upload stays open.
+        crate::objects::abort_abandoned_before_exit(ABORT_UPLOADS_AT_EXIT);
     }
 }
+
+/// How long a shutdown waits for storage to abort unfinished uploads.
+const ABORT_UPLOADS_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the soft
 /// limit in force afterwards (the old one if raising failed).

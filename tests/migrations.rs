@@ -18,7 +18,7 @@ fn migrate(url: &str) -> Output {
 
 /// What `swiftlet migrate` prints on an empty database.
 const ALL_APPLIED: &str =
-    "applied migration 1\napplied migration 2\napplied migration 3\napplied migration 4\napplied migration 5\napplied migration 6\napplied migration 7\napplied migration 8\napplied migration 9\napplied migration 10\n";
+    "applied migration 1\napplied migration 2\napplied migration 3\napplied migration 4\napplied migration 5\napplied migration 6\napplied migration 7\napplied migration 8\napplied migration 9\napplied migration 10\napplied migration 11\n";
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -45,7 +45,8 @@ fn migrate_applies_each_migration_once() {
             [Some("7".into()), Some("token_generation".into())],
             [Some("8".into()), Some("require_row".into())],
             [Some("9".into()), Some("follower_pages".into())],
-            [Some("10".into()), Some("id_horizons".into())]
+            [Some("10".into()), Some("id_horizons".into())],
+            [Some("11".into()), Some("video_quota".into())]
         ]
     );
     assert_eq!(db.sql("SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
@@ -64,7 +65,7 @@ fn concurrent_migrations_apply_once() {
     assert!(outputs.iter().all(|o| o.status.success()), "{outputs:?}");
     let applied = outputs.iter().filter(|o| stdout(o) == ALL_APPLIED).count();
     assert_eq!(applied, 1, "{outputs:?}");
-    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations")[0][0].as_deref(), Some("10"));
+    assert_eq!(db.sql("SELECT count(*) FROM schema_migrations")[0][0].as_deref(), Some("11"));
     assert_eq!(db.sql("SELECT count(*) FROM world")[0][0].as_deref(), Some("10000"));
     assert_eq!(db.sql("SELECT count(*) FROM fortune")[0][0].as_deref(), Some("12"));
 }

@@ -241,6 +241,19 @@ fn uploads_play_back_and_delete_in_s3_with_signatures_checked() {
     assert_eq!((res.status, error_message(&res, "storage").as_str()), (503, "is unavailable, try again shortly"));
     assert_eq!(bad.video_rows(), 0);
     assert_eq!(moto.object_keys().len(), 1);
+
+    // An upload still running when the shutdown deadline ends is not left
+    // open in S3: its request is dropped, and the upload aborted before exit.
+    let mut stopping = start(&["--upload-part-bytes", "5242880", "--shutdown-timeout", "0.5"], &s3);
+    let token = stopping.register("eve");
+    let stream = stopping.start_upload(&token, 11 << 20, &mp4(6 << 20));
+    assert!(eventually(Duration::from_secs(10), || moto.open_multipart_uploads() == 1), "no upload started");
+    stopping.server.signal("TERM");
+    assert!(stopping.server.wait_exit(Duration::from_secs(15)).is_some(), "did not stop");
+    let log = stopping.server.log_lines();
+    assert_eq!(moto.open_multipart_uploads(), 0, "the upload cut by the shutdown stayed open: {log:?}");
+    assert_eq!(moto.object_keys().len(), 1);
+    drop(stream);
 }
 
 #[test]
@@ -313,6 +326,47 @@ fn refused_and_interrupted_uploads_leave_nothing() {
     assert_eq!(site.video_rows(), 0);
     // The server is still fine.
     assert_eq!(site.upload(&ann, "after", "video/mp4", &video).status, 201);
+}
+
+#[test]
+fn each_user_has_a_storage_quota_that_uploads_at_once_cannot_overrun() {
+    let mut site = start(&["--video-quota-bytes", "500000", "--upload-part-bytes", "65536"], &[]);
+    let ann = site.register("ann");
+    let bob = site.register("bob");
+    assert_eq!(site.upload(&ann, "first", "video/mp4", &mp4(300_000)).status, 201);
+    // The declared length does not fit: refused before the body is read.
+    let mut early = site.start_upload(&ann, 300_000, b"");
+    let res = Client::from_stream(early.try_clone().unwrap()).read_response();
+    assert_eq!((res.status, error_message(&res, "video").as_str()), (413, "would take you past your storage quota"));
+    early.flush().unwrap();
+    // Another user has a quota of their own.
+    assert_eq!(site.upload(&bob, "bob's", "video/mp4", &mp4(300_000)).status, 201);
+
+    // Two uploads that each fit, but not together, both under way at once:
+    // both passed the first check, and the insert lets only one through.
+    let file = mp4(150_000);
+    let carl = site.register("carl");
+    assert_eq!(site.upload(&carl, "carl's", "video/mp4", &mp4(250_000)).status, 201);
+    let mut a = site.start_upload(&carl, file.len(), &file[..100_000]);
+    let mut b = site.start_upload(&carl, file.len(), &file[..100_000]);
+    std::thread::sleep(Duration::from_millis(300));
+    a.write_all(&file[100_000..]).unwrap();
+    let first = Client::from_stream(a.try_clone().unwrap()).read_response();
+    b.write_all(&file[100_000..]).unwrap();
+    let second = Client::from_stream(b.try_clone().unwrap()).read_response();
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert_eq!(
+        (second.status, error_message(&second, "video").as_str()),
+        (413, "would take you past your storage quota")
+    );
+    let carl_bytes = site
+        .db
+        .sql("SELECT sum(size_bytes) FROM videos v JOIN users u ON u.id = v.author_id WHERE u.username = 'carl'");
+    assert_eq!(carl_bytes[0][0].as_deref(), Some("400000"));
+    // The refused one's object is gone again: one file per row.
+    let rows = site.video_rows() as usize;
+    assert_eq!(rows, 4);
+    assert!(eventually(Duration::from_secs(5), || files_under(&site.server.video_dir).len() == rows));
 }
 
 #[test]

@@ -440,8 +440,15 @@ macro_rules! video_columns {
 pub const INSERT_VIDEO: Statement = Statement {
     name: "insert_video",
     sql: "INSERT INTO videos (id, author_id, title, size_bytes, content_type, storage_key) \
-          VALUES ($1, $2, $3, $4, $5, $6)",
-    params: &[Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT],
+          SELECT $1, $2, $3, $4, $5, $6 WHERE swiftlet_video_fits($2, $4, $7)",
+    params: &[Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::INT8],
+};
+
+/// The bytes author `$1`'s videos take, against the upload quota.
+pub const VIDEO_BYTES_OF: Statement = Statement {
+    name: "video_bytes_of",
+    sql: "SELECT coalesce(sum(size_bytes), 0)::int8 FROM videos WHERE author_id = $1",
+    params: &[Type::INT8],
 };
 
 /// `$2` video id.
@@ -544,6 +551,7 @@ pub const ALL: &[&Statement] = &[
     &COMMENT_OWNER,
     &DELETE_COMMENT,
     &INSERT_VIDEO,
+    &VIDEO_BYTES_OF,
     &VIDEO_BY_ID,
     &VIDEO_OBJECT,
     &LIST_VIDEOS,

@@ -6,13 +6,15 @@
 //! storage in parts (see `objects`), so memory stays bounded whatever the
 //! file's size. The order of an upload keeps one rule: a metadata row exists
 //! only for an object that is complete.
-//! 1. Check the caller, the declared size and the title, then sniff the
-//!    first bytes (415 unless MP4 or WebM).
+//! 1. Check the caller, the declared size (against the largest upload and
+//!    the caller's quota) and the title, then sniff the first bytes (415
+//!    unless MP4 or WebM).
 //! 2. Stream the rest to storage; if the client goes away, times out, or the
 //!    body turns out malformed, abort the upload (its parts are removed and
 //!    nothing was ever visible under the key).
-//! 3. Complete the upload, then insert the row. If the insert fails, delete
-//!    the object again. Only a crash between 3's two steps leaves an object
+//! 3. Complete the upload, then insert the row (which checks the quota
+//!    again, with the stored size, under a lock per author). If the insert
+//!    fails, delete the object again. Only a crash between 3's two steps leaves an object
 //!    without a row; its key (`videos/<id>.<ext>`) names an id no row has,
 //!    so it is never served and can be swept by listing.
 //!
@@ -242,6 +244,18 @@ pub async fn create(
     if body.len() > worker.config.video_max_bytes {
         return Err(AppError::Http(swiftlet_protocol::HttpError::PayloadTooLarge));
     }
+    // Refused before a byte of the body is read when the declared length
+    // cannot fit; the insert checks again with what was stored, under a lock
+    // (two uploads at once may each pass this).
+    let quota = worker.config.video_quota_bytes;
+    if quota > 0 {
+        let pg = worker.storage.pg.for_reads()?;
+        let rows = pg.run(|b| b.query(&sql::VIDEO_BYTES_OF, &[&caller])).await?;
+        let used = rows.query(0).next().map_or(Ok(0), |r| r.int8(0))?.max(0) as u64;
+        if used.saturating_add(body.len()) > quota {
+            return Err(AppError::VideoQuotaExceeded);
+        }
+    }
     let content_type = req.header("content-type").unwrap_or(b"");
     let stored = match form_data_boundary(content_type) {
         Some(boundary) => {
@@ -262,11 +276,12 @@ pub async fn create(
     };
     let id = stored.id;
     let (title, size, mime, key) = (stored.title.as_str(), stored.size as i64, stored.container.mime(), &stored.key);
+    let quota_param = i64::try_from(quota).unwrap_or(i64::MAX);
     let pg = worker.storage.pg.for_writes();
     let inserted = match pg {
         Ok(pg) => {
             pg.run(|b| {
-                b.query(&sql::INSERT_VIDEO, &[&id, &caller, &title, &size, &mime, &key.as_str()])?;
+                b.query(&sql::INSERT_VIDEO, &[&id, &caller, &title, &size, &mime, &key.as_str(), &quota_param])?;
                 b.query(&sql::VIDEO_BY_ID, &[&caller, &id])
             })
             .await
@@ -284,7 +299,10 @@ pub async fn create(
         Err(e) => {
             // No row, so no object either: the upload did not happen.
             let _ = worker.storage.objects.delete(key).await;
-            return Err(e.into());
+            return Err(match e {
+                PgError::Violation { constraint } if constraint == "video_quota" => AppError::VideoQuotaExceeded,
+                e => e.into(),
+            });
         }
     };
     super::invalidate_fanout(worker, caller, false).await;

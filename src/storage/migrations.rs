@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "require_row", sql: include_str!("migrations/0008_require_row.sql") },
     Migration { version: 9, name: "follower_pages", sql: include_str!("migrations/0009_follower_pages.sql") },
     Migration { version: 10, name: "id_horizons", sql: include_str!("migrations/0010_id_horizons.sql") },
+    Migration { version: 11, name: "video_quota", sql: include_str!("migrations/0011_video_quota.sql") },
 ];
 
 /// An arbitrary constant that names swiftlet's migration lock.
