@@ -308,6 +308,17 @@ pub struct Config {
 pub enum Command {
     /// Apply the pending schema migrations to DATABASE_URL and exit.
     Migrate,
+    /// Remove stored video objects that no video row names (left by a crash
+    /// between an upload's completion and its row), and exit.
+    SweepVideos {
+        /// Only objects at least this many seconds old: younger ones may be
+        /// uploads whose row is being written.
+        #[arg(long, default_value = "3600", value_parser = parse_seconds)]
+        older_than: Duration,
+        /// List what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write a self-signed certificate and key for localhost (for trying
     /// HTTPS locally; browsers and curl will not trust it without being told to).
     DevCert {

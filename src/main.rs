@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
     let mut config = Config::parse();
     match &config.command {
         Some(Command::Migrate) => return migrate(&config),
+        Some(Command::SweepVideos { older_than, dry_run }) => return sweep_videos(&config, *older_than, *dry_run),
         Some(Command::DevCert { cert, key }) => {
             return match swiftlet::tls::write_dev_cert(cert, key) {
                 Ok(()) => {
@@ -218,6 +219,48 @@ fn wait_for_signal() -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let _ = signals.forever().next();
     Ok(())
+}
+
+/// `swiftlet sweep-videos`: remove the objects no video row names.
+fn sweep_videos(config: &Config, older_than: std::time::Duration, dry_run: bool) -> std::process::ExitCode {
+    let fail = |why: String| {
+        eprintln!("swiftlet sweep-videos: {why}");
+        std::process::ExitCode::FAILURE
+    };
+    if config.database_url.is_empty() {
+        return fail("DATABASE_URL is empty".into());
+    }
+    let objects = match swiftlet::objects::ObjectStorage::from_config(config) {
+        Ok(objects) => objects,
+        Err(e) => return fail(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let swept = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| storage::postgres::describe(&e))?;
+        tokio::spawn(connection);
+        swiftlet::api::orphans::sweep(&objects, &client, older_than, dry_run).await
+    });
+    match swept {
+        Ok(swept) => {
+            for key in &swept.orphans {
+                println!("{} {key}", if dry_run { "would remove" } else { "removed" });
+            }
+            println!(
+                "{} of {} objects older than {} s named by no video{}",
+                swept.orphans.len(),
+                swept.seen,
+                older_than.as_secs_f64(),
+                if dry_run { " (dry run: nothing removed)" } else { "" }
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
 }
 
 /// `swiftlet migrate`: apply the pending migrations and report them.

@@ -143,6 +143,29 @@ impl ObjectStorage {
         Ok(ObjectBody { chunks: result.into_stream().boxed(), len })
     }
 
+    /// Every object whose key starts with `prefix`, with when it was last written.
+    pub fn list(
+        &self,
+        prefix: &str,
+    ) -> BoxStream<'static, Result<(String, std::time::SystemTime), object_store::Error>> {
+        // The whole store, filtered here: moto (the tests' S3) rejects the
+        // signature of a list request with a `prefix` parameter.
+        let prefix = prefix.to_owned();
+        self.store
+            .list(None)
+            .filter_map(move |meta| {
+                let item = match meta {
+                    Ok(m) if m.location.as_ref().starts_with(prefix.as_str()) => {
+                        Some(Ok((m.location.to_string(), m.last_modified.into())))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                };
+                std::future::ready(item)
+            })
+            .boxed()
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
         match self.store.delete(&Path::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -221,6 +221,9 @@ fn uploads_play_back_and_delete_in_s3_with_signatures_checked() {
     let second = round_trip(&mut site, 11 << 20);
     assert_eq!(moto.object_keys(), vec![format!("videos/{second}.webm")]);
     assert_eq!(moto.open_multipart_uploads(), 0);
+    // The sweep lists the bucket and finds the object named by its row.
+    let out = sweep_with(&site, &["--older-than", "0.01"], &s3);
+    assert!(out.contains("0 of 1 objects"), "{out}");
     assert!(files_under(&site.server.video_dir).is_empty(), "S3 mode wrote to the local directory");
 
     // An upload cut off half way leaves no object and no open upload.
@@ -367,6 +370,51 @@ fn each_user_has_a_storage_quota_that_uploads_at_once_cannot_overrun() {
     let rows = site.video_rows() as usize;
     assert_eq!(rows, 4);
     assert!(eventually(Duration::from_secs(5), || files_under(&site.server.video_dir).len() == rows));
+}
+
+/// Runs `swiftlet sweep-videos` with `args` against `site`'s database and directory.
+fn sweep(site: &Site, args: &[&str]) -> String {
+    sweep_with(site, args, &[])
+}
+
+fn sweep_with(site: &Site, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swiftlet"))
+        .arg("sweep-videos")
+        .args(args)
+        .env("DATABASE_URL", &site.db.url)
+        .env("SWIFTLET_VIDEO_DIR", &site.server.video_dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_sweep_removes_objects_no_video_names_and_keeps_the_rest() {
+    let mut site = start(&[], &[]);
+    let ann = site.register("ann");
+    let res = site.upload(&ann, "kept", "video/mp4", &mp4(5000));
+    assert_eq!(res.status, 201);
+    let kept = json(&res)["video"]["id"].as_str().unwrap().to_owned();
+    // What a crash between an upload's completion and its row leaves.
+    let orphan = site.server.video_dir.join("videos/123.mp4");
+    std::fs::write(&orphan, mp4(5000)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+
+    let out = sweep(&site, &["--older-than", "0.01", "--dry-run"]);
+    assert!(out.contains("would remove videos/123.mp4") && out.contains("1 of 2 objects"), "{out}");
+    assert!(orphan.exists(), "a dry run removed something");
+    // Younger than the grace period: not a candidate.
+    let out = sweep(&site, &[]);
+    assert!(out.contains("0 of 0 objects older than 3600 s"), "{out}");
+    assert!(orphan.exists());
+
+    let out = sweep(&site, &["--older-than", "0.01"]);
+    assert!(out.contains("removed videos/123.mp4") && out.contains("1 of 2 objects"), "{out}");
+    assert!(!orphan.exists());
+    let res = site.get(&format!("/api/videos/{kept}/content"), &[]);
+    assert_eq!((res.status, res.body.len()), (200, 5000), "the named video went too");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! One module per resource, each owning its handlers (the SQL is in [`sql`]):
 //! [`users`] (registration, login, the current user), [`profiles`] (and
 //! follows), [`articles`] (lists, the feed, CRUD, favorites, tags) and
-//! [`comments`], [`videos`] (uploads, playback and the video feed), and [`logs`] (the ingested log events, read back). [`auth`] turns the Authorization header into a caller,
+//! [`comments`], [`videos`] (uploads, playback and the video feed; [`orphans`] sweeps objects no row names), and [`logs`] (the ingested log events, read back). [`auth`] turns the Authorization header into a caller,
 //! [`password`] hashes off the event loop, [`input`] reads a request's fields and
 //! [`requests`] names the bodies,
 //! [`render`] writes the response documents and [`cache`] keeps the hot
@@ -21,6 +21,7 @@ pub mod cache;
 pub mod comments;
 pub mod input;
 pub mod logs;
+pub mod orphans;
 pub mod password;
 pub mod profiles;
 pub mod render;
