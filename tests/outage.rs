@@ -303,31 +303,37 @@ fn a_hung_redis_is_bypassed_after_the_first_timeout() {
     assert!(server.log_lines().iter().any(|l| l.contains("bypassing the cache")), "{:#?}", server.log_lines());
 }
 
-/// A PostgreSQL connection that goes silent (as after a failover behind a
-/// network that drops the old path): the first batch that times out with
-/// nothing answered replaces the connection, and requests succeed again on
-/// the new one instead of each waiting out the timeout.
-#[test]
-fn a_silent_database_connection_is_replaced() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let db = TestDb::create();
-    let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
-    // A proxy whose connections open before `freeze` stop forwarding when it is set.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy = listener.local_addr().unwrap();
-    let freeze = Arc::new(AtomicBool::new(false));
-    let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    {
-        let (freeze, generation) = (Arc::clone(&freeze), Arc::clone(&generation));
+/// A proxy to the shared PostgreSQL whose connections can be made to fail
+/// the way networks do: `freeze` stops everything on the connections open
+/// when it is called, `mute_answers` only what flows back (statements still
+/// arrive and commit; their answers are lost). Connections opened afterwards
+/// work normally.
+struct PgProxy {
+    addr: std::net::SocketAddr,
+    /// 0: forward; 1: frozen; 2: answers muted. For connections born before `generation`.
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl PgProxy {
+    fn start() -> PgProxy {
+        use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+        use std::sync::Arc;
+        let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(AtomicU8::new(0));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (mode2, generation2) = (Arc::clone(&mode), Arc::clone(&generation));
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let Ok(server) = std::net::TcpStream::connect(upstream) else { continue };
-                let born_in = generation.load(Ordering::SeqCst);
-                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
-                {
-                    let (freeze, generation) = (Arc::clone(&freeze), Arc::clone(&generation));
+                let born_in = generation2.load(Ordering::SeqCst);
+                let directions =
+                    [(client.try_clone().unwrap(), server.try_clone().unwrap(), false), (server, client, true)];
+                for (mut from, mut to, answers) in directions {
+                    let (mode, generation) = (Arc::clone(&mode2), Arc::clone(&generation2));
                     std::thread::spawn(move || {
                         use std::io::{Read, Write};
                         let mut buf = [0u8; 16384];
@@ -336,11 +342,13 @@ fn a_silent_database_connection_is_replaced() {
                                 Ok(0) | Err(_) => return,
                                 Ok(n) => n,
                             };
-                            // Frozen: connections from before the freeze carry nothing more.
-                            if freeze.load(Ordering::SeqCst) && born_in < generation.load(Ordering::SeqCst) {
-                                continue;
-                            }
-                            if to.write_all(&buf[..n]).is_err() {
+                            let old = born_in < generation.load(Ordering::SeqCst);
+                            let dropped = match mode.load(Ordering::SeqCst) {
+                                1 => old,
+                                2 => old && answers,
+                                _ => false,
+                            };
+                            if !dropped && to.write_all(&buf[..n]).is_err() {
                                 return;
                             }
                         }
@@ -348,17 +356,47 @@ fn a_silent_database_connection_is_replaced() {
                 }
             }
         });
+        PgProxy { addr, mode, generation }
     }
-    let url = format!("postgres://postgres@{proxy}/{}", db.name);
+
+    fn url(&self, db: &TestDb) -> String {
+        format!("postgres://postgres@{}/{}", self.addr, db.name)
+    }
+
+    fn fail_open_connections(&self, mode: u8) {
+        use std::sync::atomic::Ordering;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.mode.store(mode, Ordering::SeqCst);
+    }
+
+    /// Every connection open now goes silent (as after a failover behind a
+    /// network that drops the old path).
+    fn freeze(&self) {
+        self.fail_open_connections(1);
+    }
+
+    /// Every connection open now still carries statements, but no answers.
+    fn mute_answers(&self) {
+        self.fail_open_connections(2);
+    }
+}
+
+/// A PostgreSQL connection that goes silent (as after a failover behind a
+/// network that drops the old path): the first batch that times out with
+/// nothing answered replaces the connection, and requests succeed again on
+/// the new one instead of each waiting out the timeout.
+#[test]
+fn a_silent_database_connection_is_replaced() {
+    let db = TestDb::create();
+    let proxy = PgProxy::start();
+    let url = proxy.url(&db);
     let server = TestServer::start_with_env(
         &["--storage-timeout", "1", "--pg-connections", "1", "--node-id", "1"],
         &[("DATABASE_URL", &url), ("REDIS_URL", "")],
     );
     let mut client = server.connect();
     assert!(eventually(Duration::from_secs(30), || client.get("/db").status == 200), "{:#?}", server.log_lines());
-    // The failover: every connection open now goes silent.
-    generation.fetch_add(1, Ordering::SeqCst);
-    freeze.store(true, Ordering::SeqCst);
+    proxy.freeze();
     let started = Instant::now();
     let statuses: Vec<u16> = (0..10)
         .map(|_| {
@@ -371,4 +409,86 @@ fn a_silent_database_connection_is_replaced() {
     let failed = statuses.iter().filter(|&&s| s != 200).count();
     assert!(failed <= 2, "{statuses:?}");
     assert!(took < Duration::from_secs(6), "{statuses:?} took {took:?}");
+}
+
+/// A write whose answer is lost (it committed, the call timed out) still
+/// invalidates what it made stale: the next anonymous read shows the write,
+/// not the cached copy from before it.
+#[test]
+fn a_write_that_timed_out_but_committed_leaves_no_stale_cache() {
+    let db = TestDb::create();
+    let proxy = PgProxy::start();
+    let url = proxy.url(&db);
+    let redis_url = format!("redis://{}", common::storage::redis_addr());
+    let server = TestServer::start_with_env(
+        &["--storage-timeout", "1", "--pg-connections", "1", "--node-id", "1"],
+        &[("DATABASE_URL", &url), ("REDIS_URL", &redis_url)],
+    );
+    let mut client = server.connect();
+    let call = |client: &mut common::Client, method: &str, path: &str, token: Option<&str>, body: &str| {
+        let auth = token.map(|t| format!("Authorization: Token {t}\r\n")).unwrap_or_default();
+        client.request(
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || client.get("/api/tags").status == 200
+            && client.get("/api/ids").status == 200),
+        "{:#?}",
+        server.log_lines()
+    );
+    let r = call(
+        &mut client,
+        "POST",
+        "/api/users",
+        None,
+        r#"{"user":{"username":"kim","email":"kim@example.com","password":"kim-password"}}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = common::site::token_in(&r);
+    let r = call(
+        &mut client,
+        "POST",
+        "/api/articles",
+        Some(&token),
+        r#"{"article":{"title":"Lost","description":"d","body":"before"}}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let path = "/api/articles/lost";
+    assert!(client.get(path).text().contains(r#""body":"before""#));
+    let key = format!("swiftlet:{}:api:e:article:lost", db.name);
+    assert!(
+        eventually(Duration::from_secs(5), || matches!(
+            redis(&common::storage::redis_addr(), &[b"EXISTS", key.as_bytes()]),
+            Reply::Integer(1)
+        )),
+        "the anonymous read was not cached"
+    );
+
+    // The caller's token generation is cached (5 s) by this read, so the
+    // write below needs no other database answer before its own.
+    assert_eq!(call(&mut client, "GET", "/api/user", Some(&token), "").status, 200);
+    proxy.mute_answers();
+    let r = call(&mut client, "POST", &format!("{path}/favorite"), Some(&token), "");
+    assert_eq!(r.status, 503, "{}", r.text());
+    // It did commit.
+    assert!(
+        eventually(Duration::from_secs(5), || db.sql("SELECT count(*) FROM favorites")[0][0].as_deref() == Some("1"))
+    );
+    // The next anonymous read (over a new database connection) is not the stale copy.
+    let mut read = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let r = client.get(path);
+            read = r.text();
+            r.status == 200
+        }),
+        "{read}"
+    );
+    assert!(read.contains(r#""favoritesCount":1"#), "served the copy cached before the write: {read}");
 }
