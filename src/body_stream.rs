@@ -121,3 +121,43 @@ impl<'c> BodyStream<'c> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that sends `Expect: 100-continue` and then reads nothing,
+    /// with the socket's buffers already full: the interim answer cannot be
+    /// written, and the body read gives up at its deadline instead of
+    /// waiting on the write for ever.
+    #[test]
+    fn the_continue_write_to_a_client_that_reads_nothing_times_out() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (mut server, _) = listener.accept().await.unwrap();
+            // Fill the server's send buffer and the client's receive buffer.
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut filled = 0usize;
+            loop {
+                match server.try_write(&chunk) {
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(filled > 0);
+            let mut buffered = Vec::new();
+            let started = std::time::Instant::now();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut body =
+                BodyStream::new(&mut server, &mut buffered, 1000, Duration::from_millis(300), deadline, true);
+            let outcome = tokio::time::timeout(Duration::from_secs(5), body.next()).await;
+            assert_eq!(outcome.expect("the continue write hung").err(), Some(BodyError::TimedOut));
+            let took = started.elapsed();
+            assert!(took >= Duration::from_millis(290) && took < Duration::from_secs(2), "{took:?}");
+            drop(client);
+        });
+    }
+}

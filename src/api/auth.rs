@@ -275,4 +275,20 @@ mod tests {
         assert_eq!(token_of(b"Token a b"), None);
         assert_eq!(token_of(b"abc.def.ghi"), None);
     }
+
+    #[test]
+    fn the_generation_copy_never_holds_more_than_its_bound() {
+        let generations = Generations::default();
+        let now = Instant::now();
+        for id in 0..(3 * MAX_GENERATIONS as i64) {
+            generations.remember(id, Some(1), now);
+            assert!(generations.known.borrow().len() <= MAX_GENERATIONS, "{id}");
+        }
+        // One already known is updated in place, whatever the size.
+        let last = 3 * MAX_GENERATIONS as i64 - 1;
+        let before = generations.known.borrow().len();
+        generations.remember(last, Some(2), now);
+        assert_eq!(generations.known.borrow().len(), before);
+        assert_eq!(generations.known.borrow()[&last].0, Some(2));
+    }
 }
