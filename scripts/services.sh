@@ -60,6 +60,8 @@ ensure_packages() {
     pg_bin_dir >/dev/null || missing+=(postgresql)
     command -v psql >/dev/null || missing+=(postgresql-client)
     command -v redis-server >/dev/null || missing+=(redis-server)
+    # libfaketime, for the tests only: the ID tests step a server's wall clock with it.
+    if [ "${1:-}" = tests ] && ! command -v faketime >/dev/null; then missing+=(faketime); fi
     [ ${#missing[@]} -eq 0 ] || install_packages "${missing[@]}"
 }
 

@@ -29,7 +29,7 @@ trap 'exit 130' INT TERM
 
 # The restart tests run servers of their own, so the programs must be here
 # even when the shared services are running.
-ensure_packages
+ensure_packages tests
 ensure_postgres "$data" "$(free_port)"
 ensure_redis "$data" "$(free_port)"
 ensure_moto

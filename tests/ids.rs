@@ -244,12 +244,24 @@ fn a_restart_after_the_clock_stepped_back_waits_instead_of_repeating_ids() {
     let lowered = horizon_of(&db, 9).unwrap();
     assert!(lowered <= unix_ms() + 1 && lowered < horizon, "{lowered} vs {horizon}");
 
-    // Now pretend the clock stepped back 3 s between the runs: the last run
-    // made IDs up to 3 s past what this clock says. The next run must not make
-    // IDs before then: it answers 503 (and /ready says so) and then goes on.
-    let ahead = unix_ms() + 3_000;
-    db.sql(&format!("UPDATE id_horizons SET until_ms = {ahead} WHERE node = 9"));
-    let second = TestServer::start_with_env(&args, &env);
+    // The wall clock steps back 3 s between the runs (libfaketime, for the
+    // second run only): the last run made IDs up to 3 s past what the new
+    // run's clock says. It must not make IDs before then: it answers 503 (and
+    // /ready says so) and then goes on.
+    let ahead = lowered;
+    let dir = std::env::temp_dir().join(format!("swiftlet-clock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clock = dir.join("offset");
+    std::fs::write(&clock, "-3").unwrap();
+    let lib = libfaketime();
+    let stepped = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("LD_PRELOAD", lib.to_str().unwrap()),
+        ("FAKETIME_TIMESTAMP_FILE", clock.to_str().unwrap()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let waited = std::time::Instant::now();
+    let second = TestServer::start_with_env(&args, &stepped);
     let mut client = second.connect();
     let res = client.get("/api/ids");
     assert_eq!(res.status, 503, "{}", res.text());
@@ -266,10 +278,12 @@ fn a_restart_after_the_clock_stepped_back_waits_instead_of_repeating_ids() {
         }
         id.is_some()
     }));
-    // Its first ID was made a whole tick past the old horizon: its tick is
-    // above every tick the last run could have used.
+    // It waited out the 3 s, and its first ID was made a whole tick past the
+    // old horizon: its tick is above every tick the last run could have used.
+    assert!(waited.elapsed() > std::time::Duration::from_millis(2_500), "{:?}", waited.elapsed());
     let made = made_at(&second, &id.unwrap());
     assert!(made >= ahead / 10 * 10 + 10, "made at {made}, the last run made IDs up to {ahead}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -293,4 +307,50 @@ fn a_crashed_node_is_waited_out_for_at_most_the_horizon_it_recorded() {
     let final_horizon = horizon_of(&db, 10).unwrap();
     assert!(made_at(&second, &after[0].to_string()) >= horizon, "made before the crashed run's horizon {horizon}");
     assert!(final_horizon > horizon);
+}
+
+/// libfaketime, which lets a test step a server's wall clock (Debian's
+/// `faketime` package; `scripts/test.sh` installs it).
+fn libfaketime() -> std::path::PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+        .find(|lib| lib.exists());
+    found.expect("libfaketime is not installed (Debian package faketime; scripts/test.sh installs it)")
+}
+
+#[test]
+fn a_wall_clock_stepped_back_does_not_stretch_a_lease() {
+    let mut redis = common::storage::PrivateRedis::start();
+    let clock = redis.dir().join("wall-clock-offset");
+    std::fs::write(&clock, "+0").unwrap();
+    let (lib, redis_url) = (libfaketime(), format!("redis://{}", redis.addr()));
+    let server = TestServer::start_with_env(
+        &["--id-lease-ttl", "2"],
+        &[
+            ("REDIS_URL", redis_url.as_str()),
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("FAKETIME_TIMESTAMP_FILE", clock.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let mut client = server.connect();
+    // /ready names "ids" among its problems until the node holds a lease
+    // (it has no database, so it is never ready as a whole).
+    let holds = |client: &mut common::Client| !client.get("/ready").text().contains(r#""ids""#);
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || holds(&mut client)));
+
+    // Renewals stop getting through, and the wall clock steps back a minute.
+    redis.stop_server();
+    let cut = std::time::Instant::now();
+    std::fs::write(&clock, "-60").unwrap();
+    // The lease ends when Redis's copy could: within three quarters of its
+    // 2 s of real time, not a minute later.
+    assert!(common::storage::eventually(std::time::Duration::from_secs(10), || !holds(&mut client)));
+    let held_for = cut.elapsed();
+    assert!(held_for < std::time::Duration::from_millis(2_000), "still leased {held_for:?} after renewals stopped");
+    let res = client.get("/api/ids");
+    assert_eq!(res.status, 503, "{}", res.text());
 }
