@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use swiftlet::router;
+use swiftlet::http::router;
 use swiftlet_protocol::{
     Chunked, ChunkedDecoder, ConnectionHeader, HeadLimits, HttpDate, Method, Parse, RequestHead, ResponseHead, Status,
 };

@@ -13,29 +13,15 @@
 //! themselves live in the `swiftlet-protocol` crate (`protocol/`), which has no
 //! IO at all.
 
-pub mod alloc_count;
-pub mod api;
-pub mod body_stream;
+pub mod app;
 pub mod config;
-pub mod connection;
-pub mod date_cache;
-pub mod error;
-pub mod fuzzing;
-pub mod handlers;
+pub mod http;
 pub mod ids;
 pub mod ingest;
-pub mod json;
 pub mod metrics;
-pub mod objects;
-pub mod panic_guard;
-pub mod request;
-pub mod response;
-pub mod router;
 pub mod server;
 pub mod storage;
-pub mod tls;
-pub mod transport;
-pub mod worker;
+pub mod testing;
 
 pub use config::Config;
 pub use server::Server;

@@ -2,7 +2,7 @@
 //! SIGINT or SIGTERM, then shut down gracefully.
 
 use clap::Parser;
-use swiftlet::api::password;
+use swiftlet::app::api::password;
 use swiftlet::config::Command;
 use swiftlet::ids;
 use swiftlet::storage::{self, migrations};
@@ -17,8 +17,8 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// The measuring build (perf/services.py): the same allocator, counted.
 #[cfg(feature = "count-allocations")]
 #[global_allocator]
-static ALLOC: swiftlet::alloc_count::Counting<tikv_jemallocator::Jemalloc> =
-    swiftlet::alloc_count::Counting(tikv_jemallocator::Jemalloc);
+static ALLOC: swiftlet::testing::alloc_count::Counting<tikv_jemallocator::Jemalloc> =
+    swiftlet::testing::alloc_count::Counting(tikv_jemallocator::Jemalloc);
 
 /// How long a start waits to be able to make IDs (a node id, and its
 /// horizon recorded) before listening anyway.
@@ -30,7 +30,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Migrate) => return migrate(&config),
         Some(Command::SweepVideos { older_than, dry_run }) => return sweep_videos(&config, *older_than, *dry_run),
         Some(Command::DevCert { cert, key }) => {
-            return match swiftlet::tls::write_dev_cert(cert, key) {
+            return match swiftlet::server::tls::write_dev_cert(cert, key) {
                 Ok(()) => {
                     println!("wrote {} and {} (self-signed, for localhost only)", cert.display(), key.display());
                     std::process::ExitCode::SUCCESS
@@ -230,7 +230,7 @@ fn sweep_videos(config: &Config, older_than: std::time::Duration, dry_run: bool)
     if config.database_url.is_empty() {
         return fail("DATABASE_URL is empty".into());
     }
-    let objects = match swiftlet::objects::ObjectStorage::from_config(config) {
+    let objects = match swiftlet::storage::objects::ObjectStorage::from_config(config) {
         Ok(objects) => objects,
         Err(e) => return fail(e),
     };
@@ -243,7 +243,7 @@ fn sweep_videos(config: &Config, older_than: std::time::Duration, dry_run: bool)
             .await
             .map_err(|e| storage::postgres::describe(&e))?;
         tokio::spawn(connection);
-        swiftlet::api::orphans::sweep(&objects, &client, older_than, dry_run).await
+        swiftlet::app::api::orphans::sweep(&objects, &client, older_than, dry_run).await
     });
     match swept {
         Ok(swept) => {

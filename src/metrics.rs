@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::router::Route;
+use crate::http::router::Route;
 
 /// Status codes counted by name; anything else is counted as "other".
 const STATUSES: [u16; 23] =

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use common::storage::redis_addr;
-use swiftlet::api::cache::{self, Entry, Lookup};
+use swiftlet::app::api::cache::{self, Entry, Lookup};
 use swiftlet::storage::Storage;
 use swiftlet::Config;
 

@@ -1,12 +1,12 @@
 //! Replays every fuzz target's corpus (fuzz/corpus/<target>/) through the same
 //! property checks the targets run (`swiftlet_protocol::fuzzing` for the wire
-//! code, `swiftlet::fuzzing` for the request types and the router), so every
+//! code, `swiftlet::testing::fuzzing` for the request types and the router), so every
 //! input the fuzzer kept, each crash it found included, is re-checked by
 //! `cargo test`. No fuzzer or nightly feature is needed.
 
 use std::path::PathBuf;
 
-use swiftlet::fuzzing::{check_requests, check_route};
+use swiftlet::testing::fuzzing::{check_requests, check_route};
 use swiftlet_protocol::fuzzing::{
     check_chunked, check_head, check_multipart, check_range, check_resp, check_rfc3339, check_sniff,
 };

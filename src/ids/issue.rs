@@ -7,8 +7,8 @@
 //! to the next tick (a timer, so the worker serves others meanwhile).
 
 use super::{horizon, lease, unix_ms_now, IdGenerator, Step};
-use crate::error::AppError;
-use crate::worker::Worker;
+use crate::http::error::AppError;
+use crate::server::worker::Worker;
 
 const NO_NODE: AppError =
     AppError::IdsUnavailable { problem: "this node has no node id (set --node-id, or REDIS_URL to lease one)" };

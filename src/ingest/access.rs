@@ -10,8 +10,8 @@
 //! server runs with `--dev`, which opens it to everyone (and says so in the
 //! log at start).
 
-use crate::error::AppError;
-use crate::request::Request;
+use crate::http::error::AppError;
+use crate::http::request::Request;
 
 pub enum LogAccess {
     /// Requests need one of these tokens.

@@ -16,8 +16,8 @@ use simd_json::prelude::*;
 use simd_json::tape::{Object, Value};
 use swiftlet_protocol::pgcopy::CopyWriter;
 
-use crate::error::AppError;
-use crate::json;
+use crate::http::error::AppError;
+use crate::http::json;
 
 /// Longest `event_id` and `service`, in bytes: keys, not documents.
 pub const MAX_KEY_LEN: usize = 256;

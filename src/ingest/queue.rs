@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use super::event::LogPayload;
 use super::AckMode;
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::metrics::{self, WorkerMetrics};
 
 /// How a batch ended, once it has.

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use super::event::COPY_COLUMNS;
 use super::queue::{BatchResult, IngestQueue};
 use super::AckMode;
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::storage::backoff::{Reconnect, Store};
 use crate::storage::postgres::SimpleSession;
 use crate::storage::PgError;

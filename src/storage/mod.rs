@@ -16,12 +16,13 @@
 pub mod backoff;
 pub mod link;
 pub mod migrations;
+pub mod objects;
 pub mod postgres;
 pub mod redis;
 pub mod statements;
 
 use crate::config::Config;
-use crate::objects::ObjectStorage;
+use crate::storage::objects::ObjectStorage;
 
 pub use postgres::{PgError, PgPipeline, Postgres};
 pub use redis::{CacheError, Redis};

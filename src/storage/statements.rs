@@ -35,5 +35,5 @@ const BENCHMARK: &[&Statement] = &[&WORLD_BY_ID, &FORTUNES, &UPDATE_WORLDS];
 
 /// Every statement a connection prepares.
 pub fn all() -> impl Iterator<Item = &'static Statement> {
-    BENCHMARK.iter().chain(crate::api::sql::ALL).copied()
+    BENCHMARK.iter().chain(crate::app::api::sql::ALL).copied()
 }

@@ -1,0 +1,6 @@
+//! The TechEmpower benchmark routes: plaintext and JSON, and the database
+//! tests (single and multiple queries, updates, fortunes, cached queries).
+
+pub mod fortunes;
+pub mod hello;
+pub mod world;

@@ -1,0 +1,208 @@
+//! The TechEmpower database tests on the `world` table: `/db`, `/queries`,
+//! `/updates` and `/cached-queries`.
+//!
+//! Several rows are always read with one query each, all started together so
+//! they pipeline on the worker's connection (the benchmark's rules forbid
+//! reading them with one `IN` query). `/updates` writes every changed row back
+//! in one statement. `/cached-queries` asks Redis for all the rows in one MGET
+//! and reads only the misses from PostgreSQL; if Redis is down every row is a
+//! miss, so the endpoint still answers while the cache is away.
+
+use serde::Serialize;
+use swiftlet_protocol::Status;
+
+use crate::http::error::AppError;
+use crate::http::request::Request;
+use crate::http::response::Response;
+use crate::server::worker::Worker;
+use crate::storage::postgres::Row;
+use crate::storage::statements::{UPDATE_WORLDS, WORLD_BY_ID};
+use crate::storage::{CacheError, PgError, PgPipeline};
+
+/// Rows in `world`; ids are 1..=ROWS.
+const ROWS: i32 = 10_000;
+/// Most rows one request may ask for (the benchmark's rule).
+const MAX_COUNT: usize = 500;
+/// Attempts at the batched UPDATE when it loses a deadlock or serialization race.
+const UPDATE_ATTEMPTS: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct World {
+    pub id: i32,
+    #[serde(rename = "randomNumber")]
+    pub random_number: i32,
+}
+
+/// The row count a request asks for, by the benchmark's rules: missing, empty
+/// or not a number means 1; below 1 means 1; above 500 means 500.
+pub fn count(raw: Option<&[u8]>) -> usize {
+    let Some(digits) = raw.filter(|d| !d.is_empty() && d.iter().all(u8::is_ascii_digit)) else {
+        return 1;
+    };
+    // Saturates instead of overflowing on absurdly long numbers.
+    let n = digits.iter().fold(0usize, |n, d| n.saturating_mul(10).saturating_add(usize::from(d - b'0')));
+    n.clamp(1, MAX_COUNT)
+}
+
+fn random_id() -> i32 {
+    fastrand::i32(1..=ROWS)
+}
+
+fn random_ids(n: usize) -> Vec<i32> {
+    (0..n).map(|_| random_id()).collect()
+}
+
+fn world(row: Row<'_>) -> Result<World, PgError> {
+    Ok(World { id: row.int4(0)?, random_number: row.int4(1)? })
+}
+
+/// Reads the rows with one query each, sent together as one batch.
+async fn read_worlds(pg: &PgPipeline, ids: &[i32]) -> Result<Vec<World>, PgError> {
+    let rows = pg
+        .run(|batch| {
+            for id in ids {
+                batch.query(&WORLD_BY_ID, &[id])?;
+            }
+            Ok(())
+        })
+        .await?;
+    (0..ids.len())
+        .map(|i| {
+            rows.query(i).next().ok_or_else(|| PgError::Failed(format!("no World row {}", ids[i]))).and_then(world)
+        })
+        .collect()
+}
+
+pub async fn db(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
+    let pg = worker.storage.pg.for_reads()?;
+    let worlds = read_worlds(&pg, &[random_id()]).await?;
+    res.send_json(Status::OK, &worlds[0]);
+    Ok(())
+}
+
+pub async fn queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let ids = random_ids(count(req.query_param("queries")));
+    let pg = worker.storage.pg.for_reads()?;
+    let worlds = read_worlds(&pg, &ids).await?;
+    res.send_json(Status::OK, &worlds);
+    Ok(())
+}
+
+pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let drawn = random_ids(count(req.query_param("queries")));
+    // One new number per distinct id: a request that drew an id twice shows
+    // the same value for both, the value that is stored. Sorted ids keep
+    // concurrent updates locking rows in one order.
+    let mut changes: Vec<(i32, i32)> = drawn.iter().map(|&id| (id, random_id())).collect();
+    changes.sort_unstable_by_key(|c| c.0);
+    changes.dedup_by_key(|c| c.0);
+    let (ids, numbers): (Vec<i32>, Vec<i32>) = changes.iter().copied().unzip();
+
+    // The reads and the write go as one batch: one round-trip and, as one
+    // Sync, one implicit transaction, so the rows read are the rows written.
+    let pg = worker.storage.pg.for_writes()?;
+    let mut attempt = 1;
+    let rows = loop {
+        let result = pg
+            .run(|batch| {
+                for id in &drawn {
+                    batch.query(&WORLD_BY_ID, &[id])?;
+                }
+                batch.query(&UPDATE_WORLDS, &[&ids, &numbers])
+            })
+            .await;
+        match result {
+            Err(PgError::Conflict) if attempt < UPDATE_ATTEMPTS => attempt += 1,
+            result => break result?,
+        }
+    };
+    let mut worlds = Vec::with_capacity(drawn.len());
+    for (i, &id) in drawn.iter().enumerate() {
+        let read = rows.query(i).next().ok_or_else(|| PgError::Failed(format!("no World row {id}")))?;
+        let w = world(read)?;
+        let change =
+            changes.binary_search_by_key(&w.id, |c| c.0).map_err(|_| PgError::Failed("row mismatch".into()))?;
+        worlds.push(World { id: w.id, random_number: changes[change].1 });
+    }
+
+    // The cached copies are stale now. If Redis is down the keys simply
+    // expire on their own (the cache TTL bounds the staleness).
+    let keys: Vec<Vec<u8>> = ids.iter().map(|&id| cache_key(&worker.storage.cache_prefix, id)).collect();
+    let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
+    args.push(b"DEL");
+    args.extend(keys.iter().map(Vec::as_slice));
+    worker.storage.redis.send(&args);
+
+    res.send_json(Status::OK, &worlds);
+    Ok(())
+}
+
+pub async fn cached_queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let storage = &worker.storage;
+    let ids = random_ids(count(req.query_param("count")));
+    let keys: Vec<Vec<u8>> = ids.iter().map(|&id| cache_key(&storage.cache_prefix, id)).collect();
+    let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let cached = match storage.redis.mget(&key_refs).await {
+        Ok(values) => values,
+        Err(e) => {
+            if e != CacheError::Unavailable {
+                tracing::debug!(error = %e, "cache lookup failed; reading the database");
+            }
+            vec![None; ids.len()]
+        }
+    };
+    let mut worlds: Vec<Option<World>> = ids
+        .iter()
+        .zip(&cached)
+        .map(|(&id, value)| value.as_deref().and_then(parse_number).map(|random_number| World { id, random_number }))
+        .collect();
+
+    let missing: Vec<i32> = ids.iter().zip(&worlds).filter(|(_, w)| w.is_none()).map(|(&id, _)| id).collect();
+    if !missing.is_empty() {
+        let pg = storage.pg.for_reads()?;
+        let mut fetched = read_worlds(&pg, &missing).await?.into_iter();
+        for (slot, key) in worlds.iter_mut().zip(&keys).filter(|(w, _)| w.is_none()) {
+            let w = fetched.next().expect("one fetched row per miss");
+            let value = w.random_number.to_string();
+            storage.redis.send(&[b"SET", key, value.as_bytes(), b"EX", storage.cache_ttl.as_bytes()]);
+            *slot = Some(w);
+        }
+    }
+    let worlds: Vec<World> = worlds.into_iter().flatten().collect();
+    res.send_json(Status::OK, &worlds);
+    Ok(())
+}
+
+/// `<prefix>world:<id>`; the value stored under it is the random number in decimal.
+pub fn cache_key(prefix: &str, id: i32) -> Vec<u8> {
+    format!("{prefix}world:{id}").into_bytes()
+}
+
+fn parse_number(value: &[u8]) -> Option<i32> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_follows_the_benchmark_rules() {
+        assert_eq!(count(None), 1);
+        assert_eq!(count(Some(b"")), 1);
+        assert_eq!(count(Some(b"foo")), 1);
+        assert_eq!(count(Some(b"0")), 1);
+        assert_eq!(count(Some(b"-5")), 1);
+        assert_eq!(count(Some(b"1.5")), 1);
+        assert_eq!(count(Some(b"20")), 20);
+        assert_eq!(count(Some(b"500")), 500);
+        assert_eq!(count(Some(b"501")), 500);
+        assert_eq!(count(Some(b"99999999999999999999999999")), 500);
+    }
+
+    #[test]
+    fn world_json_uses_the_benchmark_field_names() {
+        let json = simd_json::serde::to_string(&World { id: 7, random_number: 42 }).unwrap();
+        assert_eq!(json, r#"{"id":7,"randomNumber":42}"#);
+    }
+}

@@ -1,0 +1,157 @@
+//! The dispatch from a matched [`Route`] to its handler, and what the
+//! connection loop asks of a route before it runs: its body limit and whether
+//! it streams its body.
+//!
+//! Handlers are async so they can await the worker's database and cache
+//! connections; the fixed ones finish in their first poll. A handler writes its answer into the
+//! [`Response`] and returns `Err` for anything the client did wrong.
+
+use super::api;
+use super::bench::{fortunes, hello, world};
+use super::ops::{fault, ready};
+use super::{ids, ingest};
+
+use crate::config::Config;
+use crate::http::error::AppError;
+use crate::http::request::Request;
+use crate::http::response::{Cors, Response};
+use crate::http::router::Route;
+use crate::server::body_stream::BodyStream;
+use crate::server::worker::Worker;
+
+/// The largest body each route accepts. Routes that take no body accept none:
+/// a body sent to them is refused with 413 before it is read.
+pub fn body_limit(route: Route, config: &Config) -> u64 {
+    if is_api(route) {
+        // Clients send a JSON content type, and sometimes an irrelevant body,
+        // even where the route reads none (shared/conduit-api.md §1): accept
+        // and ignore it rather than refuse it.
+        return config.api_body_limit;
+    }
+    match route {
+        Route::Ingest => config.ingest_body_limit,
+        Route::IngestBatch => config.ingest_batch_body_limit,
+        _ => 0,
+    }
+}
+
+pub async fn dispatch(
+    route: Route,
+    worker: &Worker,
+    req: &mut Request<'_>,
+    res: &mut Response<'_>,
+) -> Result<(), AppError> {
+    if has_cors(route) {
+        // Set first, so an error answer carries it too: browsers on another
+        // origin must be able to read the error body.
+        res.set_cors(Cors::Simple);
+    }
+    if matches!(route, Route::Ingest | Route::IngestBatch | Route::Logs) {
+        worker.log_access.check(req)?;
+    }
+    match route {
+        Route::Health => hello::health(res),
+        Route::Ready => ready::ready(worker, res).await?,
+        Route::Metrics => res.send_with(swiftlet_protocol::Status::OK, crate::http::response::PROMETHEUS, |out| {
+            crate::metrics::registry().render(out)
+        }),
+        Route::Plaintext => hello::plaintext(res),
+        Route::Json => hello::json(res),
+        Route::Ingest => ingest::ingest(worker, req, res).await?,
+        Route::IngestBatch => ingest::ingest_batch(worker, req, res).await?,
+        Route::Db => world::db(worker, res).await?,
+        Route::Queries => world::queries(worker, req, res).await?,
+        Route::Updates => world::updates(worker, req, res).await?,
+        Route::Fortunes => fortunes::fortunes(worker, res).await?,
+        Route::CachedQueries => world::cached_queries(worker, req, res).await?,
+        Route::Login => api::users::login(worker, req, res).await?,
+        Route::Register => api::users::register(worker, req, res).await?,
+        Route::CurrentUser => api::users::current(worker, req, res).await?,
+        Route::UpdateUser => api::users::update(worker, req, res).await?,
+        Route::Profile => api::profiles::get(worker, req, res).await?,
+        Route::Follow => api::profiles::follow(worker, req, res).await?,
+        Route::Unfollow => api::profiles::unfollow(worker, req, res).await?,
+        Route::ListArticles => api::articles::list(worker, req, res).await?,
+        Route::Feed => api::articles::feed(worker, req, res).await?,
+        Route::Article => api::articles::get(worker, req, res).await?,
+        Route::CreateArticle => api::articles::create(worker, req, res).await?,
+        Route::UpdateArticle => api::articles::update(worker, req, res).await?,
+        Route::DeleteArticle => api::articles::delete(worker, req, res).await?,
+        Route::AddComment => api::comments::add(worker, req, res).await?,
+        Route::Comments => api::comments::list(worker, req, res).await?,
+        Route::DeleteComment => api::comments::delete(worker, req, res).await?,
+        Route::Favorite => api::articles::favorite(worker, req, res).await?,
+        Route::Unfavorite => api::articles::unfavorite(worker, req, res).await?,
+        Route::Tags => api::articles::tags(worker, res).await?,
+        Route::Ids => ids::generate(worker, req, res).await?,
+        Route::DecodeId => ids::decode(worker, req, res)?,
+        Route::Logs => api::logs::list(worker, req, res).await?,
+        // Its body is streamed, through `dispatch_streaming`.
+        Route::CreateVideo => return Err(AppError::Internal),
+        Route::ListVideos => api::videos::list(worker, req, res).await?,
+        Route::VideoFeed => api::videos::feed(worker, req, res).await?,
+        Route::Video => api::videos::get(worker, req, res).await?,
+        Route::DeleteVideo => api::videos::delete(worker, req, res).await?,
+        Route::VideoContent => api::videos::content(worker, req, res).await?,
+        Route::Preflight => res.set_cors(Cors::Preflight),
+        Route::Allocations => {
+            let count = crate::testing::alloc_count::calls();
+            res.send_with(swiftlet_protocol::Status::OK, crate::http::response::TEXT, |out| {
+                crate::http::json::write_int(out, count as i64)
+            })
+        }
+        Route::TestPanic => fault::panic(),
+        Route::TestSleep => fault::sleep(req, res).await,
+    }
+    Ok(())
+}
+
+/// Whether a route reads its body as a stream (through
+/// [`dispatch_streaming`]) rather than whole from the read buffer.
+pub fn streams_body(route: Route) -> bool {
+    route == Route::CreateVideo
+}
+
+/// Runs a route whose body is streamed (see [`streams_body`]).
+pub async fn dispatch_streaming(
+    route: Route,
+    worker: &Worker,
+    req: &mut Request<'_>,
+    body: &mut BodyStream<'_>,
+    res: &mut Response<'_>,
+) -> Result<(), AppError> {
+    res.set_cors(Cors::Simple);
+    match route {
+        Route::CreateVideo => api::videos::create(worker, req, body, res).await,
+        _ => Err(AppError::Internal),
+    }
+}
+
+/// Whether a route's answers carry CORS headers: the product API's, for
+/// browser front ends, but not the log service's (a server-to-server API
+/// behind a token, which no page on another origin should read).
+fn has_cors(route: Route) -> bool {
+    is_api(route) && route != Route::Logs
+}
+
+/// Whether a route belongs to the product API.
+fn is_api(route: Route) -> bool {
+    !matches!(
+        route,
+        Route::Health
+            | Route::Ready
+            | Route::Metrics
+            | Route::Plaintext
+            | Route::Json
+            | Route::Ingest
+            | Route::IngestBatch
+            | Route::Db
+            | Route::Queries
+            | Route::Updates
+            | Route::Fortunes
+            | Route::CachedQueries
+            | Route::Allocations
+            | Route::TestPanic
+            | Route::TestSleep
+    )
+}
