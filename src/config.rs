@@ -340,6 +340,30 @@ impl Config {
         self.hash_threads.unwrap_or_else(|| self.workers() / 2).max(1)
     }
 
+    /// Where a worker's stores are.
+    pub fn store_settings(&self) -> crate::storage::StoreSettings<'_> {
+        crate::storage::StoreSettings {
+            database_url: &self.database_url,
+            pg_connections: self.pg_connections.into(),
+            redis_url: &self.redis_url,
+            timeout: self.storage_timeout,
+            cache_ttl: self.cache_ttl,
+        }
+    }
+
+    /// Where videos are stored.
+    pub fn object_settings(&self) -> crate::storage::objects::ObjectSettings<'_> {
+        crate::storage::objects::ObjectSettings {
+            video_dir: &self.video_dir,
+            part_bytes: self.upload_part_bytes,
+            s3_bucket: self.s3_bucket.as_deref(),
+            s3_endpoint: self.s3_endpoint.as_deref(),
+            s3_region: &self.s3_region,
+            s3_access_key_id: self.s3_access_key_id.as_deref(),
+            s3_secret_access_key: self.s3_secret_access_key.as_deref(),
+        }
+    }
+
     pub fn id_scheme(&self) -> crate::ids::IdScheme {
         crate::ids::IdScheme {
             layout: self.id_layout,

@@ -230,7 +230,7 @@ fn sweep_videos(config: &Config, older_than: std::time::Duration, dry_run: bool)
     if config.database_url.is_empty() {
         return fail("DATABASE_URL is empty".into());
     }
-    let objects = match swiftlet::storage::objects::ObjectStorage::from_config(config) {
+    let objects = match swiftlet::storage::objects::ObjectStorage::connect(&config.object_settings()) {
         Ok(objects) => objects,
         Err(e) => return fail(e),
     };

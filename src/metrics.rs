@@ -9,13 +9,15 @@
 //!
 //! Invariant: a worker registers its block before it accepts a connection,
 //! and blocks are never removed, so a scrape sees every worker that ever ran.
+//!
+//! Routes are counted by their index in the route table, which the
+//! application hands the registry once ([`label_routes`]): this module knows
+//! no route, and depends on nothing of the server's.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use crate::http::router::Route;
 
 /// Status codes counted by name; anything else is counted as "other".
 const STATUSES: [u16; 23] =
@@ -34,15 +36,18 @@ const STATUS_INDEX: [u8; 600] = {
 };
 /// Upper bounds of the latency buckets, in microseconds (`+Inf` follows).
 const BUCKETS_US: [u64; 12] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
-/// Requests refused before a route was found (bad heads, unknown paths).
-const UNROUTED: usize = Route::ALL.len();
-const ROUTE_SLOTS: usize = Route::ALL.len() + 1;
 const STATUS_SLOTS: usize = STATUSES.len() + 1;
 const BUCKET_SLOTS: usize = BUCKETS_US.len() + 1;
+
+/// A route's labels: its short name and its path pattern.
+pub type RouteLabel = (&'static str, &'static str);
 
 /// One worker's counters and gauges.
 pub struct WorkerMetrics {
     core: usize,
+    /// Route slots: one per route of the table, then one for requests refused
+    /// before a route was found (bad heads, unknown paths).
+    route_slots: usize,
     requests: Vec<AtomicU64>,
     latency_buckets: Vec<AtomicU64>,
     latency_sum_us: Vec<AtomicU64>,
@@ -62,12 +67,15 @@ fn zeroed(n: usize) -> Vec<AtomicU64> {
 }
 
 impl WorkerMetrics {
-    pub fn new(core: usize) -> WorkerMetrics {
+    /// A block for worker `core` that counts `routes` routes.
+    pub fn new(core: usize, routes: usize) -> WorkerMetrics {
+        let route_slots = routes + 1;
         WorkerMetrics {
             core,
-            requests: zeroed(ROUTE_SLOTS * STATUS_SLOTS),
-            latency_buckets: zeroed(ROUTE_SLOTS * BUCKET_SLOTS),
-            latency_sum_us: zeroed(ROUTE_SLOTS),
+            route_slots,
+            requests: zeroed(route_slots * STATUS_SLOTS),
+            latency_buckets: zeroed(route_slots * BUCKET_SLOTS),
+            latency_sum_us: zeroed(route_slots),
             open_connections: AtomicU64::new(0),
             ingest_queue_depth: AtomicU64::new(0),
             pg_connections_up: AtomicU64::new(0),
@@ -80,10 +88,12 @@ impl WorkerMetrics {
         }
     }
 
-    /// Counts one answered request; `took` is the time from its complete
-    /// arrival to its answer, when it got as far as a handler.
-    pub fn record(&self, route: Option<Route>, status: u16, took: Option<Duration>) {
-        let r = route.map_or(UNROUTED, |r| r as usize);
+    /// Counts one answered request, by its route's index in the table (none:
+    /// refused before routing); `took` is the time from its complete arrival
+    /// to its answer, when it got as far as a handler.
+    pub fn record(&self, route: Option<usize>, status: u16, took: Option<Duration>) {
+        let unrouted = self.route_slots - 1;
+        let r = route.filter(|&r| r < unrouted).unwrap_or(unrouted);
         let s = STATUS_INDEX.get(usize::from(status)).map_or(STATUSES.len(), |&i| usize::from(i));
         add(&self.requests[r * STATUS_SLOTS + s], 1);
         if let Some(took) = took {
@@ -105,10 +115,16 @@ pub fn add(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-/// Every worker's metrics block.
+/// Every worker's metrics block, and the labels of the routes they count.
 #[derive(Default)]
 pub struct Registry {
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
+    routes: std::sync::OnceLock<&'static [RouteLabel]>,
+}
+
+/// Names the routes the blocks count, by index (once, before any scrape).
+pub fn label_routes(labels: &'static [RouteLabel]) {
+    let _ = registry().routes.set(labels);
 }
 
 impl Registry {
@@ -121,14 +137,13 @@ impl Registry {
         let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut text = String::with_capacity(16 * 1024);
         let sum = |f: &dyn Fn(&WorkerMetrics) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
-        let route_label = |r: usize| match Route::ALL.get(r) {
-            Some(route) => (route.name(), route.pattern()),
-            None => ("unrouted", ""),
-        };
+        let labels: &[RouteLabel] = self.routes.get().copied().unwrap_or_default();
+        let route_label = |r: usize| labels.get(r).copied().unwrap_or(("unrouted", ""));
+        let route_slots = workers.first().map_or(0, |w| w.route_slots);
 
         text.push_str("# HELP swiftlet_requests_total Requests answered, by route and status.\n");
         text.push_str("# TYPE swiftlet_requests_total counter\n");
-        for r in 0..ROUTE_SLOTS {
+        for r in 0..route_slots {
             for s in 0..STATUS_SLOTS {
                 let n = sum(&|w| w.requests[r * STATUS_SLOTS + s].load(Relaxed));
                 if n == 0 {
@@ -147,7 +162,7 @@ impl Registry {
             "# HELP swiftlet_request_duration_seconds Time from a request's arrival to its answer, by route.\n",
         );
         text.push_str("# TYPE swiftlet_request_duration_seconds histogram\n");
-        for r in 0..ROUTE_SLOTS {
+        for r in 0..route_slots {
             let counts: Vec<u64> =
                 (0..BUCKET_SLOTS).map(|b| sum(&|w| w.latency_buckets[r * BUCKET_SLOTS + b].load(Relaxed))).collect();
             let total: u64 = counts.iter().sum();
@@ -220,21 +235,6 @@ impl Registry {
     }
 }
 
-thread_local! {
-    static CURRENT: std::cell::RefCell<Option<Arc<WorkerMetrics>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Makes `metrics` the block that code on this thread counts into (a worker
-/// calls it first thing; the storage connections it starts find it here).
-pub fn set_current(metrics: Arc<WorkerMetrics>) {
-    CURRENT.with(|c| *c.borrow_mut() = Some(metrics));
-}
-
-/// This thread's worker metrics, if it is a worker's thread.
-pub fn current() -> Option<Arc<WorkerMetrics>> {
-    CURRENT.with(|c| c.borrow().clone())
-}
-
 /// The process's registry.
 pub fn registry() -> &'static Registry {
     static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
@@ -247,14 +247,16 @@ mod tests {
 
     #[test]
     fn workers_are_merged_and_buckets_are_cumulative() {
+        const LABELS: &[RouteLabel] = &[("plaintext", "/plaintext"), ("json", "/json"), ("db", "/db")];
         let registry = Registry::default();
-        let (a, b) = (Arc::new(WorkerMetrics::new(0)), Arc::new(WorkerMetrics::new(1)));
+        let _ = registry.routes.set(LABELS);
+        let (a, b) = (Arc::new(WorkerMetrics::new(0, 3)), Arc::new(WorkerMetrics::new(1, 3)));
         registry.register(Arc::clone(&a));
         registry.register(Arc::clone(&b));
-        a.record(Some(Route::Plaintext), 200, Some(Duration::from_micros(50)));
-        b.record(Some(Route::Plaintext), 200, Some(Duration::from_micros(700)));
+        a.record(Some(0), 200, Some(Duration::from_micros(50)));
+        b.record(Some(0), 200, Some(Duration::from_micros(700)));
         b.record(None, 400, None);
-        b.record(Some(Route::Db), 299, Some(Duration::from_secs(5)));
+        b.record(Some(2), 299, Some(Duration::from_secs(5)));
         a.open_connections.store(3, Relaxed);
         let mut out = Vec::new();
         registry.render(&mut out);

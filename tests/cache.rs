@@ -25,7 +25,9 @@ fn a_fill_that_raced_an_invalidation_is_refused() {
     config.video_dir = videos.clone();
     let slug = format!("race-{}-{}", std::process::id(), fastrand::u64(..));
     on_worker(async {
-        let storage = Storage::start(&config).expect("storage");
+        let objects = swiftlet::storage::objects::ObjectStorage::connect(&config.object_settings()).expect("objects");
+        let metrics = std::sync::Arc::new(swiftlet::metrics::WorkerMetrics::new(0, 0));
+        let storage = Storage::start(&config.store_settings(), objects, &[], metrics);
         for _ in 0..400 {
             if storage.redis.is_up() {
                 break;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::storage::{redis_addr, TestDb};
 use futures_util::future::join_all;
-use swiftlet::storage::statements::{UPDATE_WORLDS, WORLD_BY_ID};
+use swiftlet::app::bench::sql::{UPDATE_WORLDS, WORLD_BY_ID};
 use swiftlet::storage::{migrations, CacheError, PgError, Postgres, Redis};
 
 /// Runs `f` the way a worker runs its tasks: a current-thread runtime with a LocalSet.
@@ -34,7 +34,7 @@ fn fifty_concurrent_queries_share_round_trips() {
     let db = TestDb::create();
     migrations::apply_once(&db.url, Duration::from_secs(10)).unwrap();
     on_worker(async {
-        let pg = Postgres::start(&db.url, 1, Duration::from_secs(10));
+        let pg = Postgres::start(&db.url, 1, Duration::from_secs(10), &[swiftlet::app::bench::sql::ALL], None);
         wait_until("PostgreSQL", || pg.is_up()).await;
         let link = pg.for_reads().unwrap();
         let ids: Vec<i32> = (1..=50).collect();
@@ -97,7 +97,7 @@ fn a_failing_query_fails_its_batch_only() {
     db.sql("ALTER TABLE world ADD CONSTRAINT small CHECK (randomnumber < 20000)");
     let before = db.world(1);
     on_worker(async {
-        let pg = Postgres::start(&db.url, 1, Duration::from_secs(10));
+        let pg = Postgres::start(&db.url, 1, Duration::from_secs(10), &[swiftlet::app::bench::sql::ALL], None);
         wait_until("PostgreSQL", || pg.is_up()).await;
         let link = pg.for_reads().unwrap();
         // A parameter of the wrong type is refused before anything is sent.
@@ -123,7 +123,7 @@ fn hundred_concurrent_redis_commands_share_writes_and_keep_order() {
     let db = TestDb::create(); // only for a key prefix of this test's own
     let key = format!("swiftlet:{}:counter", db.name).into_bytes();
     on_worker(async {
-        let redis = Redis::start(&format!("redis://{}", redis_addr()), Duration::from_secs(10));
+        let redis = Redis::start(&format!("redis://{}", redis_addr()), Duration::from_secs(10), None);
         wait_until("Redis", || redis.is_up()).await;
 
         let before = redis.writes();
@@ -151,7 +151,7 @@ fn redis_commands() {
     let k = |s: &str| format!("swiftlet:{}:{s}", db.name).into_bytes();
     let (a, b, missing) = (k("a"), k("b"), k("missing"));
     on_worker(async {
-        let redis = Redis::start(&format!("redis://{}", redis_addr()), Duration::from_secs(10));
+        let redis = Redis::start(&format!("redis://{}", redis_addr()), Duration::from_secs(10), None);
         wait_until("Redis", || redis.is_up()).await;
 
         redis.set_ex(&a, b"one", 100).await.unwrap();
@@ -178,8 +178,14 @@ fn redis_commands() {
 fn unreachable_stores_fail_at_once() {
     let port = common::storage::free_port(); // nothing listens there
     on_worker(async {
-        let pg = Postgres::start(&format!("postgres://postgres@127.0.0.1:{port}/x"), 1, Duration::from_secs(10));
-        let redis = Redis::start(&format!("redis://127.0.0.1:{port}"), Duration::from_secs(10));
+        let pg = Postgres::start(
+            &format!("postgres://postgres@127.0.0.1:{port}/x"),
+            1,
+            Duration::from_secs(10),
+            &[swiftlet::app::bench::sql::ALL],
+            None,
+        );
+        let redis = Redis::start(&format!("redis://127.0.0.1:{port}"), Duration::from_secs(10), None);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let started = tokio::time::Instant::now();
         assert!(matches!(pg.for_reads(), Err(PgError::Unavailable)));
@@ -198,7 +204,7 @@ fn every_connection_answers_sparse_traffic() {
     let db = TestDb::create();
     migrations::apply_once(&db.url, Duration::from_secs(10)).unwrap();
     on_worker(async {
-        let pg = Postgres::start(&db.url, 4, Duration::from_secs(10));
+        let pg = Postgres::start(&db.url, 4, Duration::from_secs(10), &[swiftlet::app::bench::sql::ALL], None);
         wait_until("PostgreSQL", || pg.pipelines().len() == 4).await;
         let links = pg.pipelines();
         let mut slowest = Duration::ZERO;

@@ -158,7 +158,7 @@ impl Route {
 
     /// The route's path pattern, which metrics label requests with (several
     /// routes share one; the method tells them apart).
-    pub fn pattern(self) -> &'static str {
+    pub const fn pattern(self) -> &'static str {
         match self {
             Route::Health => "/health",
             Route::Ready => "/ready",
@@ -208,9 +208,20 @@ impl Route {
     }
 
     /// A short snake-case name for metrics labels.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         ROUTE_NAMES[self as usize]
     }
+
+    /// Every route's metrics labels, by index.
+    pub const LABELS: [crate::metrics::RouteLabel; Route::ALL.len()] = {
+        let mut labels = [("", ""); Route::ALL.len()];
+        let mut i = 0;
+        while i < labels.len() {
+            labels[i] = (Route::ALL[i].name(), Route::ALL[i].pattern());
+            i += 1;
+        }
+        labels
+    };
 }
 
 // The last variant closes the list: a route added after it without a place in

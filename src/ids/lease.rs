@@ -80,7 +80,7 @@ pub fn lease_in_background(redis_url: String, prefix: String, max_node: u64, ttl
         };
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, async move {
-            let redis = Redis::start(&redis_url, timeout);
+            let redis = Redis::start(&redis_url, timeout, None);
             keep_leased(&redis, &prefix, max_node, ttl).await;
         });
     });

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use super::event::LogPayload;
 use super::AckMode;
 use crate::http::error::AppError;
-use crate::metrics::{self, WorkerMetrics};
+use crate::metrics::WorkerMetrics;
 
 /// How a batch ended, once it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +138,7 @@ impl IngestQueue {
         capacity: usize,
         capacity_bytes: usize,
         full_wait: Duration,
+        metrics: Option<Arc<WorkerMetrics>>,
     ) -> IngestQueue {
         IngestQueue {
             mode,
@@ -152,7 +153,7 @@ impl IngestQueue {
             wake: Notify::new(),
             room: Notify::new(),
             closing: Cell::new(false),
-            metrics: metrics::current(),
+            metrics,
         }
     }
 
@@ -292,7 +293,8 @@ mod tests {
     #[test]
     fn a_full_queue_refuses_after_the_wait_and_has_room_once_a_batch_is_written() {
         run(async {
-            let queue = IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 2, 1 << 20, Duration::from_millis(20));
+            let queue =
+                IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 2, 1 << 20, Duration::from_millis(20), None);
             assert!(queue.room().await.is_ok());
             append(&queue, "a").unwrap();
             append(&queue, "b").unwrap();
@@ -313,8 +315,15 @@ mod tests {
     #[test]
     fn a_waiting_request_gets_room_when_the_writer_finishes() {
         run(async {
-            let queue =
-                Rc::new(IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 1, 1 << 20, Duration::from_secs(10)));
+            let queue = Rc::new(IngestQueue::new(
+                AckMode::Queued,
+                10,
+                Duration::ZERO,
+                1,
+                1 << 20,
+                Duration::from_secs(10),
+                None,
+            ));
             append(&queue, "a").unwrap();
             let _batch = queue.next_batch().await;
             let writer = Rc::clone(&queue);
@@ -334,7 +343,7 @@ mod tests {
     #[test]
     fn durable_receipts_see_their_batch_outcome() {
         run(async {
-            let queue = IngestQueue::new(AckMode::Durable, 10, Duration::ZERO, 100, 1 << 20, Duration::ZERO);
+            let queue = IngestQueue::new(AckMode::Durable, 10, Duration::ZERO, 100, 1 << 20, Duration::ZERO, None);
             let first = append(&queue, "a").unwrap();
             let same = append(&queue, "b").unwrap();
             assert!(first.same_batch(&same));
@@ -355,7 +364,7 @@ mod tests {
     #[test]
     fn the_queue_is_bounded_in_bytes_too() {
         run(async {
-            let queue = IngestQueue::new(AckMode::Queued, 1000, Duration::ZERO, 1000, 300, Duration::ZERO);
+            let queue = IngestQueue::new(AckMode::Queued, 1000, Duration::ZERO, 1000, 300, Duration::ZERO, None);
             let mut accepted = 0;
             while append(&queue, "an-event-id").is_ok() {
                 accepted += 1;
@@ -374,7 +383,7 @@ mod tests {
     #[test]
     fn queued_receipts_need_no_commit() {
         run(async {
-            let queue = IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 100, 1 << 20, Duration::ZERO);
+            let queue = IngestQueue::new(AckMode::Queued, 10, Duration::ZERO, 100, 1 << 20, Duration::ZERO, None);
             assert_eq!(append(&queue, "a").unwrap().confirmed().await, Ok(()));
         });
     }

@@ -66,8 +66,14 @@ const PRIMARY_KEY: &str = "log_events_pkey";
 
 /// Runs for the life of the worker. `url` empty: no database, every batch fails
 /// (durable) or waits (queued) as if it were down.
-pub async fn run(queue: Rc<IngestQueue>, url: String, timeout: Duration, worker: usize) {
-    let reconnect = Reconnect::new(Store::PostgresIngest, worker);
+pub async fn run(
+    queue: Rc<IngestQueue>,
+    url: String,
+    timeout: Duration,
+    worker: usize,
+    metrics: Option<std::sync::Arc<crate::metrics::WorkerMetrics>>,
+) {
+    let reconnect = Reconnect::new(Store::PostgresIngest, worker, metrics);
     let mut link = Link { url, timeout, session: None, reconnect, retry_at: None };
     let (direct, deduplicating) = (direct_sql(), deduplicating_sql());
     let mut out = BytesMut::new();

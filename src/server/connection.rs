@@ -354,7 +354,7 @@ impl<'w, S: Transport> Connection<'w, S> {
             settle(outcome, route, &mut response);
             if let Some(since) = taken_up.as_mut() {
                 let now = std::time::Instant::now();
-                self.worker.metrics.record(Some(route), response.status().code(), Some(now - *since));
+                self.worker.metrics.record(Some(route as usize), response.status().code(), Some(now - *since));
                 *since = now;
             }
             // Decided after the handler: shutdown may have begun while it ran.
@@ -421,7 +421,7 @@ impl<'w, S: Transport> Connection<'w, S> {
         let body_done = body.remaining() == 0;
         settle(outcome, route, &mut response);
         if let Some(since) = since {
-            self.worker.metrics.record(Some(route), response.status().code(), Some(since.elapsed()));
+            self.worker.metrics.record(Some(route as usize), response.status().code(), Some(since.elapsed()));
         }
         let keep_alive = keep_alive(&head, self.worker) && body_done;
         let cors = cors_origin(self.worker, &response, &head, &head_bytes);

@@ -74,7 +74,8 @@ impl Server {
         // Each worker builds its own store client; check the configuration
         // once here, so a bad one stops the start with its reason.
         let video_storage =
-            crate::storage::objects::ObjectStorage::from_config(&config).map_err(io::Error::other)?.kind;
+            crate::storage::objects::ObjectStorage::connect(&config.object_settings()).map_err(io::Error::other)?.kind;
+        crate::metrics::label_routes(&crate::http::router::Route::LABELS);
         let tls = match (&config.tls_listen, &config.tls_cert, &config.tls_key) {
             (Some(_), Some(cert), Some(key)) => {
                 Some(crate::server::tls::server_config(cert, key).map_err(io::Error::other)?)

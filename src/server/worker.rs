@@ -42,7 +42,12 @@ use crate::metrics::{self, WorkerMetrics};
 use crate::server::connection::{self, Connection};
 use crate::server::date_cache;
 use crate::storage::backoff::Backoff;
+use crate::storage::objects::ObjectStorage;
+use crate::storage::statements::StatementLists;
 use crate::storage::Storage;
+
+/// What every PostgreSQL connection prepares.
+const STATEMENTS: StatementLists = &[crate::app::bench::sql::ALL, crate::app::api::sql::ALL];
 
 /// What every connection on this worker shares (through a plain `Rc`: this
 /// never leaves the thread).
@@ -217,11 +222,12 @@ pub fn run(
             ops: listeners.ops.map(TcpListener::from_std).transpose()?,
         };
         // Before the storage starts: its connections count themselves here.
-        let worker_metrics = Arc::new(WorkerMetrics::new(index));
+        let worker_metrics = Arc::new(WorkerMetrics::new(index, Route::ALL.len()));
         metrics::registry().register(Arc::clone(&worker_metrics));
-        metrics::set_current(Arc::clone(&worker_metrics));
+        let objects = ObjectStorage::connect(&config.object_settings()).map_err(io::Error::other)?;
+        let storage = Storage::start(&config.store_settings(), objects, STATEMENTS, Arc::clone(&worker_metrics));
         let worker = Rc::new(Worker {
-            metrics: worker_metrics,
+            metrics: Arc::clone(&worker_metrics),
             log_access: LogAccess::new(config.ingest_token.as_deref(), config.dev),
             cors_origins: CorsOrigins::parse(&config.cors_origin),
             logins,
@@ -236,10 +242,11 @@ pub fn run(
                 config.ingest_queue_events as usize,
                 config.ingest_queue_bytes,
                 config.ingest_full_wait(),
+                Some(Arc::clone(&worker_metrics)),
             )),
             generations: Generations::default(),
             tokens: Tokens::new(config.jwt_secret.as_deref().unwrap_or_default().as_bytes(), config.token_ttl()),
-            storage: Storage::start(&config).map_err(io::Error::other)?,
+            storage,
             config,
             shutting_down: Cell::new(false),
             connections: Cell::new(0),
@@ -251,6 +258,7 @@ pub fn run(
             worker.config.database_url.clone(),
             worker.config.storage_timeout,
             index,
+            Some(worker_metrics),
         ));
         // A task of its own, not part of this future: the runtime polls this
         // (root) future on every wake-up of any connection, and the accept

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::{self, WorkerMetrics};
+use crate::metrics::WorkerMetrics;
 
 pub struct Backoff {
     first: Duration,
@@ -43,7 +43,7 @@ pub struct Reconnect {
     connection: usize,
     backoff: Backoff,
     failures: u32,
-    /// The worker's metrics, when this runs on a worker thread.
+    /// The metrics block of the worker this connection belongs to, if any.
     metrics: Option<Arc<WorkerMetrics>>,
 }
 
@@ -67,10 +67,10 @@ impl Store {
 }
 
 impl Reconnect {
-    /// Counted in the metrics of the worker whose thread this is, if any.
-    pub fn new(store: Store, connection: usize) -> Reconnect {
+    /// Counted in `metrics`, the gauges of the worker the connection serves (if any).
+    pub fn new(store: Store, connection: usize, metrics: Option<Arc<WorkerMetrics>>) -> Reconnect {
         let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        Reconnect { store, connection, backoff, failures: 0, metrics: metrics::current() }
+        Reconnect { store, connection, backoff, failures: 0, metrics }
     }
 
     fn gauges(&self) -> Option<(&AtomicU64, &AtomicU64)> {

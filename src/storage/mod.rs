@@ -21,8 +21,12 @@ pub mod postgres;
 pub mod redis;
 pub mod statements;
 
-use crate::config::Config;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metrics::WorkerMetrics;
 use crate::storage::objects::ObjectStorage;
+use crate::storage::statements::StatementLists;
 
 pub use postgres::{PgError, PgPipeline, Postgres};
 pub use redis::{CacheError, Redis};
@@ -40,6 +44,17 @@ pub struct Storage {
     pub objects: ObjectStorage,
 }
 
+/// Where one worker's stores are and how it talks to them.
+pub struct StoreSettings<'c> {
+    pub database_url: &'c str,
+    pub pg_connections: usize,
+    pub redis_url: &'c str,
+    /// Every call's limit, and PostgreSQL's statement timeout.
+    pub timeout: Duration,
+    /// Seconds a cache entry lives.
+    pub cache_ttl: u32,
+}
+
 impl Storage {
     /// `--cache-ttl` as a duration: how long any cache entry can outlive a write.
     pub fn cache_ttl_duration(&self) -> std::time::Duration {
@@ -50,19 +65,18 @@ impl Storage {
     /// A URL that does not parse is logged and leaves that store disabled, which
     /// callers see as "unavailable", never as a hang.
     ///
-    /// Fails only if the object storage configuration is unusable, which
-    /// `Server::start` has already checked once.
-    pub fn start(config: &Config) -> Result<Storage, String> {
-        let objects = ObjectStorage::from_config(config)?;
-        let pg = Postgres::start(&config.database_url, config.pg_connections.into(), config.storage_timeout);
-        let redis = Redis::start(&config.redis_url, config.storage_timeout);
-        Ok(Storage {
-            pg,
-            redis,
-            cache_prefix: cache_prefix(&config.database_url),
-            cache_ttl: config.cache_ttl.to_string(),
-            objects,
-        })
+    /// Every PostgreSQL connection prepares `statements`; the connections
+    /// count themselves in `metrics`, the worker's gauges.
+    pub fn start(
+        settings: &StoreSettings<'_>,
+        objects: ObjectStorage,
+        statements: StatementLists,
+        metrics: Arc<WorkerMetrics>,
+    ) -> Storage {
+        let (url, timeout) = (settings.database_url, settings.timeout);
+        let pg = Postgres::start(url, settings.pg_connections, timeout, statements, Some(Arc::clone(&metrics)));
+        let redis = Redis::start(settings.redis_url, timeout, Some(metrics));
+        Storage { pg, redis, cache_prefix: cache_prefix(url), cache_ttl: settings.cache_ttl.to_string(), objects }
     }
 }
 

@@ -30,8 +30,6 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use swiftlet_protocol::range::ByteRange;
 
-use crate::config::Config;
-
 /// Parts in flight per upload, beyond the one being filled.
 const UPLOAD_CONCURRENCY: usize = 2;
 
@@ -47,6 +45,18 @@ pub enum ObjectError {
     /// The store refused or failed the operation otherwise: S3 down or
     /// refusing, a network error (logged where it happened).
     Failed,
+}
+
+/// Where objects go: S3 when a bucket is named, else the local directory.
+pub struct ObjectSettings<'c> {
+    pub video_dir: &'c std::path::Path,
+    /// Bytes per uploaded part.
+    pub part_bytes: usize,
+    pub s3_bucket: Option<&'c str>,
+    pub s3_endpoint: Option<&'c str>,
+    pub s3_region: &'c str,
+    pub s3_access_key_id: Option<&'c str>,
+    pub s3_secret_access_key: Option<&'c str>,
 }
 
 /// Where a deployment's objects live.
@@ -72,31 +82,31 @@ impl ObjectBody {
 }
 
 impl ObjectStorage {
-    /// The store the configuration names: S3 when a bucket is given, the
-    /// local directory otherwise (created if missing).
-    pub fn from_config(config: &Config) -> Result<ObjectStorage, String> {
-        let part_bytes = config.upload_part_bytes;
-        if let Some(bucket) = &config.s3_bucket {
+    /// The store the settings name: S3 when a bucket is given, the local
+    /// directory otherwise (created if missing).
+    pub fn connect(settings: &ObjectSettings<'_>) -> Result<ObjectStorage, String> {
+        let part_bytes = settings.part_bytes;
+        if let Some(bucket) = settings.s3_bucket {
             if part_bytes < 5 << 20 {
                 return Err("S3 storage: --upload-part-bytes must be at least 5 MiB (S3's smallest part)".into());
             }
-            let mut builder = AmazonS3Builder::new().with_bucket_name(bucket).with_region(&config.s3_region);
-            if let Some(endpoint) = &config.s3_endpoint {
+            let mut builder = AmazonS3Builder::new().with_bucket_name(bucket).with_region(settings.s3_region);
+            if let Some(endpoint) = settings.s3_endpoint {
                 builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
             }
-            if let Some(id) = &config.s3_access_key_id {
+            if let Some(id) = settings.s3_access_key_id {
                 builder = builder.with_access_key_id(id);
             }
-            if let Some(secret) = &config.s3_secret_access_key {
+            if let Some(secret) = settings.s3_secret_access_key {
                 builder = builder.with_secret_access_key(secret);
             }
             let store = builder.build().map_err(|e| format!("S3 storage: {e}"))?;
             return Ok(ObjectStorage { store: Arc::new(store), part_bytes, kind: "s3" });
         }
-        std::fs::create_dir_all(&config.video_dir)
-            .map_err(|e| format!("video directory {}: {e}", config.video_dir.display()))?;
-        let store = LocalFileSystem::new_with_prefix(&config.video_dir)
-            .map_err(|e| format!("video directory {}: {e}", config.video_dir.display()))?
+        let dir = settings.video_dir;
+        std::fs::create_dir_all(dir).map_err(|e| format!("video directory {}: {e}", dir.display()))?;
+        let store = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| format!("video directory {}: {e}", dir.display()))?
             .with_automatic_cleanup(true)
             // A 201 promises the video is stored: make the file and its
             // directory entry durable before the upload counts as complete.

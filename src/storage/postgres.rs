@@ -1,7 +1,7 @@
 //! Each worker's PostgreSQL connections, pipelined: [`PgPipeline`].
 //!
 //! A worker opens `--pg-connections` connections and prepares every statement
-//! in [`statements::all`](super::statements::all) once per connection. A
+//! in the statement lists it was started with, once per connection. A
 //! request encodes its queries as one *batch* — Bind/Execute for each query
 //! and a single Sync — into the connection's output buffer and queues one
 //! waiter; a driver task writes everything queued since its last write in one
@@ -47,7 +47,8 @@ use tokio_postgres::config::Host;
 
 use super::backoff::{Reconnect, Store};
 use super::link::{pump, Duplex, IoCounts};
-use super::statements::{self, Statement};
+use super::statements::{Statement, StatementLists};
+use crate::metrics::WorkerMetrics;
 
 /// Batches outstanding per connection before callers wait for room.
 pub const MAX_IN_FLIGHT: usize = 4096;
@@ -419,7 +420,15 @@ pub struct Postgres {
 impl Postgres {
     /// Starts `connections` supervisor tasks on the current `LocalSet`. An empty
     /// or unparsable `url` starts none: every call is then `Unavailable`.
-    pub fn start(url: &str, connections: usize, timeout: Duration) -> Postgres {
+    /// Opens `connections` pipelines to `url`, each preparing `statements`,
+    /// counted in `metrics` (the worker's gauges) if given.
+    pub fn start(
+        url: &str,
+        connections: usize,
+        timeout: Duration,
+        statements: StatementLists,
+        metrics: Option<std::sync::Arc<WorkerMetrics>>,
+    ) -> Postgres {
         let stats = Rc::new(PgStats::default());
         let mut pg = Postgres { slots: Vec::new(), stats: Rc::clone(&stats) };
         if url.is_empty() {
@@ -435,7 +444,9 @@ impl Postgres {
         for index in 0..connections {
             let slot = Rc::new(Slot { link: RefCell::new(None) });
             pg.slots.push(Rc::clone(&slot));
-            tokio::task::spawn_local(supervise(slot, Rc::clone(&config), Rc::clone(&stats), timeout, index));
+            let reconnect = Reconnect::new(Store::Postgres, index, metrics.clone());
+            let opening = Opening { config: Rc::clone(&config), statements, timeout, index };
+            tokio::task::spawn_local(supervise(slot, opening, Rc::clone(&stats), reconnect));
         }
         pg
     }
@@ -488,20 +499,24 @@ pub fn database_name(url: &str) -> Option<String> {
     config.get_dbname().or(config.get_user()).map(str::to_owned)
 }
 
-/// Keeps one slot connected for the life of the worker.
-async fn supervise(
-    slot: Rc<Slot>,
+/// How a pipeline's connection is opened: where to, what it prepares, and
+/// the storage timeout (also the server-side statement timeout).
+struct Opening {
     config: Rc<tokio_postgres::Config>,
-    stats: Rc<PgStats>,
+    statements: StatementLists,
     timeout: Duration,
+    /// Which of the worker's connections this is, for the log.
     index: usize,
-) {
-    let mut reconnect = Reconnect::new(Store::Postgres, index);
+}
+
+/// Keeps one slot connected for the life of the worker.
+async fn supervise(slot: Rc<Slot>, opening: Opening, stats: Rc<PgStats>, mut reconnect: Reconnect) {
+    let Opening { config, statements, timeout, index } = opening;
     loop {
         // PostgreSQL gives up on a statement when we would: a slow or huge
         // read then holds the batches behind it on this pipeline for no
         // longer than the storage timeout.
-        match tokio::time::timeout(timeout, open(&config, Some(timeout))).await {
+        match tokio::time::timeout(timeout, open(&config, Some(timeout), statements)).await {
             Ok(Ok(socket)) => {
                 reconnect.connected();
                 stats.sessions.set(stats.sessions.get() + 1);
@@ -554,7 +569,7 @@ impl SimpleSession {
         let config = tokio_postgres::Config::from_str(url).map_err(|e| format!("DATABASE_URL: {e}"))?;
         // No statement timeout: the ingest writer's COPY batches carry
         // acknowledged events, and the writer retries a failed batch itself.
-        let socket = open(&config, None).await.map_err(|e| e.to_string())?;
+        let socket = open(&config, None, &[]).await.map_err(|e| e.to_string())?;
         Ok(SimpleSession { socket, buf: BytesMut::with_capacity(1024) })
     }
 
@@ -616,7 +631,11 @@ impl From<io::Error> for OpenError {
 /// statements. TCP sockets get keepalive probes, so a server that vanished
 /// without a FIN or reset (a failover, a dropped route) is noticed in about
 /// half a minute rather than when the kernel's two-hour default runs out.
-async fn open(config: &tokio_postgres::Config, statement_timeout: Option<Duration>) -> Result<Socket, OpenError> {
+async fn open(
+    config: &tokio_postgres::Config,
+    statement_timeout: Option<Duration>,
+    statements: StatementLists,
+) -> Result<Socket, OpenError> {
     let ports = config.get_ports();
     let mut last = io::Error::other("DATABASE_URL names no host");
     for (i, host) in config.get_hosts().iter().enumerate() {
@@ -632,7 +651,7 @@ async fn open(config: &tokio_postgres::Config, statement_timeout: Option<Duratio
         match socket {
             Ok(mut socket) => {
                 start_up(&mut socket, config, statement_timeout).await?;
-                prepare(&mut socket).await?;
+                prepare(&mut socket, statements).await?;
                 return Ok(socket);
             }
             Err(e) => last = e,
@@ -736,9 +755,12 @@ async fn start_up(
 }
 
 /// Parses every statement once, in one round-trip.
-async fn prepare(socket: &mut Socket) -> Result<(), OpenError> {
+async fn prepare(socket: &mut Socket, statements: StatementLists) -> Result<(), OpenError> {
+    if statements.is_empty() {
+        return Ok(());
+    }
     let mut out = BytesMut::new();
-    for statement in statements::all() {
+    for statement in statements.iter().flat_map(|list| list.iter()) {
         frontend::parse(statement.name, statement.sql, statement.params.iter().map(|t| t.oid()), &mut out)?;
     }
     frontend::sync(&mut out);

@@ -175,9 +175,14 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// Starts the driver task on the current `LocalSet`. An empty or
-    /// unparsable `url` starts none: every call is then `Unavailable`.
-    pub fn start(url: &str, timeout: Duration) -> Redis {
+    /// Starts the driver task on the current `LocalSet`, counted in `metrics`
+    /// (the worker's gauges) if given. An empty or unparsable `url` starts
+    /// none: every call is then `Unavailable`.
+    pub fn start(
+        url: &str,
+        timeout: Duration,
+        metrics: Option<std::sync::Arc<crate::metrics::WorkerMetrics>>,
+    ) -> Redis {
         if url.is_empty() {
             return Redis { link: None, timeout };
         }
@@ -199,7 +204,8 @@ impl Redis {
             replies: Cell::new(0),
             stalled: Notify::new(),
         });
-        tokio::task::spawn_local(drive(Rc::clone(&link), target, timeout));
+        let reconnect = Reconnect::new(Store::Redis, 0, metrics);
+        tokio::task::spawn_local(drive(Rc::clone(&link), target, timeout, reconnect));
         Redis { link: Some(link), timeout }
     }
 
@@ -316,8 +322,7 @@ fn integer(reply: Reply) -> Result<i64, CacheError> {
 }
 
 /// Keeps the link connected for the life of the worker.
-async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration) {
-    let mut reconnect = Reconnect::new(Store::Redis, 0);
+async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration, mut reconnect: Reconnect) {
     loop {
         match tokio::time::timeout(timeout, connect(&target)).await {
             Ok(Ok(stream)) => {

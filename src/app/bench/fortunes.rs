@@ -6,10 +6,10 @@
 
 use swiftlet_protocol::Status;
 
+use super::sql::FORTUNES;
 use crate::http::error::AppError;
 use crate::http::response::{Response, HTML};
 use crate::server::worker::Worker;
-use crate::storage::statements::FORTUNES;
 
 const EXTRA: (i32, &str) = (0, "Additional fortune added at request time.");
 

@@ -3,4 +3,5 @@
 
 pub mod fortunes;
 pub mod hello;
+pub mod sql;
 pub mod world;

@@ -11,12 +11,12 @@
 use serde::Serialize;
 use swiftlet_protocol::Status;
 
+use super::sql::{UPDATE_WORLDS, WORLD_BY_ID};
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::server::worker::Worker;
 use crate::storage::postgres::Row;
-use crate::storage::statements::{UPDATE_WORLDS, WORLD_BY_ID};
 use crate::storage::{CacheError, PgError, PgPipeline};
 
 /// Rows in `world`; ids are 1..=ROWS.
