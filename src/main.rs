@@ -6,7 +6,7 @@ use swiftlet::app::api::password;
 use swiftlet::config::Command;
 use swiftlet::ids;
 use swiftlet::storage::{self, migrations};
-use swiftlet::{Config, Server};
+use swiftlet::Config;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
@@ -116,7 +116,7 @@ fn main() -> std::process::ExitCode {
     }
     let id_wait = id_wait.elapsed();
     // Then bind and start the workers.
-    let started = Server::start(config.clone());
+    let started = swiftlet::app::serve(config.clone());
 
     // Return freed memory to the OS from a background thread instead of
     // holding it (glibc-style) or purging on the request path.
@@ -154,8 +154,8 @@ fn main() -> std::process::ExitCode {
         );
     }
 
-    let server = match started {
-        Ok(server) => server,
+    let swiftlet::app::Serving { server, video_storage } = match started {
+        Ok(serving) => serving,
         Err(e) => {
             tracing::error!(listen = %config.listen, error = %e, "could not start");
             return std::process::ExitCode::FAILURE;
@@ -169,7 +169,7 @@ fn main() -> std::process::ExitCode {
         (None, Some(tls)) => tracing::info!(tls_addr = %tls, workers = server.workers(), "listening (HTTPS only)"),
         (None, None) => unreachable!("the server always has a listener"),
     }
-    tracing::info!(storage = server.video_storage(), "video storage");
+    tracing::info!(storage = video_storage, "video storage");
     tracing::info!(fd_limit = server.fd_limit(), per_worker = server.connection_cap(), "connection cap");
     if let Some(ops) = server.ops_addr() {
         tracing::info!(ops_addr = %ops, "operations listener: /metrics, /ready, /health");
@@ -197,7 +197,7 @@ fn main() -> std::process::ExitCode {
 /// without one, only --dev may go on, with a random secret for this run.
 /// Returns whether the secret was generated.
 fn settle_jwt_secret(config: &mut Config) -> Result<bool, String> {
-    const MIN_LEN: usize = swiftlet::server::MIN_JWT_SECRET_LEN;
+    const MIN_LEN: usize = swiftlet::app::MIN_JWT_SECRET_LEN;
     match &config.jwt_secret {
         Some(secret) if secret.len() >= MIN_LEN => Ok(false),
         Some(_) => Err(format!("JWT_SECRET must be at least {MIN_LEN} bytes (HS256 wants a 256-bit key)")),

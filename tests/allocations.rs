@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use swiftlet::testing::alloc_count::{calls, calls_on_this_thread, Counting};
-use swiftlet::{Config, Server};
+use swiftlet::Config;
 use swiftlet_protocol::{
     Chunked, ChunkedDecoder, ConnectionHeader, HeadLimits, HttpDate, Parse, RequestHead, ResponseHead, Status,
 };
@@ -130,7 +130,7 @@ fn hot_paths_do_not_allocate_after_warm_up() {
     config.jwt_secret = Some("allocation-test-secret-allocation-test".into());
     // Opens the log service without an ingest token.
     config.dev = true;
-    let server = Server::start(config).unwrap();
+    let server = swiftlet::app::serve(config).unwrap().server;
     let mut stream = TcpStream::connect(server.local_addr().unwrap()).unwrap();
     stream.set_nodelay(true).unwrap();
 

@@ -11,13 +11,13 @@ use super::bench::{fortunes, hello, world};
 use super::ops::{fault, ready};
 use super::{ids, ingest};
 
+use crate::app::core::Core;
 use crate::config::Config;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::{Cors, Response};
 use crate::http::router::Route;
 use crate::server::body_stream::BodyStream;
-use crate::server::worker::Worker;
 
 /// The largest body each route accepts. Routes that take no body accept none:
 /// a body sent to them is refused with 413 before it is read.
@@ -37,7 +37,7 @@ pub fn body_limit(route: Route, config: &Config) -> u64 {
 
 pub async fn dispatch(
     route: Route,
-    worker: &Worker,
+    core: &Core,
     req: &mut Request<'_>,
     res: &mut Response<'_>,
 ) -> Result<(), AppError> {
@@ -47,52 +47,52 @@ pub async fn dispatch(
         res.set_cors(Cors::Simple);
     }
     if matches!(route, Route::Ingest | Route::IngestBatch | Route::Logs) {
-        worker.log_access.check(req)?;
+        core.log_access.check(req)?;
     }
     match route {
         Route::Health => hello::health(res),
-        Route::Ready => ready::ready(worker, res).await?,
+        Route::Ready => ready::ready(core, res).await?,
         Route::Metrics => res.send_with(swiftlet_protocol::Status::OK, crate::http::response::PROMETHEUS, |out| {
             crate::metrics::registry().render(out)
         }),
         Route::Plaintext => hello::plaintext(res),
         Route::Json => hello::json(res),
-        Route::Ingest => ingest::ingest(worker, req, res).await?,
-        Route::IngestBatch => ingest::ingest_batch(worker, req, res).await?,
-        Route::Db => world::db(worker, res).await?,
-        Route::Queries => world::queries(worker, req, res).await?,
-        Route::Updates => world::updates(worker, req, res).await?,
-        Route::Fortunes => fortunes::fortunes(worker, res).await?,
-        Route::CachedQueries => world::cached_queries(worker, req, res).await?,
-        Route::Login => api::users::login(worker, req, res).await?,
-        Route::Register => api::users::register(worker, req, res).await?,
-        Route::CurrentUser => api::users::current(worker, req, res).await?,
-        Route::UpdateUser => api::users::update(worker, req, res).await?,
-        Route::Profile => api::profiles::get(worker, req, res).await?,
-        Route::Follow => api::profiles::follow(worker, req, res).await?,
-        Route::Unfollow => api::profiles::unfollow(worker, req, res).await?,
-        Route::ListArticles => api::articles::list(worker, req, res).await?,
-        Route::Feed => api::articles::feed(worker, req, res).await?,
-        Route::Article => api::articles::get(worker, req, res).await?,
-        Route::CreateArticle => api::articles::create(worker, req, res).await?,
-        Route::UpdateArticle => api::articles::update(worker, req, res).await?,
-        Route::DeleteArticle => api::articles::delete(worker, req, res).await?,
-        Route::AddComment => api::comments::add(worker, req, res).await?,
-        Route::Comments => api::comments::list(worker, req, res).await?,
-        Route::DeleteComment => api::comments::delete(worker, req, res).await?,
-        Route::Favorite => api::articles::favorite(worker, req, res).await?,
-        Route::Unfavorite => api::articles::unfavorite(worker, req, res).await?,
-        Route::Tags => api::articles::tags(worker, res).await?,
-        Route::Ids => ids::generate(worker, req, res).await?,
-        Route::DecodeId => ids::decode(worker, req, res)?,
-        Route::Logs => api::logs::list(worker, req, res).await?,
+        Route::Ingest => ingest::ingest(core, req, res).await?,
+        Route::IngestBatch => ingest::ingest_batch(core, req, res).await?,
+        Route::Db => world::db(core, res).await?,
+        Route::Queries => world::queries(core, req, res).await?,
+        Route::Updates => world::updates(core, req, res).await?,
+        Route::Fortunes => fortunes::fortunes(core, res).await?,
+        Route::CachedQueries => world::cached_queries(core, req, res).await?,
+        Route::Login => api::users::login(core, req, res).await?,
+        Route::Register => api::users::register(core, req, res).await?,
+        Route::CurrentUser => api::users::current(core, req, res).await?,
+        Route::UpdateUser => api::users::update(core, req, res).await?,
+        Route::Profile => api::profiles::get(core, req, res).await?,
+        Route::Follow => api::profiles::follow(core, req, res).await?,
+        Route::Unfollow => api::profiles::unfollow(core, req, res).await?,
+        Route::ListArticles => api::articles::list(core, req, res).await?,
+        Route::Feed => api::articles::feed(core, req, res).await?,
+        Route::Article => api::articles::get(core, req, res).await?,
+        Route::CreateArticle => api::articles::create(core, req, res).await?,
+        Route::UpdateArticle => api::articles::update(core, req, res).await?,
+        Route::DeleteArticle => api::articles::delete(core, req, res).await?,
+        Route::AddComment => api::comments::add(core, req, res).await?,
+        Route::Comments => api::comments::list(core, req, res).await?,
+        Route::DeleteComment => api::comments::delete(core, req, res).await?,
+        Route::Favorite => api::articles::favorite(core, req, res).await?,
+        Route::Unfavorite => api::articles::unfavorite(core, req, res).await?,
+        Route::Tags => api::articles::tags(core, res).await?,
+        Route::Ids => ids::generate(core, req, res).await?,
+        Route::DecodeId => ids::decode(core, req, res)?,
+        Route::Logs => api::logs::list(core, req, res).await?,
         // Its body is streamed, through `dispatch_streaming`.
         Route::CreateVideo => return Err(AppError::Internal),
-        Route::ListVideos => api::videos::list(worker, req, res).await?,
-        Route::VideoFeed => api::videos::feed(worker, req, res).await?,
-        Route::Video => api::videos::get(worker, req, res).await?,
-        Route::DeleteVideo => api::videos::delete(worker, req, res).await?,
-        Route::VideoContent => api::videos::content(worker, req, res).await?,
+        Route::ListVideos => api::videos::list(core, req, res).await?,
+        Route::VideoFeed => api::videos::feed(core, req, res).await?,
+        Route::Video => api::videos::get(core, req, res).await?,
+        Route::DeleteVideo => api::videos::delete(core, req, res).await?,
+        Route::VideoContent => api::videos::content(core, req, res).await?,
         Route::Preflight => res.set_cors(Cors::Preflight),
         Route::Allocations => {
             let count = crate::testing::alloc_count::calls();
@@ -115,14 +115,14 @@ pub fn streams_body(route: Route) -> bool {
 /// Runs a route whose body is streamed (see [`streams_body`]).
 pub async fn dispatch_streaming(
     route: Route,
-    worker: &Worker,
+    core: &Core,
     req: &mut Request<'_>,
     body: &mut BodyStream<'_>,
     res: &mut Response<'_>,
 ) -> Result<(), AppError> {
     res.set_cors(Cors::Simple);
     match route {
-        Route::CreateVideo => api::videos::create(worker, req, body, res).await,
+        Route::CreateVideo => api::videos::create(core, req, body, res).await,
         _ => Err(AppError::Internal),
     }
 }

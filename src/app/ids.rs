@@ -9,12 +9,11 @@
 
 use swiftlet_protocol::{Rfc3339Millis, Status};
 
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::json::{write_int, write_str};
 use crate::http::request::Request;
 use crate::http::response::{Response, API_JSON};
-use crate::ids;
-use crate::server::worker::Worker;
 
 /// Most IDs one request may ask for.
 const MAX_COUNT: usize = 1000;
@@ -27,12 +26,12 @@ fn count(raw: Option<&[u8]>) -> Result<Option<usize>, AppError> {
     }
 }
 
-pub async fn generate(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+pub async fn generate(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let mut digits = itoa::Buffer::new();
     match count(req.query_param("count"))? {
         None => {
             let mut made = 0;
-            ids::issue::issue(worker, 1, |id| made = id).await?;
+            core.ids.issue(1, |id| made = id).await?;
             res.send_with(Status::OK, API_JSON, |out| {
                 out.extend_from_slice(b"{\"id\":\"");
                 out.extend_from_slice(digits.format(made).as_bytes());
@@ -41,7 +40,7 @@ pub async fn generate(worker: &Worker, req: &mut Request<'_>, res: &mut Response
         }
         Some(n) => {
             let mut made = Vec::with_capacity(n);
-            ids::issue::issue(worker, n, |id| made.push(id)).await?;
+            core.ids.issue(n, |id| made.push(id)).await?;
             res.send_with(Status::OK, API_JSON, |out| {
                 out.extend_from_slice(b"{\"ids\":[");
                 for (i, id) in made.iter().enumerate() {
@@ -59,13 +58,13 @@ pub async fn generate(worker: &Worker, req: &mut Request<'_>, res: &mut Response
     Ok(())
 }
 
-pub fn decode(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+pub fn decode(core: &Core, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let invalid = AppError::InvalidField { field: "id", problem: "must be a decimal 64-bit ID" };
     let raw =
         crate::http::router::Segments::split(req.path()).and_then(|s| s.as_slice().get(2).copied()).ok_or(invalid)?;
     let id: u64 =
         std::str::from_utf8(raw).ok().and_then(|t| t.parse().ok()).filter(|id| *id < 1 << 63).ok_or(invalid)?;
-    let scheme = worker.config.id_scheme();
+    let scheme = core.config.id_scheme();
     let parts = scheme.decode(id);
     res.send_with(Status::OK, API_JSON, |out| {
         out.extend_from_slice(b"{\"id\":\"");

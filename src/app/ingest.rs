@@ -10,26 +10,26 @@
 
 use swiftlet_protocol::Status;
 
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::json::write_int;
 use crate::http::request::Request;
 use crate::http::response::{Response, JSON};
 use crate::ingest::event::with_payload;
 use crate::ingest::Receipt;
-use crate::server::worker::Worker;
 
 /// Rejected lines listed in a batch answer; the count covers the rest.
 const MAX_LISTED_REJECTIONS: usize = 100;
 
-pub async fn ingest(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    worker.ingest.room().await?;
-    let receipt = with_payload(req.body, |event| worker.ingest.append(event))?;
+pub async fn ingest(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    core.ingest.room().await?;
+    let receipt = with_payload(req.body, |event| core.ingest.append(event))?;
     receipt.confirmed().await?;
     res.send_static(Status::ACCEPTED, JSON, br#"{"status":"queued"}"#);
     Ok(())
 }
 
-pub async fn ingest_batch(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+pub async fn ingest_batch(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let mut accepted = 0u64;
     let mut rejected: Vec<(usize, AppError)> = Vec::new();
     let mut rejected_count = 0u64;
@@ -39,8 +39,8 @@ pub async fn ingest_batch(worker: &Worker, req: &mut Request<'_>, res: &mut Resp
         if line.is_empty() {
             continue;
         }
-        worker.ingest.room().await?;
-        match with_payload(line, |event| worker.ingest.append(event)) {
+        core.ingest.room().await?;
+        match with_payload(line, |event| core.ingest.append(event)) {
             Ok(receipt) => {
                 accepted += 1;
                 if receipts.last().is_none_or(|last| !last.same_batch(&receipt)) {

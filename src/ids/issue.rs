@@ -2,13 +2,15 @@
 //! node id currently held, stepped over the real clock.
 //!
 //! Both `/api/ids` and the product API's inserts (users and articles get
-//! their primary keys here) come through [`issue`]. The generator is borrowed
-//! only between awaits; when a tick's sequence is used up the caller sleeps
-//! to the next tick (a timer, so the worker serves others meanwhile).
+//! their primary keys here) come through an [`Issuer`], one per worker. The
+//! generator is borrowed only between awaits; when a tick's sequence is used
+//! up the caller sleeps to the next tick (a timer, so the worker serves
+//! others meanwhile).
 
-use super::{horizon, lease, unix_ms_now, IdGenerator, Step};
+use std::cell::RefCell;
+
+use super::{horizon, lease, unix_ms_now, IdGenerator, IdScheme, Step};
 use crate::http::error::AppError;
-use crate::server::worker::Worker;
 
 const NO_NODE: AppError =
     AppError::IdsUnavailable { problem: "this node has no node id (set --node-id, or REDIS_URL to lease one)" };
@@ -17,19 +19,44 @@ const PAST_HORIZON: AppError = AppError::IdsUnavailable {
         "this node has not recorded how far it may make IDs (PostgreSQL away, or the clock behind IDs already made)",
 };
 
-/// Makes `n` new IDs and hands each to `take`, in increasing order. A
-/// callback rather than a `Vec`, so a single ID costs no allocation.
-pub async fn issue(worker: &Worker, n: usize, mut take: impl FnMut(u64)) -> Result<(), AppError> {
+/// One worker's IDs: its core number in the machine field, and its
+/// generator for the node id it last issued under.
+pub struct Issuer {
+    scheme: IdScheme,
+    core: usize,
+    generator: RefCell<Option<IdGenerator>>,
+}
+
+impl Issuer {
+    pub fn new(scheme: IdScheme, core: usize) -> Issuer {
+        Issuer { scheme, core, generator: RefCell::new(None) }
+    }
+
+    /// Makes `n` new IDs and hands each to `take`, in increasing order. A
+    /// callback rather than a `Vec`, so a single ID costs no allocation.
+    pub async fn issue(&self, n: usize, take: impl FnMut(u64)) -> Result<(), AppError> {
+        issue(self, n, take).await
+    }
+
+    /// One new ID as PostgreSQL's bigint: the primary key of a row about to be
+    /// inserted. Every layout leaves the top bit 0, so it always fits.
+    pub async fn one(&self) -> Result<i64, AppError> {
+        let mut made = None;
+        self.issue(1, |id| made = Some(id)).await?;
+        made.and_then(|id| i64::try_from(id).ok()).ok_or(AppError::Internal)
+    }
+}
+
+async fn issue(issuer: &Issuer, n: usize, mut take: impl FnMut(u64)) -> Result<(), AppError> {
     let mut made = 0;
     while made < n {
         let wait = {
             let node = lease::current().ok_or(NO_NODE)?;
-            let mut slot = worker.ids.borrow_mut();
+            let mut slot = issuer.generator.borrow_mut();
             if slot.as_ref().is_none_or(|g| g.node() != node) {
                 // First use, or the lease moved this node to another id.
-                let scheme = worker.config.id_scheme();
-                let machine = scheme.machine(node, worker.index).map_err(|_| NO_NODE)?;
-                *slot = Some(IdGenerator::new(scheme, machine));
+                let machine = issuer.scheme.machine(node, issuer.core).map_err(|_| NO_NODE)?;
+                *slot = Some(IdGenerator::new(issuer.scheme, machine));
             }
             let generator = slot.as_mut().ok_or(NO_NODE)?;
             loop {
@@ -64,12 +91,4 @@ pub async fn issue(worker: &Worker, n: usize, mut take: impl FnMut(u64)) -> Resu
         }
     }
     Ok(())
-}
-
-/// One new ID as PostgreSQL's bigint: the primary key of a row about to be
-/// inserted. Every layout leaves the top bit 0, so it always fits.
-pub async fn one(worker: &Worker) -> Result<i64, AppError> {
-    let mut made = None;
-    issue(worker, 1, |id| made = Some(id)).await?;
-    made.and_then(|id| i64::try_from(id).ok()).ok_or(AppError::Internal)
 }

@@ -53,16 +53,15 @@ use swiftlet_protocol::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
-use crate::app::dispatch;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::{Cors, CorsOrigin, CorsOrigins, Response};
-use crate::http::router;
 use crate::server::body_stream::BodyStream;
 use crate::server::date_cache;
 use crate::server::panic_guard;
+use crate::server::service::{Listener, Service};
 use crate::server::transport::Transport;
-use crate::server::worker::{Listener, Worker};
+use crate::server::worker::Worker;
 use crate::storage::objects::ObjectBody;
 
 /// Flush `wbuf` once it holds this much, even mid-pipeline.
@@ -106,9 +105,9 @@ enum ReadOutcome {
     Failed,
 }
 
-pub struct Connection<'w, S: Transport> {
+pub struct Connection<'w, S: Transport, A: Service> {
     stream: S,
-    worker: &'w Worker,
+    worker: &'w Worker<A>,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     scratch: Vec<u8>,
@@ -134,16 +133,16 @@ pub struct Connection<'w, S: Transport> {
     round_clock: Option<std::time::Instant>,
 }
 
-impl<'w, S: Transport> Connection<'w, S> {
+impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
     /// A connection accepted at `accepted`: the first head's timeout counts
     /// from then, whatever happened in between (a TLS handshake).
     pub fn new(
         stream: S,
-        worker: &'w Worker,
+        worker: &'w Worker<A>,
         accepted: Instant,
         peer: std::net::IpAddr,
         listener: Listener,
-    ) -> Connection<'w, S> {
+    ) -> Connection<'w, S, A> {
         let size = worker.config.buffer_size;
         Connection {
             stream,
@@ -267,10 +266,7 @@ impl<'w, S: Transport> Connection<'w, S> {
                     break Round::Close;
                 }
             };
-            let route = self.worker.expose(
-                router::route(head.method, head.path(&self.rbuf[start..]), self.worker.config.test_routes),
-                self.listener,
-            );
+            let route = self.worker.app.route(head.method, head.path(&self.rbuf[start..]), self.listener);
             let route = match route {
                 Ok(route) => route,
                 Err(e) => {
@@ -286,7 +282,7 @@ impl<'w, S: Transport> Connection<'w, S> {
                     continue;
                 }
             };
-            if dispatch::streams_body(route) {
+            if self.worker.app.streams_body(route) {
                 let outcome = self.serve_streaming(start, head, route).await;
                 // It drained `rbuf` up to where it stopped reading, and what
                 // follows came with its last read: a next head counts from now.
@@ -300,7 +296,7 @@ impl<'w, S: Transport> Connection<'w, S> {
                     None => break Round::Close,
                 }
             }
-            let limit = dispatch::body_limit(route, &self.worker.config);
+            let limit = self.worker.app.body_limit(route);
 
             let region = &mut self.rbuf[start + head.head_len..];
             let (body_len, consumed) = match head.framing {
@@ -349,12 +345,11 @@ impl<'w, S: Transport> Connection<'w, S> {
             let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
             let mut request = Request::new(head, head_bytes, &mut rest[..body_len]).from_peer(self.peer);
             let mut response = Response::new(&mut self.scratch);
-            let outcome =
-                panic_guard::catch_panic(dispatch::dispatch(route, self.worker, &mut request, &mut response)).await;
+            let outcome = panic_guard::catch_panic(self.worker.app.call(route, &mut request, &mut response)).await;
             settle(outcome, route, &mut response);
             if let Some(since) = taken_up.as_mut() {
                 let now = std::time::Instant::now();
-                self.worker.metrics.record(Some(route as usize), response.status().code(), Some(now - *since));
+                self.worker.metrics.record(Some(A::route_index(route)), response.status().code(), Some(now - *since));
                 *since = now;
             }
             // Decided after the handler: shutdown may have begun while it ran.
@@ -384,7 +379,7 @@ impl<'w, S: Transport> Connection<'w, S> {
     /// Serves a request whose body its handler reads as a stream (an upload).
     /// The head starts at `start` in `rbuf`; on return `rbuf` starts after the
     /// body, and `Some` means the connection goes on.
-    async fn serve_streaming(&mut self, start: usize, head: RequestHead, route: router::Route) -> Option<()> {
+    async fn serve_streaming(&mut self, start: usize, head: RequestHead, route: A::Route) -> Option<()> {
         let len = match head.framing {
             BodyFraming::Empty => 0,
             BodyFraming::Length(n) => n,
@@ -414,14 +409,13 @@ impl<'w, S: Transport> Connection<'w, S> {
             BodyStream::new(&mut self.stream, &mut self.rbuf, len, config.body_timeout, deadline, head.expect_continue);
         // Boxed: an upload's future is large (multipart state, storage calls),
         // and unboxed it would be part of every connection's future, uploads or not.
-        let handler =
-            Box::pin(dispatch::dispatch_streaming(route, self.worker, &mut request, &mut body, &mut response));
+        let handler = Box::pin(self.worker.app.call_streaming(route, &mut request, &mut body, &mut response));
         let outcome = panic_guard::catch_panic(handler).await;
         // Unread body bytes cannot be told apart from a next request.
         let body_done = body.remaining() == 0;
         settle(outcome, route, &mut response);
         if let Some(since) = since {
-            self.worker.metrics.record(Some(route as usize), response.status().code(), Some(since.elapsed()));
+            self.worker.metrics.record(Some(A::route_index(route)), response.status().code(), Some(since.elapsed()));
         }
         let keep_alive = keep_alive(&head, self.worker) && body_done;
         let cors = cors_origin(self.worker, &response, &head, &head_bytes);
@@ -569,7 +563,7 @@ fn read_outcome(read: io::Result<usize>) -> ReadOutcome {
 /// their error answers.
 fn settle(
     outcome: Result<Result<(), AppError>, Box<dyn std::any::Any + Send>>,
-    route: router::Route,
+    route: impl std::fmt::Debug,
     response: &mut Response<'_>,
 ) {
     match outcome {
@@ -614,13 +608,18 @@ async fn flush_stream<S: Transport>(stream: &mut S, timeout: Duration) -> io::Re
 }
 
 /// Whether the connection may stay open after answering `head`.
-fn keep_alive(head: &RequestHead, worker: &Worker) -> bool {
+fn keep_alive<A>(head: &RequestHead, worker: &Worker<A>) -> bool {
     head.keep_alive && !worker.shutting_down()
 }
 
 /// The CORS origin headers of an answer that carries CORS (`Cors::None`
 /// answers get none, whatever the configuration).
-fn cors_origin<'a>(worker: &'a Worker, response: &Response<'_>, head: &RequestHead, buf: &'a [u8]) -> CorsOrigin<'a> {
+fn cors_origin<'a, A>(
+    worker: &'a Worker<A>,
+    response: &Response<'_>,
+    head: &RequestHead,
+    buf: &'a [u8],
+) -> CorsOrigin<'a> {
     if response.cors() == Cors::None {
         return NO_CORS;
     }

@@ -11,6 +11,7 @@ pub mod body_stream;
 pub mod connection;
 pub mod date_cache;
 pub mod panic_guard;
+pub mod service;
 pub mod tls;
 pub mod transport;
 pub mod worker;
@@ -24,22 +25,19 @@ use tokio::sync::watch;
 
 use std::sync::Arc;
 
-use crate::app::api::throttle::LoginThrottle;
 use crate::config::Config;
+use service::Service;
+use worker::MakeApp;
 
 pub struct Server {
     local_addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
     ops_addr: Option<SocketAddr>,
-    video_storage: &'static str,
     workers: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     fd_limit: u64,
     connection_cap: usize,
 }
-
-/// The shortest JWT secret accepted: HS256 wants a 256-bit key.
-pub const MIN_JWT_SECRET_LEN: usize = 32;
 
 /// File descriptors each worker keeps for other things than client
 /// connections: its listeners, PostgreSQL and Redis connections, the ingest
@@ -54,28 +52,17 @@ const FDS_PER_PROCESS: u64 = 64;
 const MAX_DEFAULT_CONNECTIONS: u64 = 50_000;
 
 impl Server {
-    /// Binds the listeners and starts the workers. Returns once every worker's
-    /// listener is bound, so the server accepts connections from then on.
-    pub fn start(mut config: Config) -> io::Result<Server> {
-        // Never sign with an empty or short key: a token forged with it would
-        // pass. (`main` makes one up for --dev before it gets here.)
-        if config.jwt_secret.as_ref().is_none_or(|secret| secret.len() < MIN_JWT_SECRET_LEN) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("a JWT secret of at least {MIN_JWT_SECRET_LEN} bytes is required to sign API tokens"),
-            ));
-        }
+    /// Binds the listeners and starts the workers, each serving the
+    /// application `make_app` builds on its thread. Returns once every
+    /// worker's listener is bound, so the server accepts connections from
+    /// then on.
+    pub fn start<A: Service + 'static>(mut config: Config, make_app: impl MakeApp<A>) -> io::Result<Server> {
         let count = config.workers();
         let fd_limit = raise_fd_limit();
         let connection_cap = *config.max_connections.get_or_insert_with(|| {
             let spare = fd_limit.saturating_sub(FDS_PER_PROCESS + FDS_PER_WORKER * count as u64);
             (spare / count as u64).clamp(1, MAX_DEFAULT_CONNECTIONS) as usize
         });
-        // Each worker builds its own store client; check the configuration
-        // once here, so a bad one stops the start with its reason.
-        let video_storage =
-            crate::storage::objects::ObjectStorage::connect(&config.object_settings()).map_err(io::Error::other)?.kind;
-        crate::metrics::label_routes(&crate::http::router::Route::LABELS);
         let tls = match (&config.tls_listen, &config.tls_cert, &config.tls_key) {
             (Some(_), Some(cert), Some(key)) => {
                 Some(crate::server::tls::server_config(cert, key).map_err(io::Error::other)?)
@@ -86,7 +73,7 @@ impl Server {
         let (local_addr, mut plain) = bind_all(local_addr, count)?;
         let (tls_addr, mut secure) = bind_all(config.tls_listen, count)?;
         let (ops_addr, mut ops) = bind_all(config.ops_listen, count)?;
-        let logins = Arc::new(LoginThrottle::new(config.login_failures_per_account, config.login_failures_per_address));
+        let make_app = Arc::new(make_app);
         let cores = if config.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
         let (shutdown, watcher) = watch::channel(false);
 
@@ -94,7 +81,7 @@ impl Server {
         for index in 0..count {
             let listeners =
                 worker::Listeners { plain: plain.pop(), tls: secure.pop().zip(tls.clone()), ops: ops.pop() };
-            let logins = Arc::clone(&logins);
+            let make_app = Arc::clone(&make_app);
             let config = config.clone();
             let watcher = watcher.clone();
             let core = (!cores.is_empty()).then(|| cores[(config.first_core + index) % cores.len()]);
@@ -104,13 +91,13 @@ impl Server {
                         tracing::warn!(worker = index, core = core.id, "could not pin worker to core");
                     }
                 }
-                if let Err(e) = worker::run(index, listeners, config, logins, watcher) {
+                if let Err(e) = worker::run(index, listeners, config, &*make_app, watcher) {
                     tracing::error!(worker = index, error = %e, "worker failed");
                 }
             })?;
             workers.push(handle);
         }
-        Ok(Server { local_addr, tls_addr, ops_addr, video_storage, workers, shutdown, fd_limit, connection_cap })
+        Ok(Server { local_addr, tls_addr, ops_addr, workers, shutdown, fd_limit, connection_cap })
     }
 
     /// The process's file-descriptor limit, as raised at start.
@@ -136,11 +123,6 @@ impl Server {
     /// The operations address (/metrics, /ready, /health), if one is configured.
     pub fn ops_addr(&self) -> Option<SocketAddr> {
         self.ops_addr
-    }
-
-    /// "local" or "s3".
-    pub fn video_storage(&self) -> &'static str {
-        self.video_storage
     }
 
     pub fn workers(&self) -> usize {
@@ -211,18 +193,6 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn no_server_without_a_jwt_secret() {
-        let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
-        config.database_url.clear();
-        config.redis_url.clear();
-        for secret in [None, Some(String::new()), Some("short".to_owned())] {
-            config.jwt_secret = secret;
-            let Err(e) = Server::start(config.clone()) else { panic!("started without a usable JWT secret") };
-            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-        }
-    }
 
     /// The unsafe calls above, checked against what the kernel reports for this process.
     #[test]

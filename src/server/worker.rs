@@ -9,13 +9,17 @@
 //! close (in order: FIN, then drain), lets the others finish the request they
 //! are on, and returns when none are left or the shutdown timeout
 //! ends the wait (dropping the runtime then closes whatever remains). Before it
-//! returns it lets its ingest writer commit the log events still queued.
+//! returns it lets the application finish what it acknowledged
+//! ([`Service::drain`]: the log events still queued).
+//!
+//! The application is built on the worker's thread by the factory the server
+//! was started with, and reached only through [`Service`].
 //!
 //! With HTTPS on, the worker has a second listener; a TLS connection does its
 //! handshake in its own task, within the head timeout, and then runs the same
 //! connection code over the TLS session.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,54 +32,39 @@ use tokio::sync::watch;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
 
-use crate::app::api::auth::{Generations, Tokens};
-use crate::app::api::throttle::LoginThrottle;
+use super::connection::{self, Connection};
+pub use super::service::Listener;
+use super::service::Service;
 use crate::config::Config;
 use crate::http::error::AppError;
-use crate::http::response::CorsOrigins;
-use crate::http::response::Response;
-use crate::http::router::Route;
-use crate::ids::IdGenerator;
-use crate::ingest::access::LogAccess;
-use crate::ingest::{writer, IngestQueue};
+use crate::http::response::{CorsOrigins, Response};
 use crate::metrics::{self, WorkerMetrics};
-use crate::server::connection::{self, Connection};
 use crate::server::date_cache;
 use crate::storage::backoff::Backoff;
-use crate::storage::objects::ObjectStorage;
-use crate::storage::statements::StatementLists;
-use crate::storage::Storage;
-
-/// What every PostgreSQL connection prepares.
-const STATEMENTS: StatementLists = &[crate::app::bench::sql::ALL, crate::app::api::sql::ALL];
 
 /// What every connection on this worker shares (through a plain `Rc`: this
-/// never leaves the thread).
-pub struct Worker {
+/// never leaves the thread): the application, and the server's own state
+/// beside it.
+pub struct Worker<A> {
+    /// The application: it routes and answers the requests.
+    pub app: A,
     pub config: Config,
-    /// This worker's own PostgreSQL and Redis connections.
-    pub storage: Storage,
     pub limits: HeadLimits,
-    /// Signs and checks the product API's tokens.
-    pub tokens: Tokens,
-    /// Users' token generations, as this worker last read them.
-    pub generations: Generations,
-    /// Which worker this is (its core number in the IDs' machine field).
-    pub index: usize,
-    /// This worker's ID generator, made for the node id it was last used with.
-    pub ids: RefCell<Option<IdGenerator>>,
-    /// Log events waiting for this worker's ingest writer to commit them.
-    pub ingest: Rc<IngestQueue>,
     /// This worker's counters for `/metrics` (shared with the scraping worker).
     pub metrics: Arc<WorkerMetrics>,
-    /// Who may use the log service.
-    pub log_access: LogAccess,
-    /// Which origins' front ends may read the product API's answers.
+    /// Which origins' front ends may read the answers that allow CORS.
     pub cors_origins: CorsOrigins,
-    /// Failed-login budgets, shared by every worker.
-    pub logins: Arc<LoginThrottle>,
-    /// The routes each [`Listener`] serves, a bit per route.
-    served: [u64; 2],
+    /// Which worker this is.
+    pub index: usize,
+    /// Shutdown, and the connections it waits for.
+    drain: Drain,
+}
+
+/// The shutdown state of a worker: kept apart from the application, which
+/// never needs it (the connection loop decides keep-alive and closes idle
+/// connections).
+#[derive(Default)]
+struct Drain {
     shutting_down: Cell<bool>,
     /// Connections open now.
     connections: Cell<usize>,
@@ -83,32 +72,20 @@ pub struct Worker {
     idle_close: tokio::sync::Notify,
 }
 
-impl Worker {
-    /// The router's answer, if the listener it was asked on serves that
-    /// route; otherwise 404, as if it did not exist (see [`served_routes`]).
-    /// The operations listener says nothing, not even 405, of other paths.
-    pub fn expose(&self, routed: Result<Route, AppError>, listener: Listener) -> Result<Route, AppError> {
-        match routed {
-            Ok(route) if self.served[listener as usize] & (1 << route as u64) != 0 => Ok(route),
-            Ok(_) => Err(AppError::NotFound),
-            Err(_) if listener == Listener::Ops => Err(AppError::NotFound),
-            Err(e) => Err(e),
-        }
-    }
-
+impl<A> Worker<A> {
     pub fn shutting_down(&self) -> bool {
-        self.shutting_down.get()
+        self.drain.shutting_down.get()
     }
 
     fn open_connections(&self) -> usize {
-        self.connections.get()
+        self.drain.connections.get()
     }
 
     /// What an idle connection awaits beside its socket: completes once
     /// shutdown begins. Take it before checking [`shutting_down`](Self::shutting_down)
     /// (a notification sent after it was taken is not missed).
     pub fn idle_close(&self) -> tokio::sync::futures::Notified<'_> {
-        self.idle_close.notified()
+        self.drain.idle_close.notified()
     }
 
     fn count_connections(&self) {
@@ -119,26 +96,26 @@ impl Worker {
     /// (each sends FIN and drains what the client sent meanwhile, so the
     /// client sees an orderly close rather than a reset).
     fn close_idle(&self) {
-        self.idle_close.notify_waiters();
+        self.drain.idle_close.notify_waiters();
     }
 }
 
 /// Keeps a connection registered for as long as its task exists, however it ends.
-struct Registration {
-    worker: Rc<Worker>,
+struct Registration<A> {
+    worker: Rc<Worker<A>>,
 }
 
-impl Registration {
-    fn new(worker: &Rc<Worker>) -> Registration {
-        worker.connections.set(worker.connections.get() + 1);
+impl<A> Registration<A> {
+    fn new(worker: &Rc<Worker<A>>) -> Registration<A> {
+        worker.drain.connections.set(worker.drain.connections.get() + 1);
         worker.count_connections();
         Registration { worker: Rc::clone(worker) }
     }
 }
 
-impl Drop for Registration {
+impl<A> Drop for Registration<A> {
     fn drop(&mut self) {
-        self.worker.connections.set(self.worker.connections.get() - 1);
+        self.worker.drain.connections.set(self.worker.drain.connections.get() - 1);
         self.worker.count_connections();
     }
 }
@@ -158,54 +135,17 @@ struct Accepting {
     ops: Option<TcpListener>,
 }
 
-/// The routes `listener` serves, a bit per route: the operations listener
-/// only /metrics, /ready and /health; the public one no /metrics when there
-/// is an operations listener, and no benchmark routes with
-/// --no-benchmark-routes.
-fn served_routes(config: &Config, listener: Listener) -> u64 {
-    let mut served = 0u64;
-    for route in Route::ALL {
-        let serves = match (listener, route) {
-            (Listener::Ops, Route::Metrics | Route::Ready | Route::Health) => true,
-            (Listener::Ops, _) => false,
-            (Listener::Public, Route::Metrics) => config.ops_listen.is_none(),
-            (
-                Listener::Public,
-                Route::Plaintext
-                | Route::Json
-                | Route::Db
-                | Route::Queries
-                | Route::Updates
-                | Route::Fortunes
-                | Route::CachedQueries,
-            ) => !config.no_benchmark_routes,
-            (Listener::Public, _) => true,
-        };
-        if serves {
-            served |= 1 << route as u64;
-        }
-    }
-    served
-}
-
-// A route is a bit of a u64.
-const _: () = assert!(Route::ALL.len() <= 64);
-
-/// Which listener a connection came in on: what it may reach depends on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// Plain HTTP or HTTPS: the product, and what the configuration leaves on it.
-    Public,
-    /// `--ops-listen`: /metrics, /ready and /health only.
-    Ops,
-}
+/// Makes a worker's application on its own thread, once its runtime runs:
+/// given the worker's index, the configuration and its metrics block.
+pub trait MakeApp<A>: Fn(usize, &Config, Arc<WorkerMetrics>) -> io::Result<A> + Send + Sync + 'static {}
+impl<A, F: Fn(usize, &Config, Arc<WorkerMetrics>) -> io::Result<A> + Send + Sync + 'static> MakeApp<A> for F {}
 
 /// Runs one worker on the calling thread until shutdown completes.
-pub fn run(
+pub fn run<A: Service + 'static>(
     index: usize,
     listeners: Listeners,
     config: Config,
-    logins: Arc<LoginThrottle>,
+    make_app: &impl MakeApp<A>,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -221,45 +161,19 @@ pub fn run(
             },
             ops: listeners.ops.map(TcpListener::from_std).transpose()?,
         };
-        // Before the storage starts: its connections count themselves here.
-        let worker_metrics = Arc::new(WorkerMetrics::new(index, Route::ALL.len()));
+        let worker_metrics = Arc::new(WorkerMetrics::new(index, A::ROUTES));
         metrics::registry().register(Arc::clone(&worker_metrics));
-        let objects = ObjectStorage::connect(&config.object_settings()).map_err(io::Error::other)?;
-        let storage = Storage::start(&config.store_settings(), objects, STATEMENTS, Arc::clone(&worker_metrics));
+        let app = make_app(index, &config, Arc::clone(&worker_metrics))?;
         let worker = Rc::new(Worker {
-            metrics: Arc::clone(&worker_metrics),
-            log_access: LogAccess::new(config.ingest_token.as_deref(), config.dev),
+            app,
             cors_origins: CorsOrigins::parse(&config.cors_origin),
-            logins,
-            served: [served_routes(&config, Listener::Public), served_routes(&config, Listener::Ops)],
             limits: config.head_limits(),
+            metrics: worker_metrics,
             index,
-            ids: RefCell::new(None),
-            ingest: Rc::new(IngestQueue::new(
-                config.ingest_ack,
-                config.ingest_batch_events as usize,
-                config.ingest_linger(),
-                config.ingest_queue_events as usize,
-                config.ingest_queue_bytes,
-                config.ingest_full_wait(),
-                Some(Arc::clone(&worker_metrics)),
-            )),
-            generations: Generations::default(),
-            tokens: Tokens::new(config.jwt_secret.as_deref().unwrap_or_default().as_bytes(), config.token_ttl()),
-            storage,
             config,
-            shutting_down: Cell::new(false),
-            connections: Cell::new(0),
-            idle_close: tokio::sync::Notify::new(),
+            drain: Drain::default(),
         });
         let date = tokio::task::spawn_local(date_cache::refresh_every_second());
-        let ingest_writer = tokio::task::spawn_local(writer::run(
-            Rc::clone(&worker.ingest),
-            worker.config.database_url.clone(),
-            worker.config.storage_timeout,
-            index,
-            Some(worker_metrics),
-        ));
         // A task of its own, not part of this future: the runtime polls this
         // (root) future on every wake-up of any connection, and the accept
         // loop's select would be polled with it each time.
@@ -272,7 +186,7 @@ pub fn run(
             })
         };
         let _ = accepting.await;
-        worker.shutting_down.set(true);
+        worker.drain.shutting_down.set(true);
         worker.close_idle();
 
         let deadline = Instant::now() + worker.config.shutdown_timeout;
@@ -286,19 +200,8 @@ pub fn run(
                 "shutdown timeout: closing connections still open"
             );
         }
-        // Queued events were acknowledged: store them before exiting, within the same deadline.
-        worker.ingest.close();
-        while worker.ingest.depth() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if worker.ingest.depth() > 0 {
-            tracing::error!(
-                worker = index,
-                events = worker.ingest.depth(),
-                "shutdown timeout: queued log events not stored"
-            );
-        }
-        ingest_writer.abort();
+        // What the application acknowledged, it finishes within the same deadline.
+        worker.app.drain(deadline.into_std()).await;
         date.abort();
         Ok(())
     })
@@ -312,7 +215,11 @@ async fn accept_on(listener: Option<&TcpListener>) -> io::Result<(TcpStream, std
     }
 }
 
-async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_until_shutdown<A: Service + 'static>(
+    listeners: &Accepting,
+    worker: &Rc<Worker<A>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let tls_listener = listeners.tls.as_ref().map(|(listener, _)| listener);
     let cap = worker.config.max_connections.unwrap_or(usize::MAX);
     let mut backoff = AcceptBackoff::default();
@@ -382,7 +289,7 @@ async fn accept_until_shutdown(listeners: &Accepting, worker: &Rc<Worker>, mut s
 /// goes on, its last packet dropped, can still be reset: the kernel gives no
 /// way to stop a listener and keep its queue. On loopback that is a window of
 /// microseconds.)
-fn close_backlog(listeners: &Accepting, worker: &Rc<Worker>) {
+fn close_backlog<A: 'static>(listeners: &Accepting, worker: &Rc<Worker<A>>) {
     let all = [listeners.plain.as_ref(), listeners.tls.as_ref().map(|(listener, _)| listener), listeners.ops.as_ref()];
     for listener in all.into_iter().flatten() {
         let socket = socket2::SockRef::from(listener);
@@ -447,10 +354,10 @@ async fn close_unserved(mut stream: TcpStream) {
 /// timeout counts from accept and covers the handshake and the first head
 /// together (a client that connects and says nothing, or handshakes slowly,
 /// is dropped as on plain HTTP).
-async fn serve_tls(
+async fn serve_tls<A: Service>(
     acceptor: tokio_rustls::TlsAcceptor,
     stream: TcpStream,
-    worker: &Worker,
+    worker: &Worker<A>,
     accepted_at: Instant,
     peer: std::net::IpAddr,
 ) {
@@ -474,7 +381,7 @@ async fn serve_tls(
 }
 
 /// Best effort: tell a client over the cap why, without spending a task on it.
-fn refuse_overloaded(stream: &TcpStream, worker: &Worker) {
+fn refuse_overloaded<A>(stream: &TcpStream, worker: &Worker<A>) {
     let mut scratch = Vec::new();
     let mut response = Response::new(&mut scratch);
     response.send_error(&AppError::Overloaded);

@@ -15,11 +15,10 @@ use super::cache::{self, Entry, Lookup};
 use super::input;
 use super::requests::{ArticleChanges, NewArticle};
 use super::{change_then_read, path_param, render, slug, sql};
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::{Response, API_JSON};
-use crate::ids;
-use crate::server::worker::Worker;
 use crate::storage::postgres::{Batch, BatchRows};
 use crate::storage::statements::Statement;
 use crate::storage::PgError;
@@ -67,8 +66,8 @@ fn send_article(res: &mut Response<'_>, rows: &BatchRows, query: usize, status: 
     Ok(())
 }
 
-pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
+pub async fn list(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(super::auth::caller(core, req).await?);
     let (limit, offset) = page(req)?;
     let author = filter(req, "author")?;
     let tag = filter(req, "tag")?;
@@ -76,13 +75,13 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     let (author, tag, favorited) = (author.as_deref(), tag.as_deref(), favorited.as_deref());
     let first_page = (author, tag, favorited, limit, offset) == (None, None, None, DEFAULT_LIMIT, 0);
     let lookup = match first_page {
-        true => cache::lookup(&worker.storage, Entry::FirstPage, caller != 0).await,
+        true => cache::lookup(&core.storage, Entry::FirstPage, caller != 0).await,
         false => Lookup::Bypass,
     };
     if lookup.serve(res) {
         return Ok(());
     }
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg
         .run(|b| {
             let single: Option<(&Statement, &Statement, &str)> = match (author, tag, favorited) {
@@ -108,14 +107,14 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
         })
         .await?;
     send_list(res, &rows)?;
-    cache::fill(&worker.storage, lookup, res.body());
+    cache::fill(&core.storage, lookup, res.body());
     Ok(())
 }
 
-pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = super::auth::required(worker, req).await?.id;
+pub async fn feed(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = super::auth::required(core, req).await?.id;
     let (limit, offset) = page(req)?;
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg
         .run(|b| {
             b.query(&sql::FEED, &[&caller, &limit, &offset])?;
@@ -125,17 +124,17 @@ pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     send_list(res, &rows)
 }
 
-pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
+pub async fn get(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(super::auth::caller(core, req).await?);
     let slug = path_param(req, 2, ARTICLE)?;
-    let lookup = cache::lookup(&worker.storage, Entry::Article(&slug), caller != 0).await;
+    let lookup = cache::lookup(&core.storage, Entry::Article(&slug), caller != 0).await;
     if lookup.serve(res) {
         return Ok(());
     }
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::ARTICLE_BY_SLUG, &[&caller, &slug.as_ref()])).await?;
     send_article(res, &rows, 0, Status::OK)?;
-    cache::fill(&worker.storage, lookup, res.body());
+    cache::fill(&core.storage, lookup, res.body());
     Ok(())
 }
 
@@ -143,14 +142,14 @@ fn slug_taken(e: &PgError) -> bool {
     matches!(e, PgError::Violation { constraint } if constraint == "articles_slug_key")
 }
 
-pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = super::auth::required(worker, req).await?.id;
+pub async fn create(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = super::auth::required(core, req).await?.id;
     let NewArticle { title, description, body, tags } = NewArticle::parse(req.body)?;
     let base = slug::slugify(title);
     let mut slug = base.clone();
-    let id = ids::issue::one(worker).await?;
+    let id = core.ids.one().await?;
     for _ in 0..SLUG_ATTEMPTS {
-        let pg = worker.storage.pg.for_writes()?;
+        let pg = core.storage.pg.for_writes()?;
         let attempt = pg
             .run(|b| {
                 b.query(&sql::INSERT_ARTICLE, &[&slug.as_str(), &caller, &title, &description, &body, &tags, &id])?;
@@ -162,9 +161,9 @@ pub async fn create(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
         if !tags.is_empty() {
             stale.push(Entry::Tags);
         }
-        match cache::if_unknown(&worker.storage, attempt, &stale).await {
+        match cache::if_unknown(&core.storage, attempt, &stale).await {
             Ok(rows) => {
-                cache::invalidate(&worker.storage, &stale).await;
+                cache::invalidate(&core.storage, &stale).await;
                 let read_back = rows.queries() - 1;
                 return send_article(res, &rows, read_back, Status::CREATED);
             }
@@ -199,8 +198,8 @@ struct Owned {
     tags: Vec<String>,
 }
 
-async fn owned(worker: &Worker, slug: &str, caller: i64) -> Result<Owned, AppError> {
-    let pg = worker.storage.pg.for_reads()?;
+async fn owned(core: &Core, slug: &str, caller: i64) -> Result<Owned, AppError> {
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::ARTICLE_OWNER, &[&slug])).await?;
     let row = rows.query(0).next().ok_or_else(not_found)?;
     if row.int8(1)? != caller {
@@ -210,16 +209,16 @@ async fn owned(worker: &Worker, slug: &str, caller: i64) -> Result<Owned, AppErr
     Ok(Owned { id: row.int8(0)?, title: row.text(2)?.to_owned(), tags })
 }
 
-pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = super::auth::required(worker, req).await?.id;
+pub async fn update(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = super::auth::required(core, req).await?.id;
     let current = path_param(req, 2, ARTICLE)?.into_owned();
     let ArticleChanges { title, description, body } = ArticleChanges::parse(req.body)?;
-    let Owned { id, title: old_title, .. } = owned(worker, &current, caller).await?;
+    let Owned { id, title: old_title, .. } = owned(core, &current, caller).await?;
     // A new title means a new slug (§3.1.12); the same title keeps the old one.
     let base = title.filter(|t| *t != old_title).map(slug::slugify);
     let mut new_slug = base.clone();
     for _ in 0..SLUG_ATTEMPTS {
-        let pg = worker.storage.pg.for_writes()?;
+        let pg = core.storage.pg.for_writes()?;
         let attempt = pg
             .run(|b| {
                 b.query(&sql::UPDATE_ARTICLE, &[&id, &new_slug, &title, &description, &body])?;
@@ -229,13 +228,13 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
         let attempt = {
             let slug = new_slug.as_deref().unwrap_or(&current);
             let stale = [Entry::Article(&current), Entry::Article(slug), Entry::FirstPage];
-            cache::if_unknown(&worker.storage, attempt, &stale).await
+            cache::if_unknown(&core.storage, attempt, &stale).await
         };
         match (attempt, &base) {
             (Ok(rows), _) => {
                 let slug = new_slug.as_deref().unwrap_or(&current);
                 let stale = [Entry::Article(&current), Entry::Article(slug), Entry::FirstPage];
-                cache::invalidate(&worker.storage, &stale).await;
+                cache::invalidate(&core.storage, &stale).await;
                 return send_article(res, &rows, 1, Status::OK);
             }
             (Err(e), Some(base)) if slug_taken(&e) => new_slug = Some(slug::with_suffix(base)),
@@ -245,12 +244,12 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     Err(AppError::Internal)
 }
 
-pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = super::auth::required(worker, req).await?.id;
+pub async fn delete(core: &Core, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = super::auth::required(core, req).await?.id;
     let slug = path_param(req, 2, ARTICLE)?;
-    let article = owned(worker, &slug, caller).await?;
+    let article = owned(core, &slug, caller).await?;
     let tags: Vec<&str> = article.tags.iter().map(String::as_str).collect();
-    let pg = worker.storage.pg.for_writes()?;
+    let pg = core.storage.pg.for_writes()?;
     let deleted = pg
         .run(|b| {
             b.query(&sql::DELETE_ARTICLE, &[&article.id])?;
@@ -258,47 +257,47 @@ pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<
         })
         .await;
     let stale = [Entry::Article(&slug), Entry::FirstPage, Entry::Tags];
-    match cache::if_unknown(&worker.storage, deleted, &stale).await {
+    match cache::if_unknown(&core.storage, deleted, &stale).await {
         Ok(_) => {}
         // Another delete got there first and moved the counters itself.
         Err(PgError::Gone) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     }
-    cache::invalidate(&worker.storage, &stale).await;
+    cache::invalidate(&core.storage, &stale).await;
     // The response stays the empty 204 it starts as.
     Ok(())
 }
 
-pub async fn favorite(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    set_favorite(worker, req, res, &sql::FAVORITE).await
+pub async fn favorite(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    set_favorite(core, req, res, &sql::FAVORITE).await
 }
 
-pub async fn unfavorite(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    set_favorite(worker, req, res, &sql::UNFAVORITE).await
+pub async fn unfavorite(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    set_favorite(core, req, res, &sql::UNFAVORITE).await
 }
 
 /// Favorite or unfavorite: the count in every cached copy changes.
 async fn set_favorite(
-    worker: &Worker,
+    core: &Core,
     req: &mut Request<'_>,
     res: &mut Response<'_>,
     change: &Statement,
 ) -> Result<(), AppError> {
-    let (_, rows) = change_then_read(worker, req, ARTICLE, change, &sql::ARTICLE_BY_SLUG).await?;
+    let (_, rows) = change_then_read(core, req, ARTICLE, change, &sql::ARTICLE_BY_SLUG).await?;
     let slug = path_param(req, 2, ARTICLE)?;
-    cache::invalidate(&worker.storage, &[Entry::Article(&slug), Entry::FirstPage]).await;
+    cache::invalidate(&core.storage, &[Entry::Article(&slug), Entry::FirstPage]).await;
     send_article(res, &rows, 1, Status::OK)
 }
 
 /// The same for every caller, so cached for everyone.
-pub async fn tags(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
-    let lookup = cache::lookup(&worker.storage, Entry::Tags, false).await;
+pub async fn tags(core: &Core, res: &mut Response<'_>) -> Result<(), AppError> {
+    let lookup = cache::lookup(&core.storage, Entry::Tags, false).await;
     if lookup.serve(res) {
         return Ok(());
     }
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::TAGS, &[])).await?;
     res.try_send_with(Status::OK, API_JSON, |out| render::tags(out, rows.query(0)))?;
-    cache::fill(&worker.storage, lookup, res.body());
+    cache::fill(&core.storage, lookup, res.body());
     Ok(())
 }

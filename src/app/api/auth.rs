@@ -24,9 +24,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::sql;
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::request::Request;
-use crate::server::worker::Worker;
 
 /// How long a worker trusts a user's token generation it looked up.
 pub const GENERATION_TTL: Duration = Duration::from_secs(5);
@@ -107,19 +107,19 @@ impl Tokens {
 /// carries no Authorization header; an error when it carries a bad one
 /// (shared/conduit-api.md §1 recommends 401 over silently ignoring it), or
 /// one from before its user's last password change, or whose user is gone.
-pub async fn caller<'b>(worker: &Worker, req: &Request<'b>) -> Result<Option<Caller<'b>>, AppError> {
-    let Some(caller) = worker.tokens.presented(req)? else {
+pub async fn caller<'b>(core: &Core, req: &Request<'b>) -> Result<Option<Caller<'b>>, AppError> {
+    let Some(caller) = core.tokens.presented(req)? else {
         return Ok(None);
     };
-    if worker.generations.current(worker, caller.id).await? != Some(caller.generation) {
+    if core.generations.current(core, caller.id).await? != Some(caller.generation) {
         return Err(INVALID);
     }
     Ok(Some(caller))
 }
 
 /// The caller of a route that needs one.
-pub async fn required<'b>(worker: &Worker, req: &Request<'b>) -> Result<Caller<'b>, AppError> {
-    caller(worker, req).await?.ok_or(MISSING)
+pub async fn required<'b>(core: &Core, req: &Request<'b>) -> Result<Caller<'b>, AppError> {
+    caller(core, req).await?.ok_or(MISSING)
 }
 
 /// A verified caller: their user id, the token they presented and its generation.
@@ -139,14 +139,14 @@ pub struct Generations {
 impl Generations {
     /// User `id`'s token generation (`None`: no such user), from the copy if
     /// it is fresh, else from PostgreSQL.
-    async fn current(&self, worker: &Worker, id: i64) -> Result<Option<i32>, AppError> {
+    async fn current(&self, core: &Core, id: i64) -> Result<Option<i32>, AppError> {
         let now = Instant::now();
         if let Some(&(generation, at)) = self.known.borrow().get(&id) {
             if now.saturating_duration_since(at) < GENERATION_TTL {
                 return Ok(generation);
             }
         }
-        let pg = worker.storage.pg.for_reads()?;
+        let pg = core.storage.pg.for_reads()?;
         let rows = pg.run(|b| b.query(&sql::TOKEN_GENERATION, &[&id])).await?;
         let generation = rows.query(0).next().map(|r| r.int4(0)).transpose()?;
         self.remember(id, generation, now);

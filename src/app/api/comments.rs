@@ -15,34 +15,34 @@ use super::auth::id_or_anonymous;
 use super::input::count_param;
 use super::requests::NewComment;
 use super::{path_param, render, sql};
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::{Response, API_JSON};
-use crate::server::worker::Worker;
 
 const ARTICLE: &str = "article";
 const COMMENT: &str = "comment";
 /// The most comments one answer holds.
 pub const MAX_LIMIT: i64 = 200;
 
-pub async fn add(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = super::auth::required(worker, req).await?.id;
+pub async fn add(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = super::auth::required(core, req).await?.id;
     let slug = path_param(req, 2, ARTICLE)?.into_owned();
     let NewComment { body } = NewComment::parse(req.body)?;
-    let pg = worker.storage.pg.for_writes()?;
+    let pg = core.storage.pg.for_writes()?;
     let rows = pg.run(|b| b.query(&sql::INSERT_COMMENT, &[&caller, &slug.as_str(), &body])).await?;
     let row = rows.query(0).next().ok_or(AppError::ResourceNotFound { resource: ARTICLE })?;
     res.try_send_with(Status::OK, API_JSON, |out| render::comment(out, &row))?;
     Ok(())
 }
 
-pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
+pub async fn list(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(super::auth::caller(core, req).await?);
     let slug = path_param(req, 2, ARTICLE)?;
     let slug = slug.as_ref();
     let limit = count_param(req.query_param("limit"), "limit", MAX_LIMIT, 1)?.min(MAX_LIMIT);
     let offset = count_param(req.query_param("offset"), "offset", 0, 0)?;
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg
         .run(|b| {
             b.query(&sql::ARTICLE_OWNER, &[&slug])?;
@@ -56,18 +56,18 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     Ok(())
 }
 
-pub async fn delete(worker: &Worker, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = super::auth::required(worker, req).await?.id;
+pub async fn delete(core: &Core, req: &mut Request<'_>, _res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = super::auth::required(core, req).await?.id;
     let slug = path_param(req, 2, ARTICLE)?;
     let missing = AppError::ResourceNotFound { resource: COMMENT };
     let id: i64 = path_param(req, 4, COMMENT)?.parse().map_err(|_| missing)?;
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::COMMENT_OWNER, &[&id, &slug.as_ref()])).await?;
     let author = rows.query(0).next().ok_or(missing)?.int8(0)?;
     if author != caller {
         return Err(AppError::Forbidden { resource: COMMENT });
     }
-    let pg = worker.storage.pg.for_writes()?;
+    let pg = core.storage.pg.for_writes()?;
     pg.run(|b| b.query(&sql::DELETE_COMMENT, &[&id])).await?;
     Ok(())
 }

@@ -21,11 +21,11 @@ use swiftlet_protocol::{parse_rfc3339, Rfc3339Micros, Status};
 
 use super::input::{count_param, decode};
 use super::sql;
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::json::{write_int, write_str};
 use crate::http::request::Request;
 use crate::http::response::{Response, API_JSON};
-use crate::server::worker::Worker;
 use crate::storage::postgres::{Row, Timestamptz};
 use crate::storage::PgError;
 
@@ -42,7 +42,7 @@ struct Position<'c> {
     event_id: Cow<'c, str>,
 }
 
-pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+pub async fn list(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let service = match req.query_param("service") {
         None => None,
         Some(raw) => match decode(raw, true) {
@@ -70,7 +70,7 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     }
     let (since, top, top_id, rows_wanted) =
         (Timestamptz(since), Timestamptz(below.ts), below.event_id.as_ref(), limit + 1);
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg
         .run(|b| match &service {
             Some(service) => b.query(&sql::LOGS_BY_SERVICE, &[&since, &top, &top_id, &rows_wanted, &service.as_ref()]),

@@ -34,10 +34,10 @@ pub mod videos;
 
 use std::borrow::Cow;
 
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::router::Segments;
-use crate::server::worker::Worker;
 use crate::storage::postgres::BatchRows;
 use crate::storage::statements::Statement;
 use crate::storage::PgError;
@@ -63,16 +63,16 @@ fn on_constraint(error: PgError) -> AppError {
 /// `(caller, name)`; the read's rows are query 1 of the result. Returns the
 /// caller's id with them.
 async fn change_then_read(
-    worker: &Worker,
+    core: &Core,
     req: &Request<'_>,
     resource: &'static str,
     change: &Statement,
     read: &Statement,
 ) -> Result<(i64, BatchRows), AppError> {
-    let caller = auth::required(worker, req).await?.id;
+    let caller = auth::required(core, req).await?.id;
     let name = path_param(req, 2, resource)?;
     let name = name.as_ref();
-    let pg = worker.storage.pg.for_writes()?;
+    let pg = core.storage.pg.for_writes()?;
     let rows = pg
         .run(|b| {
             b.query(change, &[&caller, &name])?;
@@ -81,7 +81,7 @@ async fn change_then_read(
         .await;
     if matches!(rows, Err(crate::storage::PgError::TimedOut)) {
         // It may still commit; the callers' entries are theirs to name.
-        cache::outcome_unknown(&worker.storage);
+        cache::outcome_unknown(&core.storage);
     }
     Ok((caller, rows.map_err(on_constraint)?))
 }
@@ -90,16 +90,16 @@ async fn change_then_read(
 /// articles if `articles`, and their followers' feeds. Should a page of it
 /// fail, this worker reads around the cache for a TTL instead (cache, rule 4):
 /// the write stands, and its answer does not depend on the cache.
-async fn invalidate_fanout(worker: &Worker, author: i64, articles: bool) {
+async fn invalidate_fanout(core: &Core, author: i64, articles: bool) {
     let articles = async {
         if articles {
-            invalidate_author_articles(worker, author).await
+            invalidate_author_articles(core, author).await
         } else {
             Ok(())
         }
     };
-    if articles.await.is_err() || invalidate_follower_feeds(worker, author).await.is_err() {
-        cache::outcome_unknown(&worker.storage);
+    if articles.await.is_err() || invalidate_follower_feeds(core, author).await.is_err() {
+        cache::outcome_unknown(&core.storage);
     }
 }
 
@@ -107,14 +107,14 @@ async fn invalidate_fanout(worker: &Worker, author: i64, articles: bool) {
 /// their cached video feeds, a page of followers at a time, so the work and
 /// memory of one round-trip stay bounded however many there are. Read after
 /// the commit, the followers include everyone who followed before it.
-async fn invalidate_follower_feeds(worker: &Worker, author: i64) -> Result<(), AppError> {
+async fn invalidate_follower_feeds(core: &Core, author: i64) -> Result<(), AppError> {
     let mut after = 0i64;
     loop {
-        let pg = worker.storage.pg.for_reads()?;
+        let pg = core.storage.pg.for_reads()?;
         let rows = pg.run(|b| b.query(&sql::FOLLOWER_IDS, &[&author, &after])).await?;
         let ids = rows.query(0).map(|r| r.int8(0)).collect::<Result<Vec<_>, _>>()?;
         let feeds: Vec<cache::Entry<'_>> = ids.iter().map(|&id| cache::Entry::VideoFeed(id)).collect();
-        cache::invalidate(&worker.storage, &feeds).await;
+        cache::invalidate(&core.storage, &feeds).await;
         match ids.last() {
             Some(&last) if ids.len() == sql::FANOUT_PAGE => after = last,
             _ => return Ok(()),
@@ -124,10 +124,10 @@ async fn invalidate_follower_feeds(worker: &Worker, author: i64) -> Result<(), A
 
 /// After a write that changes how `author` shows in their articles:
 /// invalidates every cached article of theirs, a page at a time.
-async fn invalidate_author_articles(worker: &Worker, author: i64) -> Result<(), AppError> {
+async fn invalidate_author_articles(core: &Core, author: i64) -> Result<(), AppError> {
     let mut below = (crate::storage::postgres::Timestamptz(i64::MAX), i64::MAX);
     loop {
-        let pg = worker.storage.pg.for_reads()?;
+        let pg = core.storage.pg.for_reads()?;
         let rows = pg.run(|b| b.query(&sql::SLUGS_BY_AUTHOR, &[&author, &below.0, &below.1])).await?;
         let mut slugs = Vec::with_capacity(sql::FANOUT_PAGE);
         let mut last = None;
@@ -136,7 +136,7 @@ async fn invalidate_author_articles(worker: &Worker, author: i64) -> Result<(), 
             last = Some((row.timestamp_micros(1)?, row.int8(2)?));
         }
         let entries: Vec<cache::Entry<'_>> = slugs.iter().map(|s| cache::Entry::Article(s)).collect();
-        cache::invalidate(&worker.storage, &entries).await;
+        cache::invalidate(&core.storage, &entries).await;
         match last {
             Some((at, id)) if slugs.len() == sql::FANOUT_PAGE => {
                 below = (crate::storage::postgres::Timestamptz(at), id)

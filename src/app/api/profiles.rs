@@ -13,10 +13,10 @@ use swiftlet_protocol::Status;
 use super::auth::id_or_anonymous;
 use super::cache::{self, Entry};
 use super::{change_then_read, path_param, render, sql};
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::{Response, API_JSON};
-use crate::server::worker::Worker;
 use crate::storage::postgres::BatchRows;
 
 const PROFILE: &str = "profile";
@@ -27,28 +27,28 @@ fn send(res: &mut Response<'_>, rows: &BatchRows, query: usize) -> Result<(), Ap
     Ok(())
 }
 
-pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
+pub async fn get(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(super::auth::caller(core, req).await?);
     let username = path_param(req, 2, PROFILE)?;
-    let lookup = cache::lookup(&worker.storage, Entry::Profile(&username), caller != 0).await;
+    let lookup = cache::lookup(&core.storage, Entry::Profile(&username), caller != 0).await;
     if lookup.serve(res) {
         return Ok(());
     }
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::PROFILE, &[&caller, &username.as_ref()])).await?;
     send(res, &rows, 0)?;
-    cache::fill(&worker.storage, lookup, res.body());
+    cache::fill(&core.storage, lookup, res.body());
     Ok(())
 }
 
-pub async fn follow(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let (caller, rows) = change_then_read(worker, req, PROFILE, &sql::FOLLOW, &sql::PROFILE).await?;
-    cache::invalidate(&worker.storage, &[Entry::VideoFeed(caller)]).await;
+pub async fn follow(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let (caller, rows) = change_then_read(core, req, PROFILE, &sql::FOLLOW, &sql::PROFILE).await?;
+    cache::invalidate(&core.storage, &[Entry::VideoFeed(caller)]).await;
     send(res, &rows, 1)
 }
 
-pub async fn unfollow(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let (caller, rows) = change_then_read(worker, req, PROFILE, &sql::UNFOLLOW, &sql::PROFILE).await?;
-    cache::invalidate(&worker.storage, &[Entry::VideoFeed(caller)]).await;
+pub async fn unfollow(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let (caller, rows) = change_then_read(core, req, PROFILE, &sql::UNFOLLOW, &sql::PROFILE).await?;
+    cache::invalidate(&core.storage, &[Entry::VideoFeed(caller)]).await;
     send(res, &rows, 1)
 }

@@ -11,19 +11,18 @@ use super::auth::{self, Caller};
 use super::cache::{self, Entry};
 use super::requests::{Login, Registration, UserChanges};
 use super::{on_constraint, password, render, sql};
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::{Response, API_JSON};
-use crate::ids;
-use crate::server::worker::Worker;
 
-pub async fn login(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+pub async fn login(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let peer = req.peer();
     let Login { email, password: pass } = Login::parse(req.body)?;
     // Spent before the password is hashed; given back unless it was wrong.
-    worker.logins.take(email, peer, std::time::Instant::now())?;
+    core.logins.take(email, peer, std::time::Instant::now())?;
     let checked = async {
-        let pg = worker.storage.pg.for_reads()?;
+        let pg = core.storage.pg.for_reads()?;
         let rows = pg.run(|b| b.query(&sql::USER_BY_EMAIL, &[&email])).await?;
         let row = rows.query(0).next();
         let stored = row.as_ref().map(|r| r.text(5).map(str::to_owned)).transpose()?;
@@ -35,41 +34,41 @@ pub async fn login(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_
         Ok((true, rows)) => rows,
         Ok((false, _)) => return Err(AppError::BadCredentials),
         Err(e) => {
-            worker.logins.refund(email, peer, std::time::Instant::now());
+            core.logins.refund(email, peer, std::time::Instant::now());
             return Err(e);
         }
     };
-    worker.logins.refund(email, peer, std::time::Instant::now());
+    core.logins.refund(email, peer, std::time::Instant::now());
     let row = rows.query(0).next().ok_or(AppError::BadCredentials)?;
-    let token = worker.tokens.issue(row.int8(0)?, row.int4(6)?)?;
+    let token = core.tokens.issue(row.int8(0)?, row.int4(6)?)?;
     res.try_send_with(Status::OK, API_JSON, |out| render::user(out, &row, &token))?;
     Ok(())
 }
 
-pub async fn register(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+pub async fn register(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let Registration { username, email, password: pass } = Registration::parse(req.body)?;
     let hash = password::hash(pass.to_owned()).await?;
-    let id = ids::issue::one(worker).await?;
-    let pg = worker.storage.pg.for_writes()?;
+    let id = core.ids.one().await?;
+    let pg = core.storage.pg.for_writes()?;
     let rows = pg.run(|b| b.query(&sql::INSERT_USER, &[&username, &email, &hash, &id])).await.map_err(on_constraint)?;
     let row = rows.query(0).next().ok_or(AppError::Internal)?;
-    let token = worker.tokens.issue(row.int8(0)?, 0)?;
+    let token = core.tokens.issue(row.int8(0)?, 0)?;
     res.try_send_with(Status::CREATED, API_JSON, |out| render::user(out, &row, &token))?;
     Ok(())
 }
 
 /// The caller's row, or 401 if their account is gone.
-pub async fn current(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let Caller { id, token, .. } = auth::required(worker, req).await?;
-    let pg = worker.storage.pg.for_reads()?;
+pub async fn current(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let Caller { id, token, .. } = auth::required(core, req).await?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::USER_BY_ID, &[&id])).await?;
     let row = rows.query(0).next().ok_or(AppError::Unauthenticated { problem: "names a user who no longer exists" })?;
     res.try_send_with(Status::OK, API_JSON, |out| render::user(out, &row, token))?;
     Ok(())
 }
 
-pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let Caller { id, token, .. } = auth::required(worker, req).await?;
+pub async fn update(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let Caller { id, token, .. } = auth::required(core, req).await?;
     let UserChanges { email, username, password: pass, bio, image } = UserChanges::parse(req.body)?;
     let hash = match pass {
         Some(p) => Some(password::hash(p.to_owned()).await?),
@@ -77,7 +76,7 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     };
     let (set_bio, bio) = (bio.is_some(), bio.flatten());
     let (set_image, image) = (image.is_some(), image.flatten());
-    let pg = worker.storage.pg.for_writes()?;
+    let pg = core.storage.pg.for_writes()?;
     // The old name is read in the same transaction as the update; after it,
     // every cached copy that shows this user as they were goes stale: their
     // profile, the first page, their articles and their followers' video
@@ -90,8 +89,8 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
         .await;
     if matches!(rows, Err(crate::storage::PgError::TimedOut)) {
         // It may still commit, and the old name was to be read with it (cache, rule 4).
-        cache::outcome_unknown(&worker.storage);
-        super::invalidate_fanout(worker, id, true).await;
+        cache::outcome_unknown(&core.storage);
+        super::invalidate_fanout(core, id, true).await;
     }
     let rows = rows.map_err(on_constraint)?;
     let row = rows.query(1).next().ok_or(AppError::Unauthenticated { problem: "names a user who no longer exists" })?;
@@ -99,15 +98,15 @@ pub async fn update(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     let mut stale: Vec<Entry<'_>> = old_name.map(Entry::Profile).into_iter().collect();
     stale.push(Entry::Profile(row.text(1)?));
     stale.push(Entry::FirstPage);
-    cache::invalidate(&worker.storage, &stale).await;
-    super::invalidate_fanout(worker, id, true).await;
+    cache::invalidate(&core.storage, &stale).await;
+    super::invalidate_fanout(core, id, true).await;
     // A new password moved the generation on: the token presented is dead,
     // and the answer carries one of the new generation.
     let generation = row.int4(5)?;
-    worker.generations.remember(id, Some(generation), std::time::Instant::now());
+    core.generations.remember(id, Some(generation), std::time::Instant::now());
     let fresh;
     let token = if pass.is_some() {
-        fresh = worker.tokens.issue(id, generation)?;
+        fresh = core.tokens.issue(id, generation)?;
         fresh.as_str()
     } else {
         token

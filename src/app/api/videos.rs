@@ -36,12 +36,11 @@ use swiftlet_protocol::Status;
 use super::auth::id_or_anonymous;
 use super::cache::{self, Entry};
 use super::{input, path_param, render, sql};
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::{Response, API_JSON};
-use crate::ids;
 use crate::server::body_stream::{BodyError, BodyStream};
-use crate::server::worker::Worker;
 use crate::storage::objects::{ObjectBody, ObjectError, Upload};
 use crate::storage::postgres::BatchRows;
 use crate::storage::PgError;
@@ -91,10 +90,10 @@ fn page(req: &Request<'_>) -> Result<(i64, i64), AppError> {
     Ok((limit, cursor))
 }
 
-pub async fn get(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
+pub async fn get(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(super::auth::caller(core, req).await?);
     let id = video_id(req)?;
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::VIDEO_BY_ID, &[&caller, &id])).await?;
     send_video(res, &rows, 0, Status::OK)
 }
@@ -105,8 +104,8 @@ fn send_video(res: &mut Response<'_>, rows: &BatchRows, query: usize, status: St
     Ok(())
 }
 
-pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = id_or_anonymous(super::auth::caller(worker, req).await?);
+pub async fn list(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = id_or_anonymous(super::auth::caller(core, req).await?);
     let (limit, cursor) = page(req)?;
     let author = match req.query_param("author") {
         None | Some(b"") => None,
@@ -115,7 +114,7 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
                 .ok_or(AppError::InvalidField { field: "author", problem: "is not valid percent-encoded UTF-8" })?,
         ),
     };
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = match &author {
         Some(author) => {
             pg.run(|b| b.query(&sql::LIST_VIDEOS_BY_AUTHOR, &[&caller, &limit, &cursor, &author.as_ref()])).await?
@@ -126,28 +125,28 @@ pub async fn list(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>
     Ok(())
 }
 
-pub async fn feed(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = super::auth::required(worker, req).await?.id;
+pub async fn feed(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = super::auth::required(core, req).await?.id;
     let (limit, cursor) = page(req)?;
     let first_page = cursor == 0 && limit == DEFAULT_LIMIT;
     let lookup =
-        if first_page { Some(cache::lookup(&worker.storage, Entry::VideoFeed(caller), false).await) } else { None };
+        if first_page { Some(cache::lookup(&core.storage, Entry::VideoFeed(caller), false).await) } else { None };
     if lookup.as_ref().is_some_and(|l| l.serve(res)) {
         return Ok(());
     }
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::VIDEO_FEED, &[&caller, &limit, &cursor])).await?;
     res.try_send_with(Status::OK, API_JSON, |out| render::video_list(out, rows.query(0), limit))?;
     if let Some(lookup) = lookup {
-        cache::fill(&worker.storage, lookup, res.body());
+        cache::fill(&core.storage, lookup, res.body());
     }
     Ok(())
 }
 
-pub async fn delete(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let caller = super::auth::required(worker, req).await?.id;
+pub async fn delete(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let caller = super::auth::required(core, req).await?.id;
     let id = video_id(req)?;
-    let pg = worker.storage.pg.for_writes()?;
+    let pg = core.storage.pg.for_writes()?;
     let rows = pg
         .run(|b| {
             b.query(&sql::VIDEO_OBJECT, &[&id])?;
@@ -156,7 +155,7 @@ pub async fn delete(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
         .await;
     if matches!(rows, Err(PgError::TimedOut)) {
         // It may still commit (cache, rule 4).
-        super::invalidate_fanout(worker, caller, false).await;
+        super::invalidate_fanout(core, caller, false).await;
     }
     let rows = rows?;
     let owner = rows.query(0).next().ok_or(AppError::ResourceNotFound { resource: VIDEO })?.int8(0)?;
@@ -170,15 +169,15 @@ pub async fn delete(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'
     };
     // The row is gone, so nothing serves the object any more; if removing it
     // fails, it is an orphan (logged), not a broken video.
-    let _ = worker.storage.objects.delete(deleted.text(0)?).await;
-    super::invalidate_fanout(worker, caller, false).await;
+    let _ = core.storage.objects.delete(deleted.text(0)?).await;
+    super::invalidate_fanout(core, caller, false).await;
     res.send_static(Status::NO_CONTENT, API_JSON, b"");
     Ok(())
 }
 
-pub async fn content(worker: &Worker, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+pub async fn content(core: &Core, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let id = video_id(req)?;
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|b| b.query(&sql::VIDEO_OBJECT, &[&id])).await?;
     let row = rows.query(0).next().ok_or(AppError::ResourceNotFound { resource: VIDEO })?;
     let (key, size) = (row.text(1)?, row.int8(2)? as u64);
@@ -203,7 +202,7 @@ pub async fn content(worker: &Worker, req: &mut Request<'_>, res: &mut Response<
     let body = if req.method() == swiftlet_protocol::Method::Head {
         ObjectBody::empty(range.len(size))
     } else {
-        worker.storage.objects.open(key, range, size).await?
+        core.storage.objects.open(key, range, size).await?
     };
     res.send_stream(status, container.mime(), body);
     Ok(())
@@ -235,21 +234,21 @@ fn check_title(title: &str) -> Result<(), AppError> {
 /// query or `X-Title`), or `multipart/form-data` with a `title` field and a
 /// file part.
 pub async fn create(
-    worker: &Worker,
+    core: &Core,
     req: &mut Request<'_>,
     body: &mut BodyStream<'_>,
     res: &mut Response<'_>,
 ) -> Result<(), AppError> {
-    let caller = super::auth::required(worker, req).await?.id;
-    if body.len() > worker.config.video_max_bytes {
+    let caller = super::auth::required(core, req).await?.id;
+    if body.len() > core.config.video_max_bytes {
         return Err(AppError::Http(swiftlet_protocol::HttpError::PayloadTooLarge));
     }
     // Refused before a byte of the body is read when the declared length
     // cannot fit; the insert checks again with what was stored, under a lock
     // (two uploads at once may each pass this).
-    let quota = worker.config.video_quota_bytes;
+    let quota = core.config.video_quota_bytes;
     if quota > 0 {
-        let pg = worker.storage.pg.for_reads()?;
+        let pg = core.storage.pg.for_reads()?;
         let rows = pg.run(|b| b.query(&sql::VIDEO_BYTES_OF, &[&caller])).await?;
         let used = rows.query(0).next().map_or(Ok(0), |r| r.int8(0))?.max(0) as u64;
         if used.saturating_add(body.len()) > quota {
@@ -260,7 +259,7 @@ pub async fn create(
     let stored = match form_data_boundary(content_type) {
         Some(boundary) => {
             let boundary = boundary.map_err(AppError::Multipart)?.to_vec();
-            store_multipart(worker, body, &boundary).await?
+            store_multipart(core, body, &boundary).await?
         }
         None => {
             let essence = content_type.split(|&b| b == b';').next().unwrap_or(b"");
@@ -270,14 +269,14 @@ pub async fn create(
                 return Err(AppError::UnsupportedVideo);
             }
             let title = raw_title(req)?.into_owned();
-            let stored = store_raw(worker, body).await?;
+            let stored = store_raw(core, body).await?;
             Stored { title, ..stored }
         }
     };
     let id = stored.id;
     let (title, size, mime, key) = (stored.title.as_str(), stored.size as i64, stored.container.mime(), &stored.key);
     let quota_param = i64::try_from(quota).unwrap_or(i64::MAX);
-    let pg = worker.storage.pg.for_writes();
+    let pg = core.storage.pg.for_writes();
     let inserted = match pg {
         Ok(pg) => {
             pg.run(|b| {
@@ -293,19 +292,19 @@ pub async fn create(
         Err(PgError::TimedOut) => {
             // The row may still commit: keep the object it would name (an
             // orphan at worst) and invalidate as if it had (cache, rule 4).
-            super::invalidate_fanout(worker, caller, false).await;
+            super::invalidate_fanout(core, caller, false).await;
             return Err(PgError::TimedOut.into());
         }
         Err(e) => {
             // No row, so no object either: the upload did not happen.
-            let _ = worker.storage.objects.delete(key).await;
+            let _ = core.storage.objects.delete(key).await;
             return Err(match e {
                 PgError::Violation { constraint } if constraint == "video_quota" => AppError::VideoQuotaExceeded,
                 e => e.into(),
             });
         }
     };
-    super::invalidate_fanout(worker, caller, false).await;
+    super::invalidate_fanout(core, caller, false).await;
     send_video(res, &rows, 1, Status::CREATED)
 }
 
@@ -331,17 +330,17 @@ impl Sink {
     }
 
     /// Takes the next piece of the file.
-    async fn write(&mut self, worker: &Worker, piece: Bytes) -> Result<(), AppError> {
+    async fn write(&mut self, core: &Core, piece: Bytes) -> Result<(), AppError> {
         if let Some((upload, ..)) = &mut self.started {
             return upload.write(piece).await.map_err(AppError::from);
         }
         self.head.extend_from_slice(&piece);
-        self.start(worker, false).await
+        self.start(core, false).await
     }
 
     /// Starts the upload once the sniff can tell; `complete` when the file
     /// has no more bytes.
-    async fn start(&mut self, worker: &Worker, complete: bool) -> Result<(), AppError> {
+    async fn start(&mut self, core: &Core, complete: bool) -> Result<(), AppError> {
         if self.started.is_some() {
             return Ok(());
         }
@@ -350,9 +349,9 @@ impl Sink {
             Sniff::NeedMore if self.head.len() < SNIFF_BYTES => return Ok(()),
             Sniff::NeedMore | Sniff::Other => return Err(AppError::UnsupportedVideo),
         };
-        let id = ids::issue::one(worker).await?;
+        let id = core.ids.one().await?;
         let key = format!("videos/{id}.{}", container.extension());
-        let mut upload = worker.storage.objects.upload(&key).await?;
+        let mut upload = core.storage.objects.upload(&key).await?;
         let head = Bytes::from(std::mem::take(&mut self.head));
         if let Err(e) = upload.write(head).await {
             upload.abort().await;
@@ -363,8 +362,8 @@ impl Sink {
     }
 
     /// Completes the upload (the whole file has been written).
-    async fn finish(mut self, worker: &Worker, title: String) -> Result<Stored, AppError> {
-        self.start(worker, true).await?;
+    async fn finish(mut self, core: &Core, title: String) -> Result<Stored, AppError> {
+        self.start(core, true).await?;
         let (upload, id, key, container) = self.started.take().ok_or(AppError::UnsupportedVideo)?;
         let size = upload.written();
         upload.finish().await?;
@@ -379,7 +378,7 @@ impl Sink {
 }
 
 /// Streams a raw body to storage.
-async fn store_raw(worker: &Worker, body: &mut BodyStream<'_>) -> Result<Stored, AppError> {
+async fn store_raw(core: &Core, body: &mut BodyStream<'_>) -> Result<Stored, AppError> {
     let mut sink = Sink::new();
     loop {
         let piece = match body.next().await {
@@ -390,12 +389,12 @@ async fn store_raw(worker: &Worker, body: &mut BodyStream<'_>) -> Result<Stored,
                 return Err(e.into());
             }
         };
-        if let Err(e) = sink.write(worker, piece).await {
+        if let Err(e) = sink.write(core, piece).await {
             sink.abort().await;
             return Err(e);
         }
     }
-    sink.finish(worker, String::new()).await
+    sink.finish(core, String::new()).await
 }
 
 /// Which part of a form is being read.
@@ -408,7 +407,7 @@ enum Field {
 
 /// Streams the file part of a multipart/form-data body to storage and reads
 /// the `title` field, in whichever order they come.
-async fn store_multipart(worker: &Worker, body: &mut BodyStream<'_>, boundary: &[u8]) -> Result<Stored, AppError> {
+async fn store_multipart(core: &Core, body: &mut BodyStream<'_>, boundary: &[u8]) -> Result<Stored, AppError> {
     let mut decoder = MultipartDecoder::new(boundary, MAX_PART_HEAD);
     let mut sink = Some(Sink::new());
     let mut title: Option<Vec<u8>> = None;
@@ -444,7 +443,7 @@ async fn store_multipart(worker: &Worker, body: &mut BodyStream<'_>, boundary: &
                     Field::File => {
                         let piece = Bytes::copy_from_slice(data);
                         if let Some(sink) = sink.as_mut() {
-                            sink.write(worker, piece).await?;
+                            sink.write(core, piece).await?;
                         }
                     }
                     Field::Title => {
@@ -484,7 +483,7 @@ async fn store_multipart(worker: &Worker, body: &mut BodyStream<'_>, boundary: &
     .await;
     let sink = sink.take().expect("the sink is taken only here");
     match result {
-        Ok(title) => sink.finish(worker, title).await,
+        Ok(title) => sink.finish(core, title).await,
         Err(e) => {
             sink.abort().await;
             Err(e)

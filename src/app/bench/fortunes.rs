@@ -7,14 +7,14 @@
 use swiftlet_protocol::Status;
 
 use super::sql::FORTUNES;
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::response::{Response, HTML};
-use crate::server::worker::Worker;
 
 const EXTRA: (i32, &str) = (0, "Additional fortune added at request time.");
 
-pub async fn fortunes(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
-    let pg = worker.storage.pg.for_reads()?;
+pub async fn fortunes(core: &Core, res: &mut Response<'_>) -> Result<(), AppError> {
+    let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|batch| batch.query(&FORTUNES, &[])).await?;
     let mut fortunes = Vec::with_capacity(16);
     for row in rows.query(0) {

@@ -12,10 +12,10 @@ use serde::Serialize;
 use swiftlet_protocol::Status;
 
 use super::sql::{UPDATE_WORLDS, WORLD_BY_ID};
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::Response;
-use crate::server::worker::Worker;
 use crate::storage::postgres::Row;
 use crate::storage::{CacheError, PgError, PgPipeline};
 
@@ -73,22 +73,22 @@ async fn read_worlds(pg: &PgPipeline, ids: &[i32]) -> Result<Vec<World>, PgError
         .collect()
 }
 
-pub async fn db(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
-    let pg = worker.storage.pg.for_reads()?;
+pub async fn db(core: &Core, res: &mut Response<'_>) -> Result<(), AppError> {
+    let pg = core.storage.pg.for_reads()?;
     let worlds = read_worlds(&pg, &[random_id()]).await?;
     res.send_json(Status::OK, &worlds[0]);
     Ok(())
 }
 
-pub async fn queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+pub async fn queries(core: &Core, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let ids = random_ids(count(req.query_param("queries")));
-    let pg = worker.storage.pg.for_reads()?;
+    let pg = core.storage.pg.for_reads()?;
     let worlds = read_worlds(&pg, &ids).await?;
     res.send_json(Status::OK, &worlds);
     Ok(())
 }
 
-pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+pub async fn updates(core: &Core, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
     let drawn = random_ids(count(req.query_param("queries")));
     // One new number per distinct id: a request that drew an id twice shows
     // the same value for both, the value that is stored. Sorted ids keep
@@ -100,7 +100,7 @@ pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>)
 
     // The reads and the write go as one batch: one round-trip and, as one
     // Sync, one implicit transaction, so the rows read are the rows written.
-    let pg = worker.storage.pg.for_writes()?;
+    let pg = core.storage.pg.for_writes()?;
     let mut attempt = 1;
     let rows = loop {
         let result = pg
@@ -127,18 +127,18 @@ pub async fn updates(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>)
 
     // The cached copies are stale now. If Redis is down the keys simply
     // expire on their own (the cache TTL bounds the staleness).
-    let keys: Vec<Vec<u8>> = ids.iter().map(|&id| cache_key(&worker.storage.cache_prefix, id)).collect();
+    let keys: Vec<Vec<u8>> = ids.iter().map(|&id| cache_key(&core.storage.cache_prefix, id)).collect();
     let mut args: Vec<&[u8]> = Vec::with_capacity(keys.len() + 1);
     args.push(b"DEL");
     args.extend(keys.iter().map(Vec::as_slice));
-    worker.storage.redis.send(&args);
+    core.storage.redis.send(&args);
 
     res.send_json(Status::OK, &worlds);
     Ok(())
 }
 
-pub async fn cached_queries(worker: &Worker, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-    let storage = &worker.storage;
+pub async fn cached_queries(core: &Core, req: &Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+    let storage = &core.storage;
     let ids = random_ids(count(req.query_param("count")));
     let keys: Vec<Vec<u8>> = ids.iter().map(|&id| cache_key(&storage.cache_prefix, id)).collect();
     let key_refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();

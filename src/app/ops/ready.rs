@@ -17,12 +17,12 @@
 
 use swiftlet_protocol::Status;
 
+use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::response::{Response, JSON};
-use crate::server::worker::Worker;
 
-pub async fn ready(worker: &Worker, res: &mut Response<'_>) -> Result<(), AppError> {
-    let storage = &worker.storage;
+pub async fn ready(core: &Core, res: &mut Response<'_>) -> Result<(), AppError> {
+    let storage = &core.storage;
     let postgres = async {
         match storage.pg.for_reads() {
             Ok(pg) => pg.run(|_| Ok(())).await.is_ok(),
