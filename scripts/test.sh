@@ -35,4 +35,4 @@ ensure_redis "$data" "$(free_port)"
 ensure_moto
 export SWIFTLET_TEST_PG=$PG_ADMIN_URL SWIFTLET_TEST_REDIS=$REDIS_ADDR SWIFTLET_TEST_MOTO=$MOTO_SERVER
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --features fuzzing "$@"

@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod server;
 pub mod storage;
+#[cfg(feature = "fuzzing")]
 pub mod testing;
 
 pub use config::Config;

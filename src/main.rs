@@ -17,8 +17,8 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// The measuring build (perf/services.py): the same allocator, counted.
 #[cfg(feature = "count-allocations")]
 #[global_allocator]
-static ALLOC: swiftlet::testing::alloc_count::Counting<tikv_jemallocator::Jemalloc> =
-    swiftlet::testing::alloc_count::Counting(tikv_jemallocator::Jemalloc);
+static ALLOC: swiftlet::metrics::allocations::Counting<tikv_jemallocator::Jemalloc> =
+    swiftlet::metrics::allocations::Counting(tikv_jemallocator::Jemalloc);
 
 /// How long a start waits to be able to make IDs (a node id, and its
 /// horizon recorded) before listening anyway.

@@ -12,7 +12,7 @@ use std::alloc::System;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use swiftlet::testing::alloc_count::{calls, calls_on_this_thread, Counting};
+use swiftlet::metrics::allocations::{calls, calls_on_this_thread, Counting};
 use swiftlet::Config;
 use swiftlet_protocol::{
     Chunked, ChunkedDecoder, ConnectionHeader, HeadLimits, HttpDate, Parse, RequestHead, ResponseHead, Status,

@@ -1,6 +1,7 @@
-//! One worker's application: the state every handler reaches (its stores,
+//! One worker's application state: what every handler reaches (its stores,
 //! token keys, ID issuer, ingest queue, login budgets), built on the
-//! worker's thread, and the [`Service`] the connection loop calls.
+//! worker's thread. (The `Service` the connection loop calls is in
+//! `dispatch`, over this state.)
 //!
 //! What a listener may reach is decided here too: each [`Listener`] has a
 //! bitmask of the routes it serves, so a route off a listener is a 404, as if
@@ -10,24 +11,17 @@ use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
-use swiftlet_protocol::Method;
-
-use super::api::auth::{Generations, Tokens};
 use super::api::throttle::LoginThrottle;
-use super::dispatch;
+use super::api::tokens::{Generations, Tokens};
 use crate::config::Config;
 use crate::http::error::AppError;
-use crate::http::request::Request;
-use crate::http::response::Response;
-use crate::http::router::{self, Route};
+use crate::http::router::Route;
 use crate::ids::issue::Issuer;
 use crate::ingest::access::LogAccess;
 use crate::ingest::{writer, IngestQueue};
 use crate::metrics::WorkerMetrics;
-use crate::server::body_stream::BodyStream;
-use crate::server::service::{Listener, Service};
+use crate::server::service::Listener;
 use crate::storage::objects::ObjectStorage;
 use crate::storage::statements::StatementLists;
 use crate::storage::Storage;
@@ -56,7 +50,7 @@ pub struct Core {
     /// The routes each [`Listener`] serves, a bit per route.
     served: [u64; 2],
     /// The task that commits the ingest queue, stopped at shutdown.
-    ingest_writer: RefCell<Option<tokio::task::JoinHandle<()>>>,
+    pub(super) ingest_writer: RefCell<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Core {
@@ -103,61 +97,12 @@ impl Core {
     /// The router's answer, if the listener it was asked on serves that
     /// route; otherwise 404, as if it did not exist (see [`served_routes`]).
     /// The operations listener says nothing, not even 405, of other paths.
-    fn expose(&self, routed: Result<Route, AppError>, listener: Listener) -> Result<Route, AppError> {
+    pub(super) fn expose(&self, routed: Result<Route, AppError>, listener: Listener) -> Result<Route, AppError> {
         match routed {
             Ok(route) if self.served[listener as usize] & (1 << route as u64) != 0 => Ok(route),
             Ok(_) => Err(AppError::NotFound),
             Err(_) if listener == Listener::Ops => Err(AppError::NotFound),
             Err(e) => Err(e),
-        }
-    }
-}
-
-impl Service for Core {
-    type Route = Route;
-    const ROUTES: usize = Route::ALL.len();
-
-    fn route(&self, method: Method, path: &[u8], listener: Listener) -> Result<Route, AppError> {
-        self.expose(router::route(method, path, self.config.test_routes), listener)
-    }
-
-    fn route_index(route: Route) -> usize {
-        route as usize
-    }
-
-    fn body_limit(&self, route: Route) -> u64 {
-        dispatch::body_limit(route, &self.config)
-    }
-
-    fn streams_body(&self, route: Route) -> bool {
-        dispatch::streams_body(route)
-    }
-
-    async fn call(&self, route: Route, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-        dispatch::dispatch(route, self, req, res).await
-    }
-
-    async fn call_streaming(
-        &self,
-        route: Route,
-        req: &mut Request<'_>,
-        body: &mut BodyStream<'_>,
-        res: &mut Response<'_>,
-    ) -> Result<(), AppError> {
-        dispatch::dispatch_streaming(route, self, req, body, res).await
-    }
-
-    async fn drain(&self, deadline: Instant) {
-        // Queued events were acknowledged: store them before exiting.
-        self.ingest.close();
-        while self.ingest.depth() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        if self.ingest.depth() > 0 {
-            tracing::error!(events = self.ingest.depth(), "shutdown timeout: queued log events not stored");
-        }
-        if let Some(writer) = self.ingest_writer.borrow_mut().take() {
-            writer.abort();
         }
     }
 }

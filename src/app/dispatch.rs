@@ -1,6 +1,7 @@
-//! The dispatch from a matched [`Route`] to its handler, and what the
-//! connection loop asks of a route before it runs: its body limit and whether
-//! it streams its body.
+//! The dispatch from a matched [`Route`] to its handler, what the connection
+//! loop asks of a route before it runs (its body limit and whether it streams
+//! its body), and the [`Service`] the loop calls: all of it over a worker's
+//! [`Core`].
 //!
 //! Handlers are async so they can await the worker's database and cache
 //! connections; the fixed ones finish in their first poll. A handler writes its answer into the
@@ -11,13 +12,18 @@ use super::bench::{fortunes, hello, world};
 use super::ops::{fault, ready};
 use super::{ids, ingest};
 
+use std::time::Instant;
+
+use swiftlet_protocol::Method;
+
 use crate::app::core::Core;
 use crate::config::Config;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::{Cors, Response};
-use crate::http::router::Route;
+use crate::http::router::{self, Route};
 use crate::server::body_stream::BodyStream;
+use crate::server::service::{Listener, Service};
 
 /// The largest body each route accepts. Routes that take no body accept none:
 /// a body sent to them is refused with 413 before it is read.
@@ -95,7 +101,7 @@ pub async fn dispatch(
         Route::VideoContent => api::videos::content(core, req, res).await?,
         Route::Preflight => res.set_cors(Cors::Preflight),
         Route::Allocations => {
-            let count = crate::testing::alloc_count::calls();
+            let count = crate::metrics::allocations::calls();
             res.send_with(swiftlet_protocol::Status::OK, crate::http::response::TEXT, |out| {
                 crate::http::json::write_int(out, count as i64)
             })
@@ -154,4 +160,54 @@ fn is_api(route: Route) -> bool {
             | Route::TestPanic
             | Route::TestSleep
     )
+}
+
+/// The connection loop's view of the application.
+impl Service for Core {
+    type Route = Route;
+    const ROUTES: usize = Route::ALL.len();
+
+    fn route(&self, method: Method, path: &[u8], listener: Listener) -> Result<Route, AppError> {
+        self.expose(router::route(method, path, self.config.test_routes), listener)
+    }
+
+    fn route_index(route: Route) -> usize {
+        route as usize
+    }
+
+    fn body_limit(&self, route: Route) -> u64 {
+        body_limit(route, &self.config)
+    }
+
+    fn streams_body(&self, route: Route) -> bool {
+        streams_body(route)
+    }
+
+    async fn call(&self, route: Route, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
+        dispatch(route, self, req, res).await
+    }
+
+    async fn call_streaming(
+        &self,
+        route: Route,
+        req: &mut Request<'_>,
+        body: &mut BodyStream<'_>,
+        res: &mut Response<'_>,
+    ) -> Result<(), AppError> {
+        dispatch_streaming(route, self, req, body, res).await
+    }
+
+    async fn drain(&self, deadline: Instant) {
+        // Queued events were acknowledged: store them before exiting.
+        self.ingest.close();
+        while self.ingest.depth() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if self.ingest.depth() > 0 {
+            tracing::error!(events = self.ingest.depth(), "shutdown timeout: queued log events not stored");
+        }
+        if let Some(writer) = self.ingest_writer.borrow_mut().take() {
+            writer.abort();
+        }
+    }
 }

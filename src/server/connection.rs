@@ -46,22 +46,19 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 
-use swiftlet_protocol::{
-    BodyFraming, Chunked, ChunkedDecoder, ConnectionHeader, HttpError, Method, Parse, RequestHead, ResponseHead,
-    Version,
-};
+use swiftlet_protocol::{BodyFraming, Chunked, ChunkedDecoder, HttpError, Method, Parse, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use crate::http::error::AppError;
 use crate::http::request::Request;
-use crate::http::response::{Cors, CorsOrigin, CorsOrigins, Response};
+use crate::http::response::Response;
 use crate::server::body_stream::BodyStream;
-use crate::server::date_cache;
 use crate::server::panic_guard;
 use crate::server::service::{Listener, Service};
 use crate::server::transport::Transport;
 use crate::server::worker::Worker;
+use crate::server::write::{cors_origin, encode, encode_unparsed, flush_stream, write_all, NO_CORS};
 use crate::storage::objects::ObjectBody;
 
 /// Flush `wbuf` once it holds this much, even mid-pipeline.
@@ -355,7 +352,7 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
             // Decided after the handler: shutdown may have begun while it ran.
             let keep_alive = keep_alive(&head, self.worker);
             let stream = response.take_stream();
-            let cors = cors_origin(self.worker, &response, &head, &self.rbuf[start..]);
+            let cors = cors_origin(&self.worker.cors_origins, &response, &head, &self.rbuf[start..]);
             encode(&mut self.wbuf, &response, &head, keep_alive, cors);
             start += consumed;
             served += 1;
@@ -418,7 +415,7 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
             self.worker.metrics.record(Some(A::route_index(route)), response.status().code(), Some(since.elapsed()));
         }
         let keep_alive = keep_alive(&head, self.worker) && body_done;
-        let cors = cors_origin(self.worker, &response, &head, &head_bytes);
+        let cors = cors_origin(&self.worker.cors_origins, &response, &head, &head_bytes);
         encode(&mut self.wbuf, &response, &head, keep_alive, cors);
         keep_alive.then_some(())
     }
@@ -576,123 +573,7 @@ fn settle(
     }
 }
 
-/// Writes all of `buf`, failing when the peer takes nothing for `timeout`.
-/// The timer is set up only when a write has to wait. A peer that took
-/// nothing gets a reset when the connection closes, not our queued bytes.
-async fn write_all<S: Transport>(stream: &mut S, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
-    while !buf.is_empty() {
-        let written = match stream.write(buf).now_or_never() {
-            Some(written) => written,
-            None => tokio::time::timeout(timeout, stream.write(buf)).await.map_err(|_| {
-                stream.reset_on_close();
-                io::Error::from(io::ErrorKind::TimedOut)
-            })?,
-        }?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[written..];
-    }
-    Ok(())
-}
-
-/// Pushes out what the transport buffers (TLS records); at once for TCP.
-async fn flush_stream<S: Transport>(stream: &mut S, timeout: Duration) -> io::Result<()> {
-    match stream.flush().now_or_never() {
-        Some(flushed) => flushed,
-        None => tokio::time::timeout(timeout, stream.flush()).await.map_err(|_| {
-            stream.reset_on_close();
-            io::Error::from(io::ErrorKind::TimedOut)
-        })?,
-    }
-}
-
 /// Whether the connection may stay open after answering `head`.
 fn keep_alive<A>(head: &RequestHead, worker: &Worker<A>) -> bool {
     head.keep_alive && !worker.shutting_down()
-}
-
-/// The CORS origin headers of an answer that carries CORS (`Cors::None`
-/// answers get none, whatever the configuration).
-fn cors_origin<'a, A>(
-    worker: &'a Worker<A>,
-    response: &Response<'_>,
-    head: &RequestHead,
-    buf: &'a [u8],
-) -> CorsOrigin<'a> {
-    if response.cors() == Cors::None {
-        return NO_CORS;
-    }
-    let origin = match worker.cors_origins {
-        CorsOrigins::Any => None,
-        CorsOrigins::Listed(_) => head.header(buf, "origin"),
-    };
-    worker.cors_origins.for_origin(origin)
-}
-
-pub(crate) const NO_CORS: CorsOrigin<'static> = CorsOrigin { allow: None, vary: false };
-
-/// Encodes a response to a parsed request.
-fn encode(out: &mut Vec<u8>, response: &Response<'_>, head: &RequestHead, keep_alive: bool, cors: CorsOrigin<'_>) {
-    let connection = match (keep_alive, head.version) {
-        (false, _) => ConnectionHeader::Close,
-        (true, Version::Http10) => ConnectionHeader::KeepAlive,
-        (true, Version::Http11) => ConnectionHeader::Omit,
-    };
-    write_response(out, response, connection, head.method != Method::Head, cors);
-}
-
-/// Encodes the response to a request whose head could not be parsed: we do not
-/// know its version or method, so it gets the full body and a close.
-fn encode_unparsed(out: &mut Vec<u8>, response: &Response<'_>) {
-    write_response(out, response, ConnectionHeader::Close, true, NO_CORS);
-}
-
-pub(crate) fn write_response(
-    out: &mut Vec<u8>,
-    response: &Response<'_>,
-    connection: ConnectionHeader,
-    with_body: bool,
-    cors: CorsOrigin<'_>,
-) {
-    let date = date_cache::current();
-    let mut headers: [(&str, &[u8]); 6 + crate::http::response::MAX_DYNAMIC_HEADERS] =
-        [("", b""); 6 + crate::http::response::MAX_DYNAMIC_HEADERS];
-    let mut n = 0;
-    if let Some((name, value)) = response.header() {
-        headers[n] = (name, value.as_bytes());
-        n += 1;
-    }
-    if let Some(origin) = cors.allow {
-        headers[n] = ("Access-Control-Allow-Origin", origin);
-        n += 1;
-    }
-    if cors.vary {
-        headers[n] = ("Vary", b"Origin");
-        n += 1;
-    }
-    if response.cors() == Cors::Preflight {
-        headers[n] = ("Access-Control-Allow-Methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS");
-        headers[n + 1] = ("Access-Control-Allow-Headers", b"Authorization, Content-Type, X-Requested-With");
-        headers[n + 2] = ("Access-Control-Max-Age", b"86400");
-        n += 3;
-    }
-    for (name, value) in response.dynamic_headers() {
-        headers[n] = (name, value.as_bytes());
-        n += 1;
-    }
-    let extra = &headers[..n];
-    let body = response.body();
-    ResponseHead {
-        status: response.status(),
-        content_type: response.content_type(),
-        content_length: response.content_length(),
-        connection,
-        date: &date,
-        extra,
-    }
-    .encode(out);
-    if with_body {
-        out.extend_from_slice(body);
-    }
 }

@@ -11,10 +11,12 @@ pub mod body_stream;
 pub mod connection;
 pub mod date_cache;
 pub mod panic_guard;
+pub mod runtime;
 pub mod service;
 pub mod tls;
 pub mod transport;
 pub mod worker;
+pub mod write;
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,8 +28,8 @@ use tokio::sync::watch;
 use std::sync::Arc;
 
 use crate::config::Config;
+use runtime::MakeApp;
 use service::Service;
-use worker::MakeApp;
 
 pub struct Server {
     local_addr: Option<SocketAddr>,
@@ -80,7 +82,7 @@ impl Server {
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
             let listeners =
-                worker::Listeners { plain: plain.pop(), tls: secure.pop().zip(tls.clone()), ops: ops.pop() };
+                runtime::Listeners { plain: plain.pop(), tls: secure.pop().zip(tls.clone()), ops: ops.pop() };
             let make_app = Arc::clone(&make_app);
             let config = config.clone();
             let watcher = watcher.clone();
@@ -91,7 +93,7 @@ impl Server {
                         tracing::warn!(worker = index, core = core.id, "could not pin worker to core");
                     }
                 }
-                if let Err(e) = worker::run(index, listeners, config, &*make_app, watcher) {
+                if let Err(e) = runtime::run(index, listeners, config, &*make_app, watcher) {
                     tracing::error!(worker = index, error = %e, "worker failed");
                 }
             })?;

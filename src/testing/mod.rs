@@ -1,5 +1,5 @@
-//! Support for measuring and fuzzing the server: the counting allocator the
-//! allocation tests use, and the properties the fuzz targets check.
+//! The properties the fuzz targets check on the server's own parsers (the
+//! request types and the router), compiled only with the `fuzzing` feature:
+//! the fuzz crate and the corpus-replay test turn it on.
 
-pub mod alloc_count;
 pub mod fuzzing;

@@ -29,6 +29,7 @@ pub mod requests;
 pub mod slug;
 pub mod sql;
 pub mod throttle;
+pub mod tokens;
 pub mod users;
 pub mod videos;
 

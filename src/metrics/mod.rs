@@ -10,9 +10,13 @@
 //! Invariant: a worker registers its block before it accepts a connection,
 //! and blocks are never removed, so a scrape sees every worker that ever ran.
 //!
+//! [`allocations`] counts heap allocations in the measuring build.
+//!
 //! Routes are counted by their index in the route table, which the
 //! application hands the registry once ([`label_routes`]): this module knows
 //! no route, and depends on nothing of the server's.
+
+pub mod allocations;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
