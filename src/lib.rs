@@ -13,6 +13,11 @@
 //! themselves live in the `swiftlet-protocol` crate (`protocol/`), which has no
 //! IO at all.
 
+// Every unsafe operation sits in its own block with a SAFETY comment that
+// proves it sound, also inside unsafe fns (the allocator wrapper).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod app;
 pub mod config;
 pub mod http;

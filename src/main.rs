@@ -1,6 +1,9 @@
 //! The swiftlet binary: parse the configuration, start the workers, run until
 //! SIGINT or SIGTERM, then shut down gracefully.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use clap::Parser;
 use swiftlet::app::api::password;
 use swiftlet::config::Command;

@@ -18,6 +18,9 @@
 //! - [`multipart`]: multipart/form-data, decoded as a stream, for uploads.
 //! - [`media`]: which video container a file is, by its magic bytes.
 
+// Wire code has no reason to be unsafe: the compiler holds it to that.
+#![forbid(unsafe_code)]
+
 pub mod chunked;
 pub mod date;
 pub mod error;
