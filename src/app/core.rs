@@ -16,7 +16,7 @@ use super::api::throttle::LoginThrottle;
 use super::api::tokens::{Generations, Tokens};
 use crate::config::Config;
 use crate::http::error::AppError;
-use crate::http::router::Route;
+use crate::http::router::{Class, Route};
 use crate::ids::issue::Issuer;
 use crate::ingest::access::LogAccess;
 use crate::ingest::{writer, IngestQueue};
@@ -113,21 +113,12 @@ impl Core {
 /// --no-benchmark-routes.
 fn served_routes(config: &Config, listener: Listener) -> u64 {
     let mut served = 0u64;
-    for route in Route::ALL {
-        let serves = match (listener, route) {
-            (Listener::Ops, Route::Metrics | Route::Ready | Route::Health) => true,
+    for &route in Route::ALL {
+        let serves = match (listener, route.class()) {
+            (Listener::Ops, Class::Probe | Class::Metrics) => true,
             (Listener::Ops, _) => false,
-            (Listener::Public, Route::Metrics) => config.ops_listen.is_none(),
-            (
-                Listener::Public,
-                Route::Plaintext
-                | Route::Json
-                | Route::Db
-                | Route::Queries
-                | Route::Updates
-                | Route::Fortunes
-                | Route::CachedQueries,
-            ) => !config.no_benchmark_routes,
+            (Listener::Public, Class::Metrics) => config.ops_listen.is_none(),
+            (Listener::Public, Class::Bench) => !config.no_benchmark_routes,
             (Listener::Public, _) => true,
         };
         if serves {

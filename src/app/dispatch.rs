@@ -21,23 +21,22 @@ use crate::config::Config;
 use crate::http::error::AppError;
 use crate::http::request::Request;
 use crate::http::response::{Cors, Response};
-use crate::http::router::{self, Route};
+use crate::http::router::{self, Body, Class, Route};
 use crate::server::body_stream::BodyStream;
 use crate::server::service::{Listener, Service};
 
 /// The largest body each route accepts. Routes that take no body accept none:
 /// a body sent to them is refused with 413 before it is read.
 pub fn body_limit(route: Route, config: &Config) -> u64 {
-    if is_api(route) {
+    match route.body() {
+        Body::None => 0,
         // Clients send a JSON content type, and sometimes an irrelevant body,
         // even where the route reads none (shared/conduit-api.md §1): accept
-        // and ignore it rather than refuse it.
-        return config.api_body_limit;
-    }
-    match route {
-        Route::Ingest => config.ingest_body_limit,
-        Route::IngestBatch => config.ingest_batch_body_limit,
-        _ => 0,
+        // and ignore it rather than refuse it. (A streamed body is bounded by
+        // its handler; this limit is never applied to it.)
+        Body::Api | Body::Stream => config.api_body_limit,
+        Body::Ingest => config.ingest_body_limit,
+        Body::IngestBatch => config.ingest_batch_body_limit,
     }
 }
 
@@ -47,12 +46,15 @@ pub async fn dispatch(
     req: &mut Request<'_>,
     res: &mut Response<'_>,
 ) -> Result<(), AppError> {
-    if has_cors(route) {
+    // The product API's answers carry CORS headers, for browser front ends;
+    // the log service's do not (a server-to-server API behind a token, which
+    // no page on another origin should read).
+    if route.class() == Class::Api {
         // Set first, so an error answer carries it too: browsers on another
         // origin must be able to read the error body.
         res.set_cors(Cors::Simple);
     }
-    if matches!(route, Route::Ingest | Route::IngestBatch | Route::Logs) {
+    if matches!(route.class(), Class::Ingest | Class::Logs) {
         core.log_access.check(req)?;
     }
     match route {
@@ -115,7 +117,7 @@ pub async fn dispatch(
 /// Whether a route reads its body as a stream (through
 /// [`dispatch_streaming`]) rather than whole from the read buffer.
 pub fn streams_body(route: Route) -> bool {
-    route == Route::CreateVideo
+    route.body() == Body::Stream
 }
 
 /// Runs a route whose body is streamed (see [`streams_body`]).
@@ -131,35 +133,6 @@ pub async fn dispatch_streaming(
         Route::CreateVideo => api::videos::create(core, req, body, res).await,
         _ => Err(AppError::Internal),
     }
-}
-
-/// Whether a route's answers carry CORS headers: the product API's, for
-/// browser front ends, but not the log service's (a server-to-server API
-/// behind a token, which no page on another origin should read).
-fn has_cors(route: Route) -> bool {
-    is_api(route) && route != Route::Logs
-}
-
-/// Whether a route belongs to the product API.
-fn is_api(route: Route) -> bool {
-    !matches!(
-        route,
-        Route::Health
-            | Route::Ready
-            | Route::Metrics
-            | Route::Plaintext
-            | Route::Json
-            | Route::Ingest
-            | Route::IngestBatch
-            | Route::Db
-            | Route::Queries
-            | Route::Updates
-            | Route::Fortunes
-            | Route::CachedQueries
-            | Route::Allocations
-            | Route::TestPanic
-            | Route::TestSleep
-    )
 }
 
 /// The connection loop's view of the application.

@@ -1,11 +1,19 @@
-//! The static router: a `match` on path segments, then on the method.
+//! The static router: one declarative table of routes, expanded into a
+//! `match` on path segments, then on the method.
 //!
 //! The path is split on `/` into a fixed array of borrowed segments on the
 //! stack, and routes are slice patterns over it, so a path parameter is just a
-//! binding in a pattern (`[b"api", b"articles", slug]`) that borrows from the
+//! binding in a pattern (`[b"api", b"articles", _]`) that borrows from the
 //! request buffer: routing never allocates. An unknown path is 404; a known path
 //! with a method it does not have is 405 with the methods it does have. HEAD is
 //! allowed wherever GET is (RFC 9110 §9.3.2).
+//!
+//! Everything else about a route comes from the same table, [`routes!`]'s
+//! one invocation below: the [`Route`] enum and its list, each route's
+//! method, metric name and path pattern, its [`Class`] (who may reach it,
+//! whether it carries CORS, whether it checks the log token) and its
+//! [`Body`] (which body limit applies, or whether the body streams). Adding a
+//! route is one line there (and its handler in `app::dispatch`).
 
 use swiftlet_protocol::Method;
 
@@ -14,204 +22,254 @@ use crate::http::error::AppError;
 /// Paths with more segments than this match no route.
 pub const MAX_SEGMENTS: usize = 8;
 
-/// A matched route. Routes with path parameters will carry them as borrowed
-/// byte slices (see the `segments_bind_parameters_without_copying` test).
+/// What kind of route it is: who may reach it and what it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    Health,
-    /// `GET /ready`: 200 only when PostgreSQL and Redis answer.
-    Ready,
-    /// `GET /metrics`: Prometheus text format.
+pub enum Class {
+    /// Liveness and readiness: on the operations listener too.
+    Probe,
+    /// `/metrics`: on the operations listener, or the public one without one.
     Metrics,
-    Plaintext,
-    Json,
-    /// `POST /ingest`: one log event.
+    /// TechEmpower's routes (off with `--no-benchmark-routes`).
+    Bench,
+    /// The log service's writes, behind the ingest token.
     Ingest,
-    /// `POST /ingest/batch`: log events as NDJSON.
-    IngestBatch,
-    /// `GET /db`: one random World row.
-    Db,
-    /// `GET /queries?queries=N`: N random World rows.
-    Queries,
-    /// `GET /updates?queries=N`: N random World rows, changed and written back.
-    Updates,
-    /// `GET /fortunes`: the Fortune table as HTML.
-    Fortunes,
-    /// `GET /cached-queries?count=N`: N random World rows through the Redis cache.
-    CachedQueries,
-    // The product API (shared/conduit-api.md §3), in the spec's order.
-    /// `POST /api/users/login`
-    Login,
-    /// `POST /api/users`
-    Register,
-    /// `GET /api/user`
-    CurrentUser,
-    /// `PUT /api/user`
-    UpdateUser,
-    /// `GET /api/profiles/:username`
-    Profile,
-    /// `POST /api/profiles/:username/follow`
-    Follow,
-    /// `DELETE /api/profiles/:username/follow`
-    Unfollow,
-    /// `GET /api/articles`
-    ListArticles,
-    /// `GET /api/articles/feed`
-    Feed,
-    /// `GET /api/articles/:slug`
-    Article,
-    /// `POST /api/articles`
-    CreateArticle,
-    /// `PUT /api/articles/:slug`
-    UpdateArticle,
-    /// `DELETE /api/articles/:slug`
-    DeleteArticle,
-    /// `POST /api/articles/:slug/comments`
-    AddComment,
-    /// `GET /api/articles/:slug/comments`
-    Comments,
-    /// `DELETE /api/articles/:slug/comments/:id`
-    DeleteComment,
-    /// `POST /api/articles/:slug/favorite`
-    Favorite,
-    /// `DELETE /api/articles/:slug/favorite`
-    Unfavorite,
-    /// `GET /api/tags`
-    Tags,
-    /// `GET /api/ids?count=N`: new time-ordered IDs.
-    Ids,
-    /// `GET /api/ids/:id`: an ID's parts.
-    DecodeId,
-    /// `GET /api/logs`: ingested events, newest first.
+    /// The product API: CORS answers.
+    Api,
+    /// The log service's reads: under `/api` but behind the ingest token, no CORS.
     Logs,
-    /// `POST /api/videos`: an upload, streamed to object storage.
-    CreateVideo,
-    /// `GET /api/videos?author=&limit=&cursor=`
-    ListVideos,
-    /// `GET /api/videos/feed`: videos by the authors the caller follows.
-    VideoFeed,
-    /// `GET /api/videos/:id`
-    Video,
-    /// `DELETE /api/videos/:id`
-    DeleteVideo,
-    /// `GET /api/videos/:id/content`: the video's bytes, with Range.
-    VideoContent,
-    /// `OPTIONS` on any `/api` path: a CORS preflight.
-    Preflight,
-    /// `GET /__allocations`: heap allocations so far (only in the
-    /// `count-allocations` build, for perf/services.py).
-    Allocations,
-    /// `GET /__test/panic`: a handler that panics (only with `--test-routes`).
-    TestPanic,
-    /// `GET /__test/sleep?ms=N`: a handler that takes N ms (only with `--test-routes`).
-    TestSleep,
+    /// Only in the allocation-counting build.
+    Measuring,
+    /// Fault injection, only with `--test-routes`.
+    Test,
+}
+
+/// Which body a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// None: a body is refused (413) before it is read.
+    None,
+    /// Up to `--api-body-limit` (read and ignored where the route needs none).
+    Api,
+    /// One log event, up to `--ingest-body-limit`.
+    Ingest,
+    /// NDJSON log events, up to `--ingest-batch-body-limit`.
+    IngestBatch,
+    /// Read as a stream by its handler (an upload), never whole.
+    Stream,
+}
+
+/// The route table's rows, each `Variant "name" METHOD Class Body`, grouped
+/// under the path pattern (for metrics labels) and the segments it matches;
+/// one extra row for the preflight, which matches by method, not by path.
+macro_rules! routes {
+    (
+        $( $pattern:literal [$($seg:pat),*] {
+            $( $(#[doc = $doc:literal])* $variant:ident $name:literal $method:ident $class:ident $body:ident; )+
+        } )*
+        preflight: $(#[doc = $pdoc:literal])* $pvariant:ident $pname:literal $ppattern:literal $pclass:ident $pbody:ident;
+    ) => {
+        /// A matched route. Path parameters are not copied: handlers read
+        /// them from the path by position.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Route {
+            $( $( $(#[doc = $doc])* $variant, )+ )*
+            $(#[doc = $pdoc])* $pvariant,
+        }
+
+        impl Route {
+            /// Every route, in table order: `Route::ALL[r as usize] == r`.
+            pub const ALL: &'static [Route] = &[ $( $( Route::$variant, )+ )* Route::$pvariant ];
+
+            /// The route's path pattern, which metrics label requests with
+            /// (several routes share one; the method tells them apart).
+            pub const fn pattern(self) -> &'static str {
+                match self {
+                    $( $( Route::$variant => $pattern, )+ )*
+                    Route::$pvariant => $ppattern,
+                }
+            }
+
+            /// A short snake-case name for metrics labels.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( $( Route::$variant => $name, )+ )*
+                    Route::$pvariant => $pname,
+                }
+            }
+
+            /// The method it answers (HEAD too, where this is GET).
+            pub const fn method(self) -> Method {
+                match self {
+                    $( $( Route::$variant => method!($method), )+ )*
+                    Route::$pvariant => Method::Options,
+                }
+            }
+
+            pub const fn class(self) -> Class {
+                match self {
+                    $( $( Route::$variant => Class::$class, )+ )*
+                    Route::$pvariant => Class::$pclass,
+                }
+            }
+
+            pub const fn body(self) -> Body {
+                match self {
+                    $( $( Route::$variant => Body::$body, )+ )*
+                    Route::$pvariant => Body::$pbody,
+                }
+            }
+        }
+
+        /// The routes of a path, by method.
+        fn methods(segments: &[&[u8]]) -> Option<Methods> {
+            Some(match segments {
+                $( [$($seg),*] => const { Methods::of(&[ $( Route::$variant ),+ ]) }, )*
+                _ => return None,
+            })
+        }
+    };
+}
+
+macro_rules! method {
+    (GET) => {
+        Method::Get
+    };
+    (POST) => {
+        Method::Post
+    };
+    (PUT) => {
+        Method::Put
+    };
+    (DELETE) => {
+        Method::Delete
+    };
+}
+
+// `feed` comes before `:slug`, so it is never a slug; the order of the
+// groups is the order of the match.
+routes! {
+    "/health" [b"health"] { Health "health" GET Probe None; }
+    "/ready" [b"ready"] {
+        /// `GET /ready`: 200 only when PostgreSQL answers and IDs can be made.
+        Ready "ready" GET Probe None;
+    }
+    "/metrics" [b"metrics"] {
+        /// `GET /metrics`: Prometheus text format.
+        Metrics "metrics" GET Metrics None;
+    }
+    "/plaintext" [b"plaintext"] { Plaintext "plaintext" GET Bench None; }
+    "/json" [b"json"] { Json "json" GET Bench None; }
+    "/ingest" [b"ingest"] {
+        /// `POST /ingest`: one log event.
+        Ingest "ingest" POST Ingest Ingest;
+    }
+    "/ingest/batch" [b"ingest", b"batch"] {
+        /// `POST /ingest/batch`: log events as NDJSON.
+        IngestBatch "ingest_batch" POST Ingest IngestBatch;
+    }
+    "/db" [b"db"] {
+        /// `GET /db`: one random World row.
+        Db "db" GET Bench None;
+    }
+    "/queries" [b"queries"] {
+        /// `GET /queries?queries=N`: N random World rows.
+        Queries "queries" GET Bench None;
+    }
+    "/updates" [b"updates"] {
+        /// `GET /updates?queries=N`: N random World rows, changed and written back.
+        Updates "updates" GET Bench None;
+    }
+    "/fortunes" [b"fortunes"] {
+        /// `GET /fortunes`: the Fortune table as HTML.
+        Fortunes "fortunes" GET Bench None;
+    }
+    "/cached-queries" [b"cached-queries"] {
+        /// `GET /cached-queries?count=N`: N random World rows through the Redis cache.
+        CachedQueries "cached_queries" GET Bench None;
+    }
+    // The product API (shared/conduit-api.md §3), in the spec's order.
+    "/api/users/login" [b"api", b"users", b"login"] { Login "login" POST Api Api; }
+    "/api/users" [b"api", b"users"] { Register "register" POST Api Api; }
+    "/api/user" [b"api", b"user"] {
+        CurrentUser "current_user" GET Api Api;
+        UpdateUser "update_user" PUT Api Api;
+    }
+    "/api/profiles/:username" [b"api", b"profiles", _] { Profile "profile" GET Api Api; }
+    "/api/profiles/:username/follow" [b"api", b"profiles", _, b"follow"] {
+        Follow "follow" POST Api Api;
+        Unfollow "unfollow" DELETE Api Api;
+    }
+    "/api/articles" [b"api", b"articles"] {
+        ListArticles "list_articles" GET Api Api;
+        CreateArticle "create_article" POST Api Api;
+    }
+    "/api/articles/feed" [b"api", b"articles", b"feed"] { Feed "feed" GET Api Api; }
+    "/api/articles/:slug" [b"api", b"articles", _] {
+        Article "article" GET Api Api;
+        UpdateArticle "update_article" PUT Api Api;
+        DeleteArticle "delete_article" DELETE Api Api;
+    }
+    "/api/articles/:slug/comments" [b"api", b"articles", _, b"comments"] {
+        Comments "comments" GET Api Api;
+        AddComment "add_comment" POST Api Api;
+    }
+    "/api/articles/:slug/comments/:id" [b"api", b"articles", _, b"comments", _] {
+        DeleteComment "delete_comment" DELETE Api Api;
+    }
+    "/api/articles/:slug/favorite" [b"api", b"articles", _, b"favorite"] {
+        Favorite "favorite" POST Api Api;
+        Unfavorite "unfavorite" DELETE Api Api;
+    }
+    "/api/tags" [b"api", b"tags"] { Tags "tags" GET Api Api; }
+    "/api/ids" [b"api", b"ids"] {
+        /// `GET /api/ids?count=N`: new time-ordered IDs.
+        Ids "ids" GET Api Api;
+    }
+    "/api/ids/:id" [b"api", b"ids", _] {
+        /// `GET /api/ids/:id`: an ID's parts.
+        DecodeId "decode_id" GET Api Api;
+    }
+    "/api/logs" [b"api", b"logs"] {
+        /// `GET /api/logs`: ingested events, newest first.
+        Logs "logs" GET Logs Api;
+    }
+    "/api/videos" [b"api", b"videos"] {
+        /// `GET /api/videos?author=&limit=&cursor=`
+        ListVideos "list_videos" GET Api Api;
+        /// `POST /api/videos`: an upload, streamed to object storage.
+        CreateVideo "create_video" POST Api Stream;
+    }
+    "/api/videos/feed" [b"api", b"videos", b"feed"] {
+        /// `GET /api/videos/feed`: videos by the authors the caller follows.
+        VideoFeed "video_feed" GET Api Api;
+    }
+    "/api/videos/:id" [b"api", b"videos", _] {
+        Video "video" GET Api Api;
+        DeleteVideo "delete_video" DELETE Api Api;
+    }
+    "/api/videos/:id/content" [b"api", b"videos", _, b"content"] {
+        /// `GET /api/videos/:id/content`: the video's bytes, with Range.
+        VideoContent "video_content" GET Api Api;
+    }
+    "/__allocations" [b"__allocations"] {
+        /// `GET /__allocations`: heap allocations so far (only in the
+        /// `count-allocations` build, for perf/services.py).
+        Allocations "allocations" GET Measuring None;
+    }
+    "/__test/panic" [b"__test", b"panic"] {
+        /// `GET /__test/panic`: a handler that panics (only with `--test-routes`).
+        TestPanic "test_panic" GET Test None;
+    }
+    "/__test/sleep" [b"__test", b"sleep"] {
+        /// `GET /__test/sleep?ms=N`: a handler that takes N ms (only with `--test-routes`).
+        TestSleep "test_sleep" GET Test None;
+    }
+    preflight:
+        /// `OPTIONS` on any `/api` path but the log service's: a CORS preflight.
+        Preflight "preflight" "/api/*" Api Api;
 }
 
 impl Route {
-    /// Every route, in declaration order: `Route::ALL[r as usize] == r`.
-    pub const ALL: [Route; 44] = [
-        Route::Health,
-        Route::Ready,
-        Route::Metrics,
-        Route::Plaintext,
-        Route::Json,
-        Route::Ingest,
-        Route::IngestBatch,
-        Route::Db,
-        Route::Queries,
-        Route::Updates,
-        Route::Fortunes,
-        Route::CachedQueries,
-        Route::Login,
-        Route::Register,
-        Route::CurrentUser,
-        Route::UpdateUser,
-        Route::Profile,
-        Route::Follow,
-        Route::Unfollow,
-        Route::ListArticles,
-        Route::Feed,
-        Route::Article,
-        Route::CreateArticle,
-        Route::UpdateArticle,
-        Route::DeleteArticle,
-        Route::AddComment,
-        Route::Comments,
-        Route::DeleteComment,
-        Route::Favorite,
-        Route::Unfavorite,
-        Route::Tags,
-        Route::Ids,
-        Route::DecodeId,
-        Route::Logs,
-        Route::CreateVideo,
-        Route::ListVideos,
-        Route::VideoFeed,
-        Route::Video,
-        Route::DeleteVideo,
-        Route::VideoContent,
-        Route::Preflight,
-        Route::Allocations,
-        Route::TestPanic,
-        Route::TestSleep,
-    ];
-
-    /// The route's path pattern, which metrics label requests with (several
-    /// routes share one; the method tells them apart).
-    pub const fn pattern(self) -> &'static str {
-        match self {
-            Route::Health => "/health",
-            Route::Ready => "/ready",
-            Route::Metrics => "/metrics",
-            Route::Plaintext => "/plaintext",
-            Route::Json => "/json",
-            Route::Ingest => "/ingest",
-            Route::IngestBatch => "/ingest/batch",
-            Route::Db => "/db",
-            Route::Queries => "/queries",
-            Route::Updates => "/updates",
-            Route::Fortunes => "/fortunes",
-            Route::CachedQueries => "/cached-queries",
-            Route::Login => "/api/users/login",
-            Route::Register => "/api/users",
-            Route::CurrentUser => "/api/user",
-            Route::UpdateUser => "/api/user",
-            Route::Profile => "/api/profiles/:username",
-            Route::Follow => "/api/profiles/:username/follow",
-            Route::Unfollow => "/api/profiles/:username/follow",
-            Route::ListArticles => "/api/articles",
-            Route::Feed => "/api/articles/feed",
-            Route::Article => "/api/articles/:slug",
-            Route::CreateArticle => "/api/articles",
-            Route::UpdateArticle => "/api/articles/:slug",
-            Route::DeleteArticle => "/api/articles/:slug",
-            Route::AddComment => "/api/articles/:slug/comments",
-            Route::Comments => "/api/articles/:slug/comments",
-            Route::DeleteComment => "/api/articles/:slug/comments/:id",
-            Route::Favorite => "/api/articles/:slug/favorite",
-            Route::Unfavorite => "/api/articles/:slug/favorite",
-            Route::Tags => "/api/tags",
-            Route::Ids => "/api/ids",
-            Route::DecodeId => "/api/ids/:id",
-            Route::Logs => "/api/logs",
-            Route::CreateVideo => "/api/videos",
-            Route::ListVideos => "/api/videos",
-            Route::VideoFeed => "/api/videos/feed",
-            Route::Video => "/api/videos/:id",
-            Route::DeleteVideo => "/api/videos/:id",
-            Route::VideoContent => "/api/videos/:id/content",
-            Route::Preflight => "/api/*",
-            Route::Allocations => "/__allocations",
-            Route::TestPanic => "/__test/panic",
-            Route::TestSleep => "/__test/sleep",
-        }
-    }
-
-    /// A short snake-case name for metrics labels.
-    pub const fn name(self) -> &'static str {
-        ROUTE_NAMES[self as usize]
-    }
-
     /// Every route's metrics labels, by index.
     pub const LABELS: [crate::metrics::RouteLabel; Route::ALL.len()] = {
         let mut labels = [("", ""); Route::ALL.len()];
@@ -223,57 +281,6 @@ impl Route {
         labels
     };
 }
-
-// The last variant closes the list: a route added after it without a place in
-// ALL fails to compile here.
-const _: () = assert!(Route::TestSleep as usize + 1 == Route::ALL.len());
-
-const ROUTE_NAMES: [&str; 44] = [
-    "health",
-    "ready",
-    "metrics",
-    "plaintext",
-    "json",
-    "ingest",
-    "ingest_batch",
-    "db",
-    "queries",
-    "updates",
-    "fortunes",
-    "cached_queries",
-    "login",
-    "register",
-    "current_user",
-    "update_user",
-    "profile",
-    "follow",
-    "unfollow",
-    "list_articles",
-    "feed",
-    "article",
-    "create_article",
-    "update_article",
-    "delete_article",
-    "add_comment",
-    "comments",
-    "delete_comment",
-    "favorite",
-    "unfavorite",
-    "tags",
-    "ids",
-    "decode_id",
-    "logs",
-    "create_video",
-    "list_videos",
-    "video_feed",
-    "video",
-    "delete_video",
-    "video_content",
-    "preflight",
-    "allocations",
-    "test_panic",
-    "test_sleep",
-];
 
 /// A path split into segments: `/api/articles/x` is `["api", "articles", "x"]`.
 /// The leading `/` is dropped; empty segments (`//`, a trailing `/`) are kept,
@@ -313,72 +320,69 @@ struct Methods {
     allow: &'static str,
 }
 
-const NONE: Methods = Methods { get: None, post: None, put: None, delete: None, allow: "" };
-
-const fn get(route: Route) -> Methods {
-    Methods { get: Some(route), allow: "GET, HEAD", ..NONE }
+impl Methods {
+    /// The methods of a path's routes, and their Allow list.
+    const fn of(routes: &[Route]) -> Methods {
+        let mut m = Methods { get: None, post: None, put: None, delete: None, allow: "" };
+        let mut bits = 0;
+        let mut i = 0;
+        while i < routes.len() {
+            match routes[i].method() {
+                Method::Get => {
+                    m.get = Some(routes[i]);
+                    bits |= 1;
+                }
+                Method::Post => {
+                    m.post = Some(routes[i]);
+                    bits |= 2;
+                }
+                Method::Put => {
+                    m.put = Some(routes[i]);
+                    bits |= 4;
+                }
+                Method::Delete => {
+                    m.delete = Some(routes[i]);
+                    bits |= 8;
+                }
+                _ => panic!("a table route answers GET, POST, PUT or DELETE"),
+            }
+            i += 1;
+        }
+        m.allow = ALLOW[bits];
+        m
+    }
 }
 
-const fn post(route: Route) -> Methods {
-    Methods { post: Some(route), allow: "POST", ..NONE }
-}
-
-/// Routes under `/api`. `feed` is matched before `:slug`, so it is never a slug.
-fn api_route(rest: &[&[u8]]) -> Option<Methods> {
-    use Route::*;
-    Some(match rest {
-        [b"users", b"login"] => post(Login),
-        [b"users"] => post(Register),
-        [b"user"] => Methods { get: Some(CurrentUser), put: Some(UpdateUser), allow: "GET, HEAD, PUT", ..NONE },
-        [b"profiles", _] => get(Profile),
-        [b"profiles", _, b"follow"] => {
-            Methods { post: Some(Follow), delete: Some(Unfollow), allow: "POST, DELETE", ..NONE }
-        }
-        [b"articles"] => {
-            Methods { get: Some(ListArticles), post: Some(CreateArticle), allow: "GET, HEAD, POST", ..NONE }
-        }
-        [b"articles", b"feed"] => get(Feed),
-        [b"articles", _] => Methods {
-            get: Some(Article),
-            put: Some(UpdateArticle),
-            delete: Some(DeleteArticle),
-            allow: "GET, HEAD, PUT, DELETE",
-            ..NONE
-        },
-        [b"articles", _, b"comments"] => {
-            Methods { get: Some(Comments), post: Some(AddComment), allow: "GET, HEAD, POST", ..NONE }
-        }
-        [b"articles", _, b"comments", _] => Methods { delete: Some(DeleteComment), allow: "DELETE", ..NONE },
-        [b"articles", _, b"favorite"] => {
-            Methods { post: Some(Favorite), delete: Some(Unfavorite), allow: "POST, DELETE", ..NONE }
-        }
-        [b"tags"] => get(Tags),
-        [b"ids"] => get(Ids),
-        [b"ids", _] => get(DecodeId),
-        [b"logs"] => get(Logs),
-        [b"videos"] => Methods { get: Some(ListVideos), post: Some(CreateVideo), allow: "GET, HEAD, POST", ..NONE },
-        [b"videos", b"feed"] => get(VideoFeed),
-        [b"videos", _] => Methods { get: Some(Video), delete: Some(DeleteVideo), allow: "GET, HEAD, DELETE", ..NONE },
-        [b"videos", _, b"content"] => get(VideoContent),
-        _ => return None,
-    })
-}
+/// The Allow value of each set of methods (GET, POST, PUT, DELETE as bits 0–3).
+const ALLOW: [&str; 16] = [
+    "",
+    "GET, HEAD",
+    "POST",
+    "GET, HEAD, POST",
+    "PUT",
+    "GET, HEAD, PUT",
+    "POST, PUT",
+    "GET, HEAD, POST, PUT",
+    "DELETE",
+    "GET, HEAD, DELETE",
+    "POST, DELETE",
+    "GET, HEAD, POST, DELETE",
+    "PUT, DELETE",
+    "GET, HEAD, PUT, DELETE",
+    "POST, PUT, DELETE",
+    "GET, HEAD, POST, PUT, DELETE",
+];
 
 /// Finds the route for a request. The fault-injection routes exist only when
-/// `test_routes` is set.
+/// `test_routes` is set, the allocation count only in its build.
 pub fn route(method: Method, path: &[u8], test_routes: bool) -> Result<Route, AppError> {
     let segments = Segments::split(path).ok_or(AppError::NotFound)?;
-    let methods = match segments.as_slice() {
-        [b"api", rest @ ..] => {
-            let methods = api_route(rest).ok_or(AppError::NotFound)?;
-            // The log service is for servers, not pages: no preflight is granted.
-            if method == Method::Options && rest != [b"logs"] {
-                return Ok(Route::Preflight);
-            }
-            methods
-        }
-        other => benchmark_route(other, test_routes).ok_or(AppError::NotFound)?,
-    };
+    let segments = segments.as_slice();
+    let methods = methods(segments).ok_or(AppError::NotFound)?;
+    // The log service is for servers, not pages: no preflight is granted.
+    if method == Method::Options && matches!(segments, [b"api", ..]) && !matches!(segments, [b"api", b"logs"]) {
+        return Ok(Route::Preflight);
+    }
     let found = match method {
         Method::Get | Method::Head => methods.get,
         Method::Post => methods.post,
@@ -386,29 +390,17 @@ pub fn route(method: Method, path: &[u8], test_routes: bool) -> Result<Route, Ap
         Method::Delete => methods.delete,
         _ => None,
     };
+    let present = |route: Route| match route.class() {
+        Class::Measuring => cfg!(feature = "count-allocations"),
+        Class::Test => test_routes,
+        _ => true,
+    };
+    // A route that is not there is not there for any method.
+    let any = [methods.get, methods.post, methods.put, methods.delete];
+    if !any.into_iter().flatten().any(present) {
+        return Err(AppError::NotFound);
+    }
     found.ok_or(AppError::MethodNotAllowed { allow: methods.allow })
-}
-
-/// The benchmark and operations routes outside `/api`.
-fn benchmark_route(segments: &[&[u8]], test_routes: bool) -> Option<Methods> {
-    Some(match segments {
-        [b"health"] => get(Route::Health),
-        [b"ready"] => get(Route::Ready),
-        [b"metrics"] => get(Route::Metrics),
-        [b"plaintext"] => get(Route::Plaintext),
-        [b"json"] => get(Route::Json),
-        [b"ingest"] => post(Route::Ingest),
-        [b"ingest", b"batch"] => post(Route::IngestBatch),
-        [b"db"] => get(Route::Db),
-        [b"queries"] => get(Route::Queries),
-        [b"updates"] => get(Route::Updates),
-        [b"fortunes"] => get(Route::Fortunes),
-        [b"cached-queries"] => get(Route::CachedQueries),
-        [b"__allocations"] if cfg!(feature = "count-allocations") => get(Route::Allocations),
-        [b"__test", b"panic"] if test_routes => get(Route::TestPanic),
-        [b"__test", b"sleep"] if test_routes => get(Route::TestSleep),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
