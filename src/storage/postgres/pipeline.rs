@@ -1,0 +1,196 @@
+//! One pipelined connection: batches encoded into its output buffer, a
+//! waiter per batch, and the delivery of each answer to its waiter.
+
+use crate::storage::statements::Statement;
+use bytes::BytesMut;
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use postgres_types::ToSql;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::sync::{oneshot, Notify};
+
+use super::error::{classify, error_fields, PgError};
+use super::pool::PgStats;
+use super::row::BatchRows;
+use super::{BINARY, MAX_IN_FLIGHT, MAX_REPLY_BYTES};
+
+/// Encodes the queries of one batch.
+pub struct Batch<'b> {
+    pub(super) out: &'b mut BytesMut,
+    pub(super) queries: usize,
+}
+
+impl Batch<'_> {
+    /// Adds one execution of a prepared statement. The parameters must match
+    /// the statement's declared types.
+    pub fn query(&mut self, statement: &Statement, params: &[&(dyn ToSql + Sync)]) -> Result<(), PgError> {
+        if params.len() != statement.params.len() {
+            return Err(PgError::Failed(format!(
+                "{}: {} parameters for {}",
+                statement.name,
+                params.len(),
+                statement.params.len()
+            )));
+        }
+        let values = params.iter().zip(statement.params);
+        frontend::bind(
+            "",
+            statement.name,
+            Some(BINARY),
+            values,
+            |(value, ty), buf| match value.to_sql_checked(ty, buf)? {
+                postgres_types::IsNull::Yes => Ok(postgres_protocol::IsNull::Yes),
+                postgres_types::IsNull::No => Ok(postgres_protocol::IsNull::No),
+            },
+            Some(BINARY),
+            self.out,
+        )
+        .map_err(|e| {
+            let why = match e {
+                frontend::BindError::Conversion(e) => e.to_string(),
+                frontend::BindError::Serialization(e) => e.to_string(),
+            };
+            PgError::Failed(format!("{}: cannot encode a parameter: {why}", statement.name))
+        })?;
+        frontend::execute("", 0, self.out).map_err(|e| PgError::Failed(e.to_string()))?;
+        self.queries += 1;
+        Ok(())
+    }
+}
+
+pub(super) struct Waiter {
+    pub(super) tx: oneshot::Sender<Result<BatchRows, PgError>>,
+}
+
+/// What the driver is collecting for the front waiter.
+#[derive(Default)]
+pub(super) struct Collecting {
+    pub(super) rows: BatchRows,
+    pub(super) error: Option<PgError>,
+    /// Row bytes collected for this batch so far.
+    pub(super) bytes: usize,
+}
+
+/// One live connection.
+///
+/// A batch that times out with no batch at all answered on the connection
+/// since it was queued means the server is hung or gone without a word (a
+/// failover behind a silent network): the connection is replaced at once,
+/// rather than costing every later call its whole timeout until TCP
+/// keepalive notices.
+pub struct PgPipeline {
+    pub(super) up: Cell<bool>,
+    /// Batches answered (ReadyForQuery) on this connection.
+    pub(super) answered: Cell<u64>,
+    /// A batch timed out with none answered since it was queued: replace this connection.
+    pub(super) stalled: Notify,
+    pub(super) out: RefCell<BytesMut>,
+    pub(super) waiters: RefCell<VecDeque<Waiter>>,
+    pub(super) queued: Notify,
+    pub(super) room: Notify,
+    pub(super) timeout: Duration,
+    pub(super) stats: Rc<PgStats>,
+}
+
+impl PgPipeline {
+    /// Sends one batch (the queries `encode` adds, then one Sync) and waits for
+    /// all its rows. Fails at once if the connection is down.
+    pub async fn run(&self, encode: impl FnOnce(&mut Batch<'_>) -> Result<(), PgError>) -> Result<BatchRows, PgError> {
+        let exchange = async {
+            while self.up.get() && self.waiters.borrow().len() >= MAX_IN_FLIGHT {
+                self.room.notified().await;
+            }
+            if !self.up.get() {
+                return Err(PgError::Unavailable);
+            }
+            let rx = {
+                let mut out = self.out.borrow_mut();
+                let mark = out.len();
+                let mut batch = Batch { out: &mut out, queries: 0 };
+                if let Err(e) = encode(&mut batch) {
+                    out.truncate(mark);
+                    return Err(e);
+                }
+                let queries = batch.queries;
+                frontend::sync(&mut out);
+                self.stats.queries.set(self.stats.queries.get() + queries as u64);
+                let (tx, rx) = oneshot::channel();
+                self.waiters.borrow_mut().push_back(Waiter { tx });
+                rx
+            };
+            self.queued.notify_one();
+            rx.await.unwrap_or(Err(PgError::Unavailable))
+        };
+        let answered_before = self.answered.get();
+        let outcome = tokio::time::timeout(self.timeout, exchange).await.unwrap_or(Err(PgError::TimedOut));
+        if matches!(outcome, Err(PgError::TimedOut)) && self.answered.get() == answered_before && self.up.get() {
+            self.up.set(false);
+            self.stalled.notify_one();
+        }
+        outcome
+    }
+
+    pub(super) fn fail_all(&self) {
+        self.up.set(false);
+        self.out.borrow_mut().clear();
+        for waiter in self.waiters.borrow_mut().drain(..) {
+            let _ = waiter.tx.send(Err(PgError::Unavailable));
+        }
+        self.room.notify_waiters();
+    }
+}
+
+/// Hands every complete batch result in `rbuf` to its waiter, in order.
+pub(super) fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut Collecting) -> io::Result<()> {
+    let had_room = link.waiters.borrow().len() < MAX_IN_FLIGHT;
+    while let Some(message) = Message::parse(rbuf)? {
+        match message {
+            Message::DataRow(row) => {
+                collecting.bytes += row.buffer().len();
+                if collecting.bytes <= MAX_REPLY_BYTES {
+                    collecting.rows.rows.push(row);
+                } else if collecting.error.is_none() {
+                    collecting.error = Some(PgError::ReplyTooLarge);
+                    collecting.rows = BatchRows::default();
+                }
+            }
+            Message::CommandComplete(_) | Message::EmptyQueryResponse => {
+                collecting.rows.ends.push(collecting.rows.rows.len())
+            }
+            Message::ErrorResponse(body) => {
+                let e = error_fields(&body);
+                if link.waiters.borrow().is_empty() {
+                    // A FATAL outside any batch (an administrator's shutdown): the end is near.
+                    return Err(io::Error::other(e.text));
+                }
+                collecting.error.get_or_insert(classify(&e.code, e.text, e.constraint));
+            }
+            Message::ReadyForQuery(_) => {
+                link.answered.set(link.answered.get() + 1);
+                let done = std::mem::take(collecting);
+                let waiter = link.waiters.borrow_mut().pop_front();
+                match waiter {
+                    Some(waiter) => {
+                        // The caller may have timed out and gone; that is fine.
+                        let _ = waiter.tx.send(match done.error {
+                            Some(e) => Err(e),
+                            None => Ok(done.rows),
+                        });
+                    }
+                    None => return Err(io::Error::new(io::ErrorKind::InvalidData, "a result nobody asked for")),
+                }
+            }
+            Message::BindComplete | Message::ParseComplete | Message::NoData | Message::PortalSuspended => {}
+            Message::NoticeResponse(_) | Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected message from PostgreSQL")),
+        }
+    }
+    if !had_room && link.waiters.borrow().len() < MAX_IN_FLIGHT {
+        link.room.notify_waiters();
+    }
+    Ok(())
+}
