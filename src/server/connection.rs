@@ -18,8 +18,9 @@
 //! Invariants:
 //! - `rbuf` starts with the first unanswered request. Everything before it is
 //!   drained after each round, so offsets in a pending head stay valid.
-//! - `chunked` is `Some` only while that first request is a chunked one whose
-//!   body has not fully arrived; its positions are relative to the body start.
+//! - `reading` is `Body` only while that first request's head is complete
+//!   and its body has not fully arrived; a chunked body's decoder lives
+//!   there, its positions relative to the body start.
 //! - Responses are appended to `wbuf` in request order and written in order;
 //!   `wbuf` is flushed whenever it passes `WRITE_HIGH_WATER`, so a client that
 //!   pipelines without reading is held back by TCP instead of growing memory.
@@ -83,6 +84,57 @@ enum Waiting {
     Body,
 }
 
+/// What the connection is reading for the request at the front of `rbuf`:
+/// one state, so no flags can disagree about it.
+#[derive(Default)]
+enum Reading {
+    /// A head: the next request's, or more of the one begun.
+    #[default]
+    Head,
+    /// The body of the request whose head is complete, not all here yet.
+    Body(BodyProgress),
+}
+
+#[derive(Default)]
+struct BodyProgress {
+    /// When the connection first waited for it: the body's overall deadline
+    /// counts from here.
+    since: Option<Instant>,
+    /// Whether `100 Continue` went out for it.
+    continue_sent: bool,
+    /// A chunked body's decoder, with its place in the framing.
+    chunked: Option<ChunkedDecoder>,
+}
+
+impl Reading {
+    /// The body in progress, begun now if a head was being read.
+    fn body(&mut self) -> &mut BodyProgress {
+        match self {
+            Reading::Body(body) => body,
+            Reading::Head => {
+                *self = Reading::Body(BodyProgress::default());
+                self.body()
+            }
+        }
+    }
+}
+
+impl BodyProgress {
+    fn chunked(&mut self, limit: u64) -> &mut ChunkedDecoder {
+        self.chunked.get_or_insert_with(|| ChunkedDecoder::new(limit))
+    }
+}
+
+/// Where a request's body stands (see `Connection::frame_body`).
+enum Framed {
+    /// All here: its decoded length, and the bytes head and body take up.
+    Whole { body_len: usize, consumed: usize },
+    /// Still arriving.
+    Pending,
+    /// Refused; its answer is queued and the connection closes.
+    Refused,
+}
+
 /// The end of one round of decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Round {
@@ -108,13 +160,8 @@ pub struct Connection<'w, S: Transport, A: Service> {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     scratch: Vec<u8>,
-    chunked: Option<ChunkedDecoder>,
-    /// Whether the first buffered request's body is still arriving.
-    body_pending: bool,
-    /// When the connection first waited for that body: its overall deadline
-    /// counts from here.
-    body_since: Option<Instant>,
-    continue_sent: bool,
+    /// Head or body, for the first buffered request.
+    reading: Reading,
     /// The most bytes `rbuf` may need for the request at its front (see the
     /// module comment); reading stops one byte past it.
     read_cap: usize,
@@ -147,10 +194,7 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
             rbuf: Vec::with_capacity(size),
             wbuf: Vec::with_capacity(size),
             scratch: Vec::new(),
-            chunked: None,
-            body_pending: false,
-            body_since: None,
-            continue_sent: false,
+            reading: Reading::Head,
             read_cap: worker.config.max_head_bytes,
             round_start: accepted,
             peer,
@@ -179,7 +223,7 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
             };
             self.shrink_idle_buffers();
 
-            let next = if self.body_pending {
+            let next = if matches!(self.reading, Reading::Body(_)) {
                 Waiting::Body
             } else if !self.rbuf.is_empty() {
                 Waiting::Head
@@ -200,7 +244,7 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
                     Waiting::Head if served > 0 => self.round_start + config.header_timeout,
                     Waiting::Head => now + config.header_timeout,
                     Waiting::Body => {
-                        let since = *self.body_since.get_or_insert(now);
+                        let since = *self.reading.body().since.get_or_insert(now);
                         (now + config.body_timeout).min(since + config.body_deadline)
                     }
                 };
@@ -263,8 +307,7 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
                     break Round::Close;
                 }
             };
-            let route = self.worker.app.route(head.method, head.path(&self.rbuf[start..]), self.listener);
-            let route = match route {
+            let route = match self.worker.app.route(head.method, head.path(&self.rbuf[start..]), self.listener) {
                 Ok(route) => route,
                 Err(e) => {
                     // The body of a refused request is not read, so the
@@ -293,84 +336,107 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
                     None => break Round::Close,
                 }
             }
-            let limit = self.worker.app.body_limit(route);
-
-            let region = &mut self.rbuf[start + head.head_len..];
-            let (body_len, consumed) = match head.framing {
-                BodyFraming::Empty => (0, head.head_len),
-                BodyFraming::Length(n) if n > limit => {
-                    self.queue_error(&AppError::Http(HttpError::PayloadTooLarge), Some(&head), true);
-                    break Round::Close;
-                }
-                BodyFraming::Length(n) => {
-                    let n = n as usize; // n <= limit, which fits in memory
-                    if region.len() < n {
-                        self.await_body(&head, n);
-                        break Round::Open { served };
-                    }
-                    (n, head.head_len + n)
-                }
-                BodyFraming::Chunked => {
-                    let decoder = self.chunked.get_or_insert_with(|| ChunkedDecoder::new(limit));
-                    match decoder.decode(region) {
-                        Ok(Chunked::Complete { body_len, consumed }) => {
-                            self.chunked = None;
-                            (body_len, head.head_len + consumed)
-                        }
-                        Ok(Chunked::Incomplete) => {
-                            // Decoded bytes stay; the framing between them and
-                            // the unread input goes.
-                            let framing = decoder.discard_framing();
-                            let body_at = start + head.head_len;
-                            self.rbuf.drain(body_at + framing.start..body_at + framing.end);
-                            self.await_body(&head, usize::try_from(limit).unwrap_or(usize::MAX));
-                            break Round::Open { served };
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "refused a chunked body");
-                            self.chunked = None;
-                            self.queue_error(&AppError::Http(e), Some(&head), true);
-                            break Round::Close;
-                        }
-                    }
-                }
+            let (body_len, consumed) = match self.frame_body(start, &head, self.worker.app.body_limit(route)) {
+                Framed::Whole { body_len, consumed } => (body_len, consumed),
+                Framed::Pending => break Round::Open { served },
+                Framed::Refused => break Round::Close,
             };
-            self.body_pending = false;
-            self.body_since = None;
-            self.continue_sent = false;
-
-            let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
-            let mut request = Request::new(head, head_bytes, &mut rest[..body_len]).from_peer(self.peer);
-            let mut response = Response::new(&mut self.scratch);
-            let outcome = panic_guard::catch_panic(self.worker.app.call(route, &mut request, &mut response)).await;
-            settle(outcome, route, &mut response);
-            if let Some(since) = taken_up.as_mut() {
-                let now = std::time::Instant::now();
-                self.worker.metrics.record(Some(A::route_index(route)), response.status().code(), Some(now - *since));
-                *since = now;
-            }
-            // Decided after the handler: shutdown may have begun while it ran.
-            let keep_alive = keep_alive(&head, self.worker);
-            let stream = response.take_stream();
-            let cors = cors_origin(&self.worker.cors_origins, &response, &head, &self.rbuf[start..]);
-            encode(&mut self.wbuf, &response, &head, keep_alive, cors);
-            start += consumed;
             served += 1;
-            if let Some(body) = stream.filter(|_| head.method != Method::Head) {
-                if self.flush().await.is_err() || Box::pin(self.pump(body)).await.is_err() {
-                    break Round::Broken;
-                }
-            }
-            if !keep_alive {
-                break Round::Close;
-            }
-            if self.wbuf.len() >= WRITE_HIGH_WATER && self.flush().await.is_err() {
-                break Round::Broken;
+            let step = self.answer(start, head, route, (body_len, consumed), taken_up.as_mut()).await;
+            start += consumed;
+            match step {
+                Round::Open { .. } => {}
+                round => break round,
             }
         };
         self.rbuf.drain(..start);
         self.round_clock = taken_up;
         round
+    }
+
+    /// Finds the body of the request whose head starts at `start`: whole in
+    /// `rbuf`, still arriving (the connection then waits for it), or refused
+    /// (its answer queued).
+    fn frame_body(&mut self, start: usize, head: &RequestHead, limit: u64) -> Framed {
+        let region = &mut self.rbuf[start + head.head_len..];
+        let framed = match head.framing {
+            BodyFraming::Empty => Framed::Whole { body_len: 0, consumed: head.head_len },
+            BodyFraming::Length(n) if n > limit => {
+                self.queue_error(&AppError::Http(HttpError::PayloadTooLarge), Some(head), true);
+                return Framed::Refused;
+            }
+            BodyFraming::Length(n) => {
+                let n = n as usize; // n <= limit, which fits in memory
+                if region.len() < n {
+                    self.await_body(head, n);
+                    return Framed::Pending;
+                }
+                Framed::Whole { body_len: n, consumed: head.head_len + n }
+            }
+            BodyFraming::Chunked => match self.reading.body().chunked(limit).decode(region) {
+                Ok(Chunked::Complete { body_len, consumed }) => {
+                    Framed::Whole { body_len, consumed: head.head_len + consumed }
+                }
+                Ok(Chunked::Incomplete) => {
+                    // Decoded bytes stay; the framing between them and the
+                    // unread input goes.
+                    let framing = self.reading.body().chunked(limit).discard_framing();
+                    let body_at = start + head.head_len;
+                    self.rbuf.drain(body_at + framing.start..body_at + framing.end);
+                    self.await_body(head, usize::try_from(limit).unwrap_or(usize::MAX));
+                    return Framed::Pending;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "refused a chunked body");
+                    self.reading = Reading::Head;
+                    self.queue_error(&AppError::Http(e), Some(head), true);
+                    return Framed::Refused;
+                }
+            },
+        };
+        self.reading = Reading::Head;
+        framed
+    }
+
+    /// Runs the handler of a request whose body is whole in `rbuf` (`body`:
+    /// its length and the bytes the request takes up from `start`) and queues
+    /// the answer. `Open` to go on with the next request.
+    async fn answer(
+        &mut self,
+        start: usize,
+        head: RequestHead,
+        route: A::Route,
+        body: (usize, usize),
+        taken_up: Option<&mut std::time::Instant>,
+    ) -> Round {
+        let (body_len, consumed) = body;
+        let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
+        let mut request = Request::new(head, head_bytes, &mut rest[..body_len]).from_peer(self.peer);
+        let mut response = Response::new(&mut self.scratch);
+        let outcome = panic_guard::catch_panic(self.worker.app.call(route, &mut request, &mut response)).await;
+        settle(outcome, route, &mut response);
+        if let Some(since) = taken_up {
+            let now = std::time::Instant::now();
+            self.worker.metrics.record(Some(A::route_index(route)), response.status().code(), Some(now - *since));
+            *since = now;
+        }
+        // Decided after the handler: shutdown may have begun while it ran.
+        let keep_alive = keep_alive(&head, self.worker);
+        let stream = response.take_stream();
+        let cors = cors_origin(&self.worker.cors_origins, &response, &head, &self.rbuf[start..]);
+        encode(&mut self.wbuf, &response, &head, keep_alive, cors);
+        if let Some(body) = stream.filter(|_| head.method != Method::Head) {
+            if self.flush().await.is_err() || Box::pin(self.pump(body)).await.is_err() {
+                return Round::Broken;
+            }
+        }
+        if !keep_alive {
+            return Round::Close;
+        }
+        if self.wbuf.len() >= WRITE_HIGH_WATER && self.flush().await.is_err() {
+            return Round::Broken;
+        }
+        Round::Open { served: 0 }
     }
 
     /// Serves a request whose body its handler reads as a stream (an upload).
@@ -444,11 +510,11 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
     /// `rbuf` hold the head and that much, and tell a client that waits for
     /// it to send it (RFC 9110 §10.1.1), once.
     fn await_body(&mut self, head: &RequestHead, body_limit: usize) {
-        self.body_pending = true;
         self.read_cap = head.head_len.saturating_add(body_limit);
-        if head.expect_continue && !self.continue_sent {
+        let body = self.reading.body();
+        if head.expect_continue && !body.continue_sent {
             self.wbuf.extend_from_slice(swiftlet_protocol::response::CONTINUE);
-            self.continue_sent = true;
+            body.continue_sent = true;
         }
     }
 
