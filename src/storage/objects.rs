@@ -12,8 +12,8 @@
 //! finishing (its request cancelled, a panic, the shutdown deadline) is
 //! handed to [`abort_abandoned`], which aborts it on the worker's runtime, or,
 //! at shutdown, on the main thread once the workers have stopped. Only a
-//! crash leaves an S3 multipart upload open (README: the bucket's lifecycle
-//! rule takes those).
+//! crash leaves an S3 multipart upload open (a bucket lifecycle rule takes
+//! those: docs/endpoints.md, "Videos").
 //!
 //! Each worker builds its own client: the S3 client's connection pool spawns
 //! its connections on the runtime that made them, and a worker's runtime is
