@@ -3,7 +3,7 @@
 # and bodies, chunked bombs, a pipelined flood and the fuzz corpora as raw
 # bytes, each bounded in time and count, on loopback only. Reports normal
 # clients' p99 against the unloaded figure and peak RSS. Needs no database.
-# Appends the report to perf/RESULTS.md.
+# Records the report in perf/RESULTS.md (newest first).
 #
 #   perf/run-abuse.sh                              # about 1 minute
 #   PERF_RATE=2000 PERF_DURATION=5 ...             # the knobs (defaults shown)

@@ -6,7 +6,7 @@
 #     closed-loop (wrk) and at a fixed rate (perf/loadgen, CO-corrected);
 #   - the cached anonymous article read against /json, server CPU per request;
 #   - /health's p99 at a fixed rate, alone and beside a stream of logins.
-# Appends the report to perf/RESULTS.md with the date, commit and command.
+# Records the report in perf/RESULTS.md (newest first) with the date, commit and command.
 #
 #   perf/run-api.sh                         # defaults (about 4 minutes)
 #   PERF_DURATION=5 PERF_ROUNDS=3 ...       # the knobs (defaults shown)

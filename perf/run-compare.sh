@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a change cost on the plain request path (perf/compare.py): this tree
 # against an earlier commit, built side by side, measured in one run. Needs no
-# database. Appends the report to perf/RESULTS.md.
+# database. Records the report in perf/RESULTS.md (newest first).
 #
 #   PERF_BASE_COMMIT=e5f0be1 perf/run-compare.sh     # the commit to compare with (required)
 #   PERF_ROUNDS=5 PERF_DURATION=4 ...                # the knobs (defaults shown)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The database benchmark: builds swiftlet and the axum baseline, prepares the
 # benchmark database (created if missing, migrated by `swiftlet migrate`),
-# measures both servers in one run (perf/db.py) and appends the report to
+# measures both servers in one run (perf/db.py) and records the report (newest first) in
 # perf/RESULTS.md with the date, commit and command. Uses the PostgreSQL and
 # Redis that are running, or starts private ones (scripts/services.sh).
 #

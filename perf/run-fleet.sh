@@ -2,7 +2,7 @@
 # Two swiftlet nodes behind HAProxy sharing one PostgreSQL and one Redis
 # (perf/fleet.py): unique IDs across nodes, writes and cache invalidations
 # seen across nodes, a node killed and a rolling restart under load. Installs
-# HAProxy (Debian) if missing. Appends the report to perf/RESULTS.md.
+# HAProxy (Debian) if missing. Records the report in perf/RESULTS.md (newest first).
 #
 #   perf/run-fleet.sh                     # about 1 minute
 #   PERF_NO_RECORD=1 perf/run-fleet.sh    # print only

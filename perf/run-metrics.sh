@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the request metrics cost (perf/metrics.py): swiftlet with and without
 # --no-metrics, by callgrind instruction counts and pipelined throughput, in one
-# run. Needs no database. Appends the report to perf/RESULTS.md.
+# run. Needs no database. Records the report in perf/RESULTS.md (newest first).
 #
 #   perf/run-metrics.sh                     # about 2 minutes
 #   PERF_ROUNDS=5 PERF_DURATION=4 ...       # the knobs (defaults shown)

@@ -2,7 +2,7 @@
 # The ID service and log ingestion, swiftlet against the axum baseline
 # (perf/services.py): builds both servers (and their count-allocations builds),
 # prepares the benchmark database (created if missing, migrated by
-# `swiftlet migrate`), and appends the report to perf/RESULTS.md with the
+# `swiftlet migrate`), and records the report in perf/RESULTS.md (newest first) with the
 # date, commit and command. Uses the PostgreSQL and Redis that are running, or
 # starts private ones (scripts/services.sh).
 #

@@ -2,7 +2,7 @@
 # Soak (perf/soak.py): the product API's mixed workload at 70 % of its
 # measured maximum for 10 minutes, RSS sampled every second, p99 per 30 s;
 # writes perf/soak.png. Uses the PostgreSQL and Redis that are running, or
-# starts private ones. Appends the report to perf/RESULTS.md.
+# starts private ones. Records the report in perf/RESULTS.md (newest first).
 #
 #   perf/run-soak.sh                          # about 12 minutes
 #   PERF_SOAK_MINUTES=10 perf/run-soak.sh     # the length (default shown)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # HTTPS against plain HTTP (perf/tls.py): keep-alive throughput and new
 # connections (TLS handshakes) per second, one server, one run. Needs no
-# database. Appends the report to perf/RESULTS.md.
+# database. Records the report in perf/RESULTS.md (newest first).
 #
 #   perf/run-tls.sh                         # about 2 minutes
 #   PERF_ROUNDS=5 PERF_DURATION=4 ...       # the knobs (defaults shown)

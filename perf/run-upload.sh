@@ -2,7 +2,7 @@
 # Memory while a 1 GiB video streams through swiftlet (perf/upload.py), to a
 # local directory and to S3 (moto, installed by scripts/services.sh like the
 # tests'), in one run. Uses the PostgreSQL and Redis that are running, or
-# starts private ones. Appends the report to perf/RESULTS.md.
+# starts private ones. Records the report in perf/RESULTS.md (newest first).
 #
 #   perf/run-upload.sh                        # about 2 minutes
 #   PERF_UPLOAD_MIB=1024 perf/run-upload.sh   # the file size (default shown)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds swiftlet and the axum baseline, then measures both in one run
-# (perf/bench.py) and appends the report to perf/RESULTS.md with the date,
-# commit and command. Installs wrk (Debian) if missing and builds the
+# (perf/bench.py) and records the report in perf/RESULTS.md (newest first)
+# with the date, commit and command. Installs wrk (Debian) if missing and builds the
 # fixed-rate load generator in perf/loadgen.
 #
 #   perf/run.sh                     # full run, both modes (about 25 minutes)
@@ -10,6 +10,8 @@
 #   PERF_NO_RECORD=1 perf/run.sh    # print only, do not touch RESULTS.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/services.sh
+source perf/stores.sh
 
 if ! command -v wrk >/dev/null; then
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -38,13 +40,14 @@ python3 perf/bench.py | tee "$report"
 if [ -z "${PERF_NO_RECORD:-}" ]; then
   settings="PERF_DURATION=${PERF_DURATION:-4} PERF_ROUNDS=${PERF_ROUNDS:-5} PERF_RATE=${PERF_RATE:-50000} PERF_MODES=${PERF_MODES:-pinned,unpinned} PERF_ENDPOINTS=${PERF_ENDPOINTS:-/health,/plaintext,/json}"
   dirty=""; git diff --quiet HEAD -- src protocol Cargo.toml Cargo.lock || dirty=" (with uncommitted changes)"
+  section=$(mktemp)
   {
-    echo
     echo "## $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)${dirty}"
     echo
     echo "Command: \`${settings} perf/run.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))."
     echo
     cat "$report"
-  } >> perf/RESULTS.md
-  echo "appended to perf/RESULTS.md" >&2
+  } > "$section"
+  insert_report "$section"
+  rm -f "$section"
 fi

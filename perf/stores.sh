@@ -21,7 +21,26 @@ require_bench_port() {
     fi
 }
 
-# record_report TITLE SETTINGS SCRIPT REPORT PATH...: appends REPORT to
+# The line of perf/RESULTS.md under which each new report goes: the summary
+# table stays on top, and the runs follow newest first.
+RESULTS_MARKER='<!-- runs, newest first: the perf scripts insert each report below this line -->'
+
+# insert_report FILE: puts the report in FILE (its heading first) into
+# perf/RESULTS.md right under RESULTS_MARKER.
+insert_report() {
+    python3 - "$1" "$RESULTS_MARKER" <<'PY'
+import sys
+section, marker = open(sys.argv[1]).read().strip("\n"), sys.argv[2]
+text = open("perf/RESULTS.md").read()
+if marker not in text:
+    sys.exit("perf/RESULTS.md has no marker line for new reports")
+head, tail = text.split(marker, 1)
+open("perf/RESULTS.md", "w").write(head + marker + "\n\n" + section + "\n" + tail)
+PY
+    echo "recorded in perf/RESULTS.md (newest first)" >&2
+}
+
+# record_report TITLE SETTINGS SCRIPT REPORT PATH...: records REPORT in
 # perf/RESULTS.md under a heading with the date and commit (flagged when any
 # PATH has uncommitted changes) and the command that made it, unless
 # PERF_NO_RECORD is set.
@@ -31,8 +50,9 @@ record_report() {
     [ -n "${PERF_NO_RECORD:-}" ] && return 0
     local dirty=""
     git diff --quiet HEAD -- "$@" || dirty=" (with uncommitted changes)"
+    local section
+    section=$(mktemp)
     {
-        echo
         echo "## ${title}: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)${dirty}"
         echo
         local stores=""
@@ -42,8 +62,9 @@ record_report() {
         echo "Command: \`${settings} ${script}\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))${stores}."
         echo
         cat "$report"
-    } >> perf/RESULTS.md
-    echo "appended to perf/RESULTS.md" >&2
+    } > "$section"
+    insert_report "$section"
+    rm -f "$section"
 }
 
 # bench_database NAME [fresh]: the benchmark database NAME, created if missing

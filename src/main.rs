@@ -32,18 +32,7 @@ fn main() -> std::process::ExitCode {
     match &config.command {
         Some(Command::Migrate) => return migrate(&config),
         Some(Command::SweepVideos { older_than, dry_run }) => return sweep_videos(&config, *older_than, *dry_run),
-        Some(Command::DevCert { cert, key }) => {
-            return match swiftlet::server::tls::write_dev_cert(cert, key) {
-                Ok(()) => {
-                    println!("wrote {} and {} (self-signed, for localhost only)", cert.display(), key.display());
-                    std::process::ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("swiftlet dev-cert: {e}");
-                    std::process::ExitCode::FAILURE
-                }
-            };
-        }
+        Some(Command::DevCert { cert, key }) => return dev_cert(cert, key),
         None => {}
     }
     let generated_secret = match settle_jwt_secret(&mut config) {
@@ -65,20 +54,10 @@ fn main() -> std::process::ExitCode {
     // Before the workers, so the first login already finds the configured size.
     password::configure(config.hash_threads());
 
-    // `Targets` takes the "info,swiftlet=debug" syntax without pulling in a regex engine.
-    let filter: Targets = match config.log.parse() {
-        Ok(filter) => filter,
-        Err(e) => {
-            eprintln!("invalid --log filter {:?}: {e}", config.log);
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi))
-        .with(filter)
-        .init();
-
+    if let Err(e) = init_logging(&config) {
+        eprintln!("{e}");
+        return std::process::ExitCode::FAILURE;
+    }
     // One log line per panic instead of the default hook's stderr dump: a
     // handler panic is caught and answered with 500 (see panic_guard).
     std::panic::set_hook(Box::new(|info| {
@@ -86,12 +65,86 @@ fn main() -> std::process::ExitCode {
         tracing::error!(thread = thread.name().unwrap_or("?"), "{info}");
     }));
 
+    let id_wait = start_ids(&config);
+    // Then bind and start the workers.
+    let started = swiftlet::app::serve(config.clone());
+
+    // Return freed memory to the OS from a background thread instead of
+    // holding it (glibc-style) or purging on the request path.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "could not enable jemalloc background purging");
+    }
+
+    if generated_secret {
+        tracing::warn!(
+            "DEV MODE: no JWT_SECRET, so tokens are signed with a random secret made for this run; \
+             they stop working when it ends and other nodes refuse them. Never run like this in production."
+        );
+    }
+
+    log_id_state(&config, id_wait);
+
+    let swiftlet::app::Serving { server, video_storage } = match started {
+        Ok(serving) => serving,
+        Err(e) => {
+            tracing::error!(listen = %config.listen, error = %e, "could not start");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    log_listening(&config, &server, video_storage);
+
+    if let Err(e) = wait_for_signal() {
+        tracing::error!(error = %e, "could not install signal handlers; stopping");
+    }
+    tracing::info!("shutting down");
+    server.shutdown();
+    if !config.database_url.is_empty() {
+        ids::horizon::settle(&config.database_url, config.storage_timeout);
+    }
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
+}
+
+/// `swiftlet dev-cert`: a self-signed certificate and key for localhost.
+fn dev_cert(cert: &std::path::Path, key: &std::path::Path) -> std::process::ExitCode {
+    match swiftlet::server::tls::write_dev_cert(cert, key) {
+        Ok(()) => {
+            println!("wrote {} and {} (self-signed, for localhost only)", cert.display(), key.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("swiftlet dev-cert: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Log lines to stdout, filtered by `--log`.
+fn init_logging(config: &Config) -> Result<(), String> {
+    // `Targets` takes the "info,swiftlet=debug" syntax without pulling in a regex engine.
+    let filter: Targets = match config.log.parse() {
+        Ok(filter) => filter,
+        Err(e) => {
+            return Err(format!("invalid --log filter {:?}: {e}", config.log));
+        }
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi))
+        .with(filter)
+        .init();
+    Ok(())
+}
+
+/// Fixes or leases the node id and keeps its horizon, then waits (bounded)
+/// until IDs can be made; returns how long that took.
+fn start_ids(config: &Config) -> std::time::Duration {
     // The node id (and its horizon) before the listeners: a node that
     // accepted requests before it could make IDs would answer every
     // row-creating write 503 until it could (a balancer that restarts it
     // quickly would send it those). Bounded, so a node without Redis or
     // PostgreSQL still starts and serves what needs no IDs.
-    let id_wait = std::time::Instant::now();
+    let started = std::time::Instant::now();
     match config.node_id {
         Some(node) => ids::lease::fix(node),
         None if !config.redis_url.is_empty() => ids::lease::lease_in_background(
@@ -117,23 +170,11 @@ fn main() -> std::process::ExitCode {
     if config.node_id.is_some() || !config.redis_url.is_empty() {
         ids::wait_until_available(ID_WAIT);
     }
-    let id_wait = id_wait.elapsed();
-    // Then bind and start the workers.
-    let started = swiftlet::app::serve(config.clone());
+    started.elapsed()
+}
 
-    // Return freed memory to the OS from a background thread instead of
-    // holding it (glibc-style) or purging on the request path.
-    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
-        tracing::warn!(error = %e, "could not enable jemalloc background purging");
-    }
-
-    if generated_secret {
-        tracing::warn!(
-            "DEV MODE: no JWT_SECRET, so tokens are signed with a random secret made for this run; \
-             they stop working when it ends and other nodes refuse them. Never run like this in production."
-        );
-    }
-
+/// Says how this node stands for making IDs, and what it risks.
+fn log_id_state(config: &Config, id_wait: std::time::Duration) {
     let waited_ms = id_wait.as_millis() as u64;
     match (config.node_id, ids::lease::current(), ids::available()) {
         (None, None, _) if config.redis_url.is_empty() => {
@@ -156,14 +197,10 @@ fn main() -> std::process::ExitCode {
             "no DATABASE_URL to record the ID horizon in: a restart after the clock steps back can repeat IDs"
         );
     }
+}
 
-    let swiftlet::app::Serving { server, video_storage } = match started {
-        Ok(serving) => serving,
-        Err(e) => {
-            tracing::error!(listen = %config.listen, error = %e, "could not start");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
+/// Where the server listens and what it runs with.
+fn log_listening(config: &Config, server: &swiftlet::Server, video_storage: &str) {
     match (server.local_addr(), server.tls_addr()) {
         (Some(addr), Some(tls)) => {
             tracing::info!(addr = %addr, tls_addr = %tls, workers = server.workers(), "listening")
@@ -183,17 +220,6 @@ fn main() -> std::process::ExitCode {
         (0, false) => tracing::warn!("log service off (403): no --ingest-token configured"),
         (n, _) => tracing::info!(tokens = n, "log service needs a bearer token"),
     }
-
-    if let Err(e) = wait_for_signal() {
-        tracing::error!(error = %e, "could not install signal handlers; stopping");
-    }
-    tracing::info!("shutting down");
-    server.shutdown();
-    if !config.database_url.is_empty() {
-        ids::horizon::settle(&config.database_url, config.storage_timeout);
-    }
-    tracing::info!("stopped");
-    std::process::ExitCode::SUCCESS
 }
 
 /// Makes sure tokens can be signed: a configured secret must be long enough;
