@@ -156,18 +156,25 @@ impl Service for Core {
         streams_body(route)
     }
 
-    async fn call(&self, route: Route, req: &mut Request<'_>, res: &mut Response<'_>) -> Result<(), AppError> {
-        dispatch(route, self, req, res).await
+    // The handler's future itself, not one wrapped around it: it is part of
+    // every connection's future, where each byte counts (see `answer`).
+    fn call(
+        &self,
+        route: Route,
+        req: &mut Request<'_>,
+        res: &mut Response<'_>,
+    ) -> impl std::future::Future<Output = Result<(), AppError>> {
+        dispatch(route, self, req, res)
     }
 
-    async fn call_streaming(
+    fn call_streaming(
         &self,
         route: Route,
         req: &mut Request<'_>,
         body: &mut BodyStream<'_>,
         res: &mut Response<'_>,
-    ) -> Result<(), AppError> {
-        dispatch_streaming(route, self, req, body, res).await
+    ) -> impl std::future::Future<Output = Result<(), AppError>> {
+        dispatch_streaming(route, self, req, body, res)
     }
 
     async fn drain(&self, deadline: Instant) {
