@@ -1,0 +1,4 @@
+//! Size probe: only http_date (ours).
+fn main() {
+    let input = std::env::args().count() as u64 * 1_795_335_428; let mut out = Vec::new(); swiftlet_crates_vs_ours::http_date_ours(input as _, &mut out); println!("{}", out.len());
+}

@@ -1,0 +1,4 @@
+//! Size probe: only rfc3339_read (crate).
+fn main() {
+    let input = std::env::args().nth(1).unwrap_or_default(); println!("{:?}", swiftlet_crates_vs_ours::rfc3339_read_crate(&input));
+}

@@ -1,0 +1,4 @@
+//! Size probe: only rfc3339_write (crate).
+fn main() {
+    let input = std::env::args().count() as u64 * 1_795_335_428; let mut out = Vec::new(); swiftlet_crates_vs_ours::rfc3339_write_crate(input as _, &mut out); println!("{}", out.len());
+}

@@ -1,0 +1,4 @@
+//! Size probe: only sniff (crate).
+fn main() {
+    let input = std::env::args().nth(1).unwrap_or_default(); println!("{:?}", swiftlet_crates_vs_ours::sniff_crate(input.as_bytes()));
+}
