@@ -268,10 +268,7 @@ fn sweep_videos(config: &Config, older_than: std::time::Duration, dry_run: bool)
         Err(e) => return fail(e.to_string()),
     };
     let swept = runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| storage::postgres::describe(&e))?;
-        tokio::spawn(connection);
+        let client = migrations::connect(&config.database_url, config.storage_timeout).await?;
         swiftlet::app::api::orphans::sweep(&objects, &client, older_than, dry_run).await
     });
     match swept {

@@ -29,10 +29,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::{lease, unix_ms_now};
 use crate::storage::backoff::Backoff;
+use crate::storage::migrations::connect;
 use crate::storage::postgres::describe;
 
 /// How far ahead of the clock a horizon is recorded: the longest a node
@@ -107,17 +108,6 @@ async fn keep(url: &str, tick_ms: u64, timeout: Duration) {
         }
         failures += 1;
         tokio::time::sleep(backoff.next_wait()).await;
-    }
-}
-
-async fn connect(url: &str, timeout: Duration) -> Result<Client, String> {
-    match tokio::time::timeout(timeout, tokio_postgres::connect(url, NoTls)).await {
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(connection);
-            Ok(client)
-        }
-        Ok(Err(e)) => Err(describe(&e)),
-        Err(_) => Err("connect timed out".to_owned()),
     }
 }
 

@@ -74,11 +74,27 @@ pub async fn apply(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Erro
     Ok(applied)
 }
 
+/// A tokio-postgres client for the long-lived jobs off the request path (the
+/// ID horizon, `swiftlet sweep-videos`), its connection driven by a task
+/// on the current runtime; giving up after `timeout`.
+pub async fn connect(url: &str, timeout: Duration) -> Result<Client, String> {
+    match tokio::time::timeout(timeout, tokio_postgres::connect(url, NoTls)).await {
+        Ok(Ok((client, connection))) => {
+            tokio::spawn(connection);
+            Ok(client)
+        }
+        Ok(Err(e)) => Err(format!("connect: {}", super::postgres::describe(&e))),
+        Err(_) => Err("connect timed out".to_owned()),
+    }
+}
+
 /// Connects to `url` and applies the pending migrations, on a runtime of its
 /// own (for `swiftlet migrate` and the start-up thread).
 pub fn apply_once(url: &str, timeout: Duration) -> Result<Vec<i32>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
+        // Its own driver, awaited: the connection closes cleanly (Terminate)
+        // before this runtime ends.
         let connecting = tokio::time::timeout(timeout, tokio_postgres::connect(url, NoTls));
         let (mut client, connection) = match connecting.await {
             Ok(Ok(pair)) => pair,
