@@ -17,6 +17,8 @@
 //! - [`range`]: the Range header, for video playback.
 //! - [`multipart`]: multipart/form-data, decoded as a stream, for uploads.
 //! - [`media`]: which video container a file is, by its magic bytes.
+//! - [`sigv4`] and [`s3xml`]: S3's request signing and the XML it answers
+//!   with, for the video store's S3 client.
 
 // Wire code has no reason to be unsafe: the compiler holds it to that.
 #![forbid(unsafe_code)]
@@ -33,6 +35,8 @@ pub mod pgcopy;
 pub mod range;
 pub mod resp;
 pub mod response;
+pub mod s3xml;
+pub mod sigv4;
 
 pub use chunked::{Chunked, ChunkedDecoder};
 pub use date::{parse_rfc3339, HttpDate, Rfc3339Micros, Rfc3339Millis};

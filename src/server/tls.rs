@@ -2,7 +2,8 @@
 //! and `swiftlet dev-cert`, which writes a self-signed pair for local use.
 //!
 //! Only TLS 1.3 and 1.2 are offered, with rustls's default (modern) cipher
-//! suites on the aws-lc-rs provider, and ALPN offers only `http/1.1`: a
+//! suites on the ring provider (the one crypto library in the
+//! binary: the S3 client's TLS and the API's token signatures use it too), and ALPN offers only `http/1.1`: a
 //! client that asks for h2 alone gets no ALPN match and the handshake fails,
 //! rather than a protocol we do not speak. The certificate chain and key are
 //! read from PEM files with rustls-pki-types' own PEM parser.
@@ -23,7 +24,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
         return Err(format!("TLS certificate {}: no certificate in the file", cert.display()));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?

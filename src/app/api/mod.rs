@@ -5,7 +5,7 @@
 //! [`users`] (registration, login, the current user), [`profiles`] (and
 //! follows), [`articles`] (lists, the feed, CRUD, favorites, tags) and
 //! [`comments`], [`videos`] (uploads, playback and the video feed; [`orphans`] sweeps objects no row names), and [`logs`] (the ingested log events, read back). [`auth`] turns the Authorization header into a caller,
-//! [`password`] hashes off the event loop, [`input`] reads a request's fields and
+//! [`tokens`] signs and checks tokens (with [`hs256`]), [`password`] hashes off the event loop, [`input`] reads a request's fields and
 //! [`requests`] names the bodies,
 //! [`render`] writes the response documents and [`cache`] keeps the hot
 //! anonymous reads in Redis.
@@ -19,6 +19,7 @@ pub mod articles;
 pub mod auth;
 pub mod cache;
 pub mod comments;
+pub mod hs256;
 pub mod input;
 pub mod logs;
 pub mod orphans;

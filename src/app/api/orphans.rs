@@ -7,13 +7,17 @@
 //! objects under `videos/` a page at a time, asks PostgreSQL which of them a
 //! row names, and deletes the rest. Only objects older than the grace period
 //! are candidates: a younger one may belong to an upload whose row is being
-//! inserted right now. Memory is one page of keys, whatever the bucket holds.
+//! inserted right now. Memory is one page of keys, whatever the bucket holds
+//! (the local directory's listing is read whole: about 50 bytes per file).
+//! In the local directory it also removes staging files a crash left behind
+//! (S3's unfinished multipart uploads are a bucket lifecycle rule's job).
 
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use tokio_postgres::Client;
 
+use crate::storage::objects::local::STAGING;
 use crate::storage::objects::ObjectStorage;
 
 /// Keys asked about per query (and held at once).
@@ -51,9 +55,22 @@ pub async fn sweep(objects: &ObjectStorage, pg: &Client, grace: Duration, dry_ru
             .collect();
         for key in keys.into_iter().filter(|k| !named.contains(k)) {
             if !dry_run {
-                objects.delete(&key).await.map_err(|e| format!("deleting {key}: {e:?}"))?;
+                objects.delete(&key).await.map_err(|e| format!("deleting {key}: {e}"))?;
             }
             swept.orphans.push(key);
+        }
+    }
+    if objects.kind == "local" {
+        // No row ever names a staging file: old ones are a crashed upload's.
+        let mut staged = objects.list(&format!("{STAGING}/"));
+        while let Some(entry) = staged.next().await {
+            let (key, modified) = entry.map_err(|e| format!("listing the staging files: {e}"))?;
+            if modified <= cutoff {
+                if !dry_run {
+                    objects.delete(&key).await.map_err(|e| format!("deleting {key}: {e}"))?;
+                }
+                swept.orphans.push(key);
+            }
         }
     }
     Ok(swept)

@@ -61,6 +61,7 @@ pub struct Tokens {
 
 impl Tokens {
     pub fn new(secret: &[u8], ttl: Duration) -> Tokens {
+        super::hs256::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
