@@ -23,8 +23,8 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static ALLOC: swiftlet::metrics::allocations::Counting<tikv_jemallocator::Jemalloc> =
     swiftlet::metrics::allocations::Counting(tikv_jemallocator::Jemalloc);
 
-/// How long a start waits to be able to make IDs (a node id, and its
-/// horizon recorded) before listening anyway.
+/// How long the main thread waits, after the listeners opened, to log
+/// whether this node can make IDs (it serves meanwhile).
 const ID_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn main() -> std::process::ExitCode {
@@ -65,8 +65,11 @@ fn main() -> std::process::ExitCode {
         tracing::error!(thread = thread.name().unwrap_or("?"), "{info}");
     }));
 
-    let id_wait = start_ids(&config);
-    // Then bind and start the workers.
+    let id_start = std::time::Instant::now();
+    start_ids(&config);
+    // The listeners open at once: a request that needs an ID in the first
+    // moments waits for the lease (ids::issue), and /ready says `ids` until
+    // it is held, so a balancer sends nothing before.
     let started = swiftlet::app::serve(config.clone());
 
     // Return freed memory to the OS from a background thread instead of
@@ -82,7 +85,10 @@ fn main() -> std::process::ExitCode {
         );
     }
 
-    log_id_state(&config, id_wait);
+    if started.is_ok() && (config.node_id.is_some() || !config.redis_url.is_empty()) {
+        ids::wait_until_available(ID_WAIT);
+    }
+    log_id_state(&config, id_start.elapsed());
 
     let swiftlet::app::Serving { server, video_storage } = match started {
         Ok(serving) => serving,
@@ -136,15 +142,8 @@ fn init_logging(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Fixes or leases the node id and keeps its horizon, then waits (bounded)
-/// until IDs can be made; returns how long that took.
-fn start_ids(config: &Config) -> std::time::Duration {
-    // The node id (and its horizon) before the listeners: a node that
-    // accepted requests before it could make IDs would answer every
-    // row-creating write 503 until it could (a balancer that restarts it
-    // quickly would send it those). Bounded, so a node without Redis or
-    // PostgreSQL still starts and serves what needs no IDs.
-    let started = std::time::Instant::now();
+/// Fixes or leases the node id and keeps its horizon, in the background.
+fn start_ids(config: &Config) {
     match config.node_id {
         Some(node) => ids::lease::fix(node),
         None if !config.redis_url.is_empty() => ids::lease::lease_in_background(
@@ -167,10 +166,6 @@ fn start_ids(config: &Config) -> std::time::Duration {
             config.storage_timeout,
         );
     }
-    if config.node_id.is_some() || !config.redis_url.is_empty() {
-        ids::wait_until_available(ID_WAIT);
-    }
-    started.elapsed()
 }
 
 /// Says how this node stands for making IDs, and what it risks.

@@ -6,8 +6,14 @@
 //! generator is borrowed only between awaits; when a tick's sequence is used
 //! up the caller sleeps to the next tick (a timer, so the worker serves
 //! others meanwhile).
+//!
+//! The listener opens before the node id is leased (a start does not wait on
+//! Redis): for [`START_WAIT`] after its worker started, a request that needs
+//! an ID waits for the lease and the horizon (polling every [`START_POLL`])
+//! instead of being refused; after that, their absence is a 503 at once.
 
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
 use super::{horizon, lease, unix_ms_now, IdGenerator, IdScheme, Step};
 use crate::http::error::AppError;
@@ -19,17 +25,29 @@ const PAST_HORIZON: AppError = AppError::IdsUnavailable {
         "this node has not recorded how far it may make IDs (PostgreSQL away, or the clock behind IDs already made)",
 };
 
+/// How long after a worker starts a request waits for the node id and the
+/// horizon rather than being refused.
+pub const START_WAIT: Duration = Duration::from_secs(2);
+/// How often such a request looks again.
+pub const START_POLL: Duration = Duration::from_millis(5);
+
 /// One worker's IDs: its core number in the machine field, and its
 /// generator for the node id it last issued under.
 pub struct Issuer {
     scheme: IdScheme,
     core: usize,
     generator: RefCell<Option<IdGenerator>>,
+    started: Instant,
 }
 
 impl Issuer {
     pub fn new(scheme: IdScheme, core: usize) -> Issuer {
-        Issuer { scheme, core, generator: RefCell::new(None) }
+        Issuer { scheme, core, generator: RefCell::new(None), started: Instant::now() }
+    }
+
+    /// Whether the worker is young enough that missing IDs are worth waiting for.
+    fn starting(&self) -> bool {
+        self.started.elapsed() < START_WAIT
     }
 
     /// Makes `n` new IDs and hands each to `take`, in increasing order. A
@@ -51,7 +69,14 @@ async fn issue(issuer: &Issuer, n: usize, mut take: impl FnMut(u64)) -> Result<(
     let mut made = 0;
     while made < n {
         let wait = {
-            let node = lease::current().ok_or(NO_NODE)?;
+            let node = match lease::current() {
+                Some(node) => node,
+                None if issuer.starting() => {
+                    tokio::time::sleep(START_POLL).await;
+                    continue;
+                }
+                None => return Err(NO_NODE),
+            };
             let mut slot = issuer.generator.borrow_mut();
             if slot.as_ref().is_none_or(|g| g.node() != node) {
                 // First use, or the lease moved this node to another id.
@@ -62,6 +87,9 @@ async fn issue(issuer: &Issuer, n: usize, mut take: impl FnMut(u64)) -> Result<(
             loop {
                 let now = unix_ms_now();
                 if !horizon::allows(node, now) {
+                    if issuer.starting() {
+                        break Some(START_POLL);
+                    }
                     return Err(PAST_HORIZON);
                 }
                 match generator.next_at(now) {

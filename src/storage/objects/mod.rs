@@ -130,9 +130,13 @@ impl ObjectStorage {
 
     /// Starts an upload to `key`; nothing is visible there until [`Upload::finish`].
     pub async fn upload(&self, key: &str) -> Result<Upload, ObjectError> {
+        // Boxed, here and below: a store call's future (a connect, a TLS
+        // handshake, a response head's parse) is several KiB, and unboxed it
+        // would be inlined into every connection's task, idle ones included
+        // (see server::connection's module comment on the task's size).
         let target = match &self.backend {
-            Backend::Local(dir) => Target::Local(dir.stage(key).await?),
-            Backend::S3(bucket) => Target::S3(MultipartUpload::start(bucket.clone(), key).await?),
+            Backend::Local(dir) => Target::Local(Box::pin(dir.stage(key)).await?),
+            Backend::S3(bucket) => Target::S3(Box::pin(MultipartUpload::start(bucket.clone(), key)).await?),
         };
         Ok(Upload {
             target: Some(target),
@@ -150,8 +154,8 @@ impl ObjectStorage {
             ByteRange::Partial { start, end } => (start, end + 1 - start),
         };
         let chunks = match &self.backend {
-            Backend::Local(dir) => dir.read(key, start, want, len).await?,
-            Backend::S3(bucket) => bucket.read(key, range, want).await?,
+            Backend::Local(dir) => Box::pin(dir.read(key, start, want, len)).await?,
+            Backend::S3(bucket) => Box::pin(bucket.read(key, range, want)).await?,
         };
         Ok(ObjectBody { chunks, len: want })
     }
@@ -167,8 +171,8 @@ impl ObjectStorage {
     /// Removes the object at `key`; one that is not there counts as removed.
     pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
         let deleted = match &self.backend {
-            Backend::Local(dir) => dir.delete(key).await,
-            Backend::S3(bucket) => bucket.delete(key).await,
+            Backend::Local(dir) => Box::pin(dir.delete(key)).await,
+            Backend::S3(bucket) => Box::pin(bucket.delete(key)).await,
         };
         match deleted {
             Ok(()) | Err(ObjectError::NotFound) => Ok(()),
@@ -187,14 +191,14 @@ impl Target {
     async fn put(&mut self, part: Bytes) -> Result<(), ObjectError> {
         match self {
             Target::Local(staging) => staging.write(part).await,
-            Target::S3(upload) => upload.put(part).await,
+            Target::S3(upload) => Box::pin(upload.put(part)).await,
         }
     }
 
     async fn abort(self, key: &str) {
         match self {
             Target::Local(staging) => staging.abort().await,
-            Target::S3(upload) => upload.abort().await,
+            Target::S3(upload) => Box::pin(upload.abort()).await,
         }
         tracing::debug!(key, "aborted an upload");
     }
@@ -256,7 +260,7 @@ impl Upload {
         let done = match done {
             Ok(()) => match target {
                 Target::Local(staging) => staging.finish().await,
-                Target::S3(upload) => upload.finish().await,
+                Target::S3(upload) => Box::pin(upload.finish()).await,
             },
             Err(e) => {
                 target.abort(&self.key).await;
