@@ -29,11 +29,16 @@
 //! and over TLS alike.
 //!
 //! Size: every connection is one task whose future holds this loop's state
-//! and the largest handler's; it is about 3.4 KiB in a release build, just
-//! under one of jemalloc's size classes (3.5 KiB). A few hundred bytes more
-//! (an async helper's copied arguments, a wrapper future around the handler)
-//! cost 0.5 KiB per connection, 0.3 MiB at 500 busy connections, as measured
-//! when `serve_buffered`'s answer step was split out; so it stays inline.
+//! and the largest inline handler's, whatever state the connection is in, so
+//! an idle connection pays for the busiest one. It was about 3.4 KiB in a
+//! release build, just under one of jemalloc's size classes (3.5 KiB); a few
+//! hundred bytes more (an async helper's copied arguments, a wrapper future
+//! around the handler) cost 0.5 KiB per connection, 0.3 MiB at 500 busy
+//! connections, as measured when `serve_buffered`'s answer step was split
+//! out; so it stays inline. The big futures are boxed where they are made:
+//! object storage calls (inline, they took the task to 10 KiB) and the
+//! product API's handlers (boxed, an idle connection went from 6.0 to 5.0 KB
+//! in all, buffers included; perf/footprint.sh).
 //!
 //! Two routes step outside the buffered model: an upload's body is handed to
 //! its handler as a [`BodyStream`] instead of being read whole, and a stored
