@@ -354,3 +354,61 @@ fn a_wall_clock_stepped_back_does_not_stretch_a_lease() {
     let res = client.get("/api/ids");
     assert_eq!(res.status, 503, "{}", res.text());
 }
+
+/// The listener does not wait for the node id: with Redis down at start the
+/// server answers /health at once, and an ID asked for in its first moments
+/// waits for the lease (taken once Redis is up) instead of being refused.
+#[test]
+fn the_listener_opens_before_the_lease_and_an_early_id_waits_for_it() {
+    let mut redis = common::storage::PrivateRedis::start();
+    redis.stop_server();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::storage::free_port()).parse().unwrap();
+    let video_dir = std::env::temp_dir().join(format!("swiftlet-test-early-ids-{}", std::process::id()));
+    // Started by hand: TestServer waits for the log line naming the address,
+    // which comes after the start-up wait this test is about.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_swiftlet"))
+        .args(["--listen", &addr.to_string(), "--workers", "1"])
+        .env("JWT_SECRET", common::TEST_JWT_SECRET)
+        .env("DATABASE_URL", "")
+        .env("REDIS_URL", format!("redis://{}", redis.addr()))
+        .env("SWIFTLET_VIDEO_DIR", &video_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Stop(child);
+    let health = || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        let mut head = [0u8; 12];
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n").is_ok()
+            && s.read_exact(&mut head).is_ok()
+            && &head == b"HTTP/1.1 200"
+    };
+    // Before this change the listener opened only once the lease was held
+    // or 2 s had passed, and Redis is not even running yet.
+    assert!(
+        common::storage::eventually(std::time::Duration::from_millis(1500), health),
+        "no answer while the lease is pending"
+    );
+    let asking = std::thread::spawn(move || {
+        let mut client = common::Client::connect_to(addr);
+        let sent = std::time::Instant::now();
+        let res = client.get("/api/ids");
+        (res.status, sent.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    redis.start_server();
+    let (status, waited) = asking.join().unwrap();
+    assert_eq!(status, 200, "the early ID was refused after {waited:?}");
+    assert!(waited >= std::time::Duration::from_millis(250), "answered before Redis was up: {waited:?}");
+    let _ = std::fs::remove_dir_all(video_dir);
+}
