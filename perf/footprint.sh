@@ -6,7 +6,7 @@
 # database. Records the report in perf/RESULTS.md (newest first).
 #
 #   perf/footprint.sh                        # about 5 minutes after the builds
-#   PERF_ROUNDS=3 PERF_DURATION=4 PERF_IDLE_CONNECTIONS=10000 PERF_COLD_STARTS=41 ...
+#   PERF_ROUNDS=3 PERF_DURATION=4 PERF_IDLE_CONNECTIONS=10000 PERF_IDLE_SETTLE=12 PERF_COLD_STARTS=41 ...
 #   PERF_NO_BLOAT=1 ...                      # skip the per-crate table (one more build)
 #   PERF_NO_RECORD=1 ...                     # print only
 set -euo pipefail
@@ -43,5 +43,5 @@ if [ -z "${PERF_NO_BLOAT:-}" ]; then
   } | tee -a "$report"
 fi
 
-settings="PERF_ROUNDS=${PERF_ROUNDS:-3} PERF_DURATION=${PERF_DURATION:-4} PERF_IDLE_CONNECTIONS=${PERF_IDLE_CONNECTIONS:-10000}"
+settings="PERF_ROUNDS=${PERF_ROUNDS:-3} PERF_DURATION=${PERF_DURATION:-4} PERF_IDLE_CONNECTIONS=${PERF_IDLE_CONNECTIONS:-10000} PERF_IDLE_SETTLE=${PERF_IDLE_SETTLE:-12}"
 record_report "Footprint" "$settings" perf/footprint.sh "$report" src protocol Cargo.toml Cargo.lock perf/footprint.py
