@@ -19,10 +19,7 @@ command -v taskset >/dev/null || { echo "taskset (util-linux) is required" >&2; 
 cargo build --release --locked --bin swiftlet
 (cd perf/baseline/axum && cargo build --release --locked)
 
-if ss -ltn 2>/dev/null | grep -q ':18080 '; then
-  echo "port 18080 is busy; stop whatever holds it first" >&2
-  exit 1
-fi
+require_bench_port
 
 report=$(mktemp)
 trap 'rm -f "$report"' EXIT
