@@ -32,15 +32,15 @@
 //!
 //! Size: every connection is one task whose future holds this loop's state
 //! and the largest inline handler's, whatever state the connection is in, so
-//! an idle connection pays for the busiest one. It was about 3.4 KiB in a
-//! release build, just under one of jemalloc's size classes (3.5 KiB); a few
-//! hundred bytes more (an async helper's copied arguments, a wrapper future
-//! around the handler) cost 0.5 KiB per connection, 0.3 MiB at 500 busy
-//! connections, as measured when `serve_buffered`'s answer step was split
-//! out; so it stays inline. The big futures are boxed where they are made:
-//! object storage calls (inline, they took the task to 10 KiB) and the
-//! product API's handlers (boxed, an idle connection went from 6.0 to 5.0 KB
-//! in all, buffers included; perf/footprint.sh).
+//! an idle connection pays for the busiest one. A plain connection's task is
+//! 1,408 bytes (jemalloc's 1,536 class; `cargo +nightly rustc --release --lib
+//! -- -Zprint-type-sizes` shows the layout), down from 2,560: the connection
+//! is run by reference and the handler pinned where it lives, because an
+//! async fn keeps an argument taken by value twice; and every route that
+//! waits on a store is boxed where it is dispatched (`app::dispatch`). Object
+//! storage calls inline took the task to 10 KiB. An async helper's copied
+//! arguments or a wrapper future around the handler cost hundreds of bytes
+//! per connection, so the answer step stays inline in `serve_buffered`.
 //!
 //! Two routes step outside the buffered model: an upload's body is handed to
 //! its handler as a [`BodyStream`] instead of being read whole, and a stored
@@ -230,7 +230,7 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
         }
     }
 
-    pub async fn run(mut self) {
+    pub async fn run(&mut self) {
         let config = &self.worker.config;
         let mut waiting = Waiting::Head;
         let mut deadline = self.round_start + config.header_timeout;
@@ -368,7 +368,8 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
                 }
             };
             if self.worker.app.streams_body(route) {
-                let outcome = self.serve_streaming(start, head, route).await;
+                // Boxed for the same reason as the upload's handler in it.
+                let outcome = Box::pin(self.serve_streaming(start, head, route)).await;
                 // It drained `rbuf` up to where it stopped reading, and what
                 // follows came with its last read: a next head counts from now.
                 start = 0;
@@ -394,7 +395,10 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
             let (head_bytes, rest) = self.rbuf[start..start + consumed].split_at_mut(head.head_len);
             let mut request = Request::new(head, head_bytes, &mut rest[..body_len]).from_peer(self.peer);
             let mut response = Response::new(&mut self.scratch);
-            let outcome = panic_guard::catch_panic(self.worker.app.call(route, &mut request, &mut response)).await;
+            let outcome = {
+                let handler = std::pin::pin!(self.worker.app.call(route, &mut request, &mut response));
+                panic_guard::catch_panic(handler).await
+            };
             settle(outcome, route, &mut response);
             if let Some(since) = taken_up.as_mut() {
                 let now = std::time::Instant::now();
@@ -502,8 +506,10 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
             BodyStream::new(&mut self.stream, &mut self.rbuf, len, config.body_timeout, deadline, head.expect_continue);
         // Boxed: an upload's future is large (multipart state, storage calls),
         // and unboxed it would be part of every connection's future, uploads or not.
-        let handler = Box::pin(self.worker.app.call_streaming(route, &mut request, &mut body, &mut response));
-        let outcome = panic_guard::catch_panic(handler).await;
+        let outcome = {
+            let mut handler = Box::pin(self.worker.app.call_streaming(route, &mut request, &mut body, &mut response));
+            panic_guard::catch_panic(handler.as_mut()).await
+        };
         // Unread body bytes cannot be told apart from a next request.
         let body_done = body.remaining() == 0;
         settle(outcome, route, &mut response);
@@ -634,7 +640,7 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
     /// Closes after a final response: send FIN, then read and discard until
     /// the client closes too (bounded), so unread request bytes do not turn
     /// our close into a reset that could destroy the response in flight.
-    async fn linger(mut self) {
+    async fn linger(&mut self) {
         if self.stream.shutdown().await.is_err() {
             return;
         }

@@ -179,7 +179,10 @@ async fn accept_until_shutdown<A: Service + 'static>(
         match listeners.tls.as_ref().filter(|_| secure) {
             None => tokio::task::spawn_local(async move {
                 let worker = Rc::clone(&registration.worker);
-                Connection::new(stream, &worker, accepted_at, peer, listener).run().await;
+                // Run by reference: taken by value, an async fn stores its
+                // argument twice, once more than the task needs.
+                let mut connection = Connection::new(stream, &worker, accepted_at, peer, listener);
+                connection.run().await;
                 drop(registration);
             }),
             Some((_, acceptor)) => {
