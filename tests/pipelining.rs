@@ -78,14 +78,34 @@ fn fifty_concurrent_queries_share_round_trips() {
             assert_eq!(rows.query(i).next().unwrap().int4(0).unwrap(), *id);
         }
 
+        // The same 50, each its own transaction (a Sync after each, as the
+        // benchmark routes send them): still one write.
+        let (writes, reads) = (pg.stats().io.writes.get(), pg.stats().io.reads.get());
+        let rows = link
+            .run(|batch| {
+                for id in &ids {
+                    batch.query(&WORLD_BY_ID, &[id])?;
+                    batch.sync();
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let synced = (pg.stats().io.writes.get() - writes, pg.stats().io.reads.get() - reads);
+        assert_eq!(rows.queries(), 50);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(rows.query(i).next().unwrap().int4(0).unwrap(), *id);
+        }
+
         eprintln!(
             "PostgreSQL, (writes, reads): 50 concurrent batches {concurrent:?}; one batch of 50 {batched:?}; \
-             50 sequential: {sequential} writes"
+             50 transactions in one batch {synced:?}; 50 sequential: {sequential} writes"
         );
         assert!(sequential >= 50, "the counter sees one write per lone query ({sequential})");
         assert!(concurrent.0 <= 3, "50 concurrent queries took {} writes", concurrent.0);
         assert!(concurrent.0 * 10 <= sequential, "concurrent {} vs sequential {sequential}", concurrent.0);
         assert_eq!(batched.0, 1, "one batch is one write");
+        assert_eq!(synced.0, 1, "one batch of 50 transactions is one write");
         assert!(batched.1 <= 3, "one batch's results took {} reads", batched.1);
     });
 }
@@ -96,6 +116,7 @@ fn a_failing_query_fails_its_batch_only() {
     migrations::apply_once(&db.url, Duration::from_secs(10)).unwrap();
     db.sql("ALTER TABLE world ADD CONSTRAINT small CHECK (randomnumber < 20000)");
     let before = db.world(1);
+    let before5 = db.world(5);
     on_worker(async {
         let pg = Postgres::start(&db.url, 1, Duration::from_secs(10), &[swiftlet::app::bench::sql::ALL], None);
         wait_until("PostgreSQL", || pg.is_up()).await;
@@ -113,9 +134,31 @@ fn a_failing_query_fails_its_batch_only() {
         );
         assert_eq!(bad.unwrap_err(), PgError::Violation { constraint: "small".into() });
         assert_eq!(good.unwrap().query(0).next().unwrap().int4(0).unwrap(), 3);
+
+        // Transactions in one batch stand apart: the middle one fails, the
+        // others commit, and the batch reports the failure.
+        let (four, five, six) = (vec![4i32], vec![5i32], vec![6i32]);
+        let (eleven, too_big, thirteen) = (vec![11i32], vec![30_000i32], vec![13i32]);
+        let outcome = link
+            .run(|batch| {
+                batch.query(&UPDATE_WORLDS, &[&four, &eleven])?;
+                batch.sync();
+                batch.query(&UPDATE_WORLDS, &[&five, &too_big])?;
+                batch.sync();
+                batch.query(&UPDATE_WORLDS, &[&six, &thirteen])?;
+                batch.sync();
+                Ok(())
+            })
+            .await;
+        assert_eq!(outcome.unwrap_err(), PgError::Violation { constraint: "small".into() });
+        // The next batch on the connection gets its own answer.
+        let next = link.run(|batch| batch.query(&WORLD_BY_ID, &[&4i32])).await.unwrap();
+        assert_eq!(next.query(0).next().unwrap().int4(1).unwrap(), 11);
     });
     // Nothing of the failed batch was applied.
     assert_eq!(db.world(1), before);
+    // Of the batch of three transactions, the two good ones were.
+    assert_eq!((db.world(4), db.world(5) == before5, db.world(6)), (11, true, 13));
 }
 
 #[test]

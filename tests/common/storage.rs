@@ -82,6 +82,31 @@ impl TestDb {
         sql(&self.url, statement)
     }
 
+    /// Transactions committed and rolled back in this database, as
+    /// `pg_stat_database` counts them once every session that ran them has
+    /// ended: a backend reports its counts at exit at the latest, so this
+    /// waits until no session is left on the database (the server using it
+    /// must be stopped) and the count has stopped moving. Read from the admin
+    /// database, so reading adds nothing.
+    pub fn transactions(&self) -> u64 {
+        let name = &self.name;
+        let sessions = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'");
+        let gone = eventually(Duration::from_secs(20), || sql(&self.admin, &sessions)[0][0].as_deref() == Some("0"));
+        assert!(gone, "sessions still open on {name} after 20 s");
+        let count = format!("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{name}'");
+        let read = || -> u64 { sql(&self.admin, &count)[0][0].as_deref().unwrap_or("0").parse().unwrap() };
+        let mut last = read();
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = read();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        panic!("the transaction count of {name} kept moving with no session open");
+    }
+
     /// The (id, randomNumber) of a World row.
     pub fn world(&self, id: i64) -> i64 {
         let rows = self.sql(&format!("SELECT randomnumber FROM world WHERE id = {id}"));

@@ -1,12 +1,17 @@
 //! The TechEmpower database tests on the `world` table: `/db`, `/queries`,
 //! `/updates` and `/cached-queries`.
 //!
-//! Several rows are always read with one query each, all started together so
-//! they pipeline on the worker's connection (the benchmark's rules forbid
-//! reading them with one `IN` query). `/updates` writes every changed row back
-//! in one statement. `/cached-queries` asks Redis for all the rows in one MGET
-//! and reads only the misses from PostgreSQL; if Redis is down every row is a
-//! miss, so the endpoint still answers while the cache is away.
+//! Several rows are always read with one query each, each query its own
+//! transaction (a Sync after it), all written together so they pipeline on
+//! the worker's connection. The benchmark's rules forbid reading them with
+//! one `IN` query, and forbid batches: its maintainers count transactions in
+//! `pg_stat_database` and reject an entry whose queries share one (General
+//! Requirement 7, Multi-query Requirement 6; tests/data.rs counts them the
+//! same way). `/updates` writes every changed row back in one statement, as
+//! the rules allow, in a transaction of its own. `/cached-queries` asks Redis
+//! for all the rows in one MGET and reads only the misses from PostgreSQL; if
+//! Redis is down every row is a miss, so the endpoint still answers while the
+//! cache is away.
 
 use serde::Serialize;
 use swiftlet_protocol::Status;
@@ -56,12 +61,14 @@ fn world(row: Row<'_>) -> Result<World, PgError> {
     Ok(World { id: row.int4(0)?, random_number: row.int4(1)? })
 }
 
-/// Reads the rows with one query each, sent together as one batch.
+/// Reads the rows with one query and one transaction each, sent together
+/// as one batch.
 async fn read_worlds(pg: &PgPipeline, ids: &[i32]) -> Result<Vec<World>, PgError> {
     let rows = pg
         .run(|batch| {
             for id in ids {
                 batch.query(&WORLD_BY_ID, &[id])?;
+                batch.sync();
             }
             Ok(())
         })
@@ -98,8 +105,9 @@ pub async fn updates(core: &Core, req: &Request<'_>, res: &mut Response<'_>) -> 
     changes.dedup_by_key(|c| c.0);
     let (ids, numbers): (Vec<i32>, Vec<i32>) = changes.iter().copied().unzip();
 
-    // The reads and the write go as one batch: one round-trip and, as one
-    // Sync, one implicit transaction, so the rows read are the rows written.
+    // The reads and the write go as one batch, one round trip, each in a
+    // transaction of its own as the rules ask. The answer shows the numbers
+    // written, which are what the rows hold once the update commits.
     let pg = core.storage.pg.for_writes()?;
     let mut attempt = 1;
     let rows = loop {
@@ -107,8 +115,11 @@ pub async fn updates(core: &Core, req: &Request<'_>, res: &mut Response<'_>) -> 
             .run(|batch| {
                 for id in &drawn {
                     batch.query(&WORLD_BY_ID, &[id])?;
+                    batch.sync();
                 }
-                batch.query(&UPDATE_WORLDS, &[&ids, &numbers])
+                batch.query(&UPDATE_WORLDS, &[&ids, &numbers])?;
+                batch.sync();
+                Ok(())
             })
             .await;
         match result {

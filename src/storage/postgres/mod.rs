@@ -2,26 +2,35 @@
 //!
 //! A worker opens `--pg-connections` connections and prepares every statement
 //! in the statement lists it was started with, once per connection. A
-//! request encodes its queries as one *batch* — Bind/Execute for each query
-//! and a single Sync — into the connection's output buffer and queues one
-//! waiter; a driver task writes everything queued since its last write in one
-//! go and hands each batch its rows when that batch's ReadyForQuery arrives.
-//! So the twenty reads of `/queries?queries=20` cost the server one Sync, one
-//! flush and usually one read, and the batches of every request on the core
-//! that are in flight at once share writes and reads too.
+//! request encodes its queries as one *batch* — Bind/Execute for each query,
+//! a Sync after each transaction — into the connection's output buffer and
+//! queues one waiter; a driver task writes everything queued since its last
+//! write in one go and hands each batch its rows when the ReadyForQuery of its
+//! last transaction arrives. So the twenty reads of `/queries?queries=20`,
+//! twenty transactions, cost the server one flush and usually one read, and
+//! the batches of every request on the core that are in flight at once share
+//! writes and reads too.
 //!
-//! Why not tokio-postgres here: it sends a Sync per query, so PostgreSQL
-//! flushes (and this worker wakes) once per query, and each query costs two
-//! channel hand-offs; measured on /queries that was 2× axum's CPU per request.
-//! tokio-postgres still runs the migrations, where none of that matters.
+//! Transactions: TechEmpower's rules allow pipelining but not batching (its
+//! General Requirement 7 asks for a Sync after each query, and its
+//! maintainers count transactions in `pg_stat_database`), so the benchmark
+//! routes end every query with a Sync. The product API's reads that must see
+//! one snapshot share one Sync, and so one transaction.
+//!
+//! Why not tokio-postgres here: each query costs it two channel hand-offs
+//! and a wake-up of its connection task; measured on /queries that was 2×
+//! axum's CPU per request. tokio-postgres still runs the migrations, where
+//! none of that matters.
 //!
 //! Invariants:
 //! - `waiters` holds one entry per batch queued or written and not yet
-//!   answered, in batch order; PostgreSQL answers batches in the order sent,
-//!   each ending with ReadyForQuery, so the front waiter owns every message
-//!   until the next ReadyForQuery.
-//! - A query that fails makes PostgreSQL skip the rest of its batch up to the
-//!   Sync; the whole batch gets the error and later batches are unaffected.
+//!   answered, in batch order, with the count of its Syncs; PostgreSQL
+//!   answers in the order sent, each transaction ending with ReadyForQuery,
+//!   so the front waiter owns every message until as many ReadyForQuery as
+//!   it sent Syncs.
+//! - A query that fails makes PostgreSQL skip the rest of its transaction up
+//!   to the Sync; the batch gets the first error, and later transactions and
+//!   batches are unaffected.
 //! - A slot holds a link only while its connection is up; when it ends every
 //!   outstanding waiter gets [`PgError::Unavailable`] at once, new requests fail
 //!   fast, and a supervisor reconnects with backoff. Every call is bounded by

@@ -18,10 +18,16 @@ use super::pool::PgStats;
 use super::row::BatchRows;
 use super::{BINARY, MAX_IN_FLIGHT, MAX_REPLY_BYTES};
 
-/// Encodes the queries of one batch.
+/// Encodes the queries of one batch: one or more transactions, each ended
+/// by a Sync.
 pub struct Batch<'b> {
     pub(super) out: &'b mut BytesMut,
     pub(super) queries: usize,
+    /// Syncs written: the transactions, and the ReadyForQuery messages the
+    /// batch's answer ends with.
+    pub(super) syncs: usize,
+    /// Queries added since the last Sync.
+    pub(super) open: usize,
 }
 
 impl Batch<'_> {
@@ -58,12 +64,26 @@ impl Batch<'_> {
         })?;
         frontend::execute("", 0, self.out).map_err(|e| PgError::Failed(e.to_string()))?;
         self.queries += 1;
+        self.open += 1;
         Ok(())
+    }
+
+    /// Ends a transaction: the queries since the last Sync commit together
+    /// and see one snapshot. Queries meant to stand alone (the benchmark's,
+    /// whose rules count one transaction per query) each get their own; a
+    /// read that must be consistent across queries shares one. Still one
+    /// write and one wait for the whole batch.
+    pub fn sync(&mut self) {
+        frontend::sync(self.out);
+        self.syncs += 1;
+        self.open = 0;
     }
 }
 
 pub(super) struct Waiter {
     pub(super) tx: oneshot::Sender<Result<BatchRows, PgError>>,
+    /// ReadyForQuery messages still to come for this batch (one per Sync).
+    pub(super) syncs: usize,
 }
 
 /// What the driver is collecting for the front waiter.
@@ -84,7 +104,7 @@ pub(super) struct Collecting {
 /// keepalive notices.
 pub struct PgPipeline {
     pub(super) up: Cell<bool>,
-    /// Batches answered (ReadyForQuery) on this connection.
+    /// Transactions answered (ReadyForQuery) on this connection.
     pub(super) answered: Cell<u64>,
     /// A batch timed out with none answered since it was queued: replace this connection.
     pub(super) stalled: Notify,
@@ -97,8 +117,10 @@ pub struct PgPipeline {
 }
 
 impl PgPipeline {
-    /// Sends one batch (the queries `encode` adds, then one Sync) and waits for
-    /// all its rows. Fails at once if the connection is down.
+    /// Sends one batch (the queries and Syncs `encode` adds, then a Sync if
+    /// queries follow the last one) and waits for all its rows. Without a
+    /// `sync` from `encode` the batch is one transaction. Fails at once if the
+    /// connection is down.
     pub async fn run(&self, encode: impl FnOnce(&mut Batch<'_>) -> Result<(), PgError>) -> Result<BatchRows, PgError> {
         let exchange = async {
             while self.up.get() && self.waiters.borrow().len() >= MAX_IN_FLIGHT {
@@ -110,16 +132,18 @@ impl PgPipeline {
             let rx = {
                 let mut out = self.out.borrow_mut();
                 let mark = out.len();
-                let mut batch = Batch { out: &mut out, queries: 0 };
+                let mut batch = Batch { out: &mut out, queries: 0, syncs: 0, open: 0 };
                 if let Err(e) = encode(&mut batch) {
                     out.truncate(mark);
                     return Err(e);
                 }
-                let queries = batch.queries;
-                frontend::sync(&mut out);
+                if batch.open > 0 || batch.syncs == 0 {
+                    batch.sync();
+                }
+                let (queries, syncs) = (batch.queries, batch.syncs);
                 self.stats.queries.set(self.stats.queries.get() + queries as u64);
                 let (tx, rx) = oneshot::channel();
-                self.waiters.borrow_mut().push_back(Waiter { tx });
+                self.waiters.borrow_mut().push_back(Waiter { tx, syncs });
                 rx
             };
             self.queued.notify_one();
@@ -171,8 +195,18 @@ pub(super) fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut C
             }
             Message::ReadyForQuery(_) => {
                 link.answered.set(link.answered.get() + 1);
+                let waiter = {
+                    let mut waiters = link.waiters.borrow_mut();
+                    match waiters.front_mut() {
+                        // More of this batch's transactions to come: keep collecting.
+                        Some(front) if front.syncs > 1 => {
+                            front.syncs -= 1;
+                            continue;
+                        }
+                        _ => waiters.pop_front(),
+                    }
+                };
                 let done = std::mem::take(collecting);
-                let waiter = link.waiters.borrow_mut().pop_front();
                 match waiter {
                     Some(waiter) => {
                         // The caller may have timed out and gone; that is fine.
