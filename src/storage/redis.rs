@@ -330,7 +330,7 @@ async fn drive(link: Rc<Link>, target: RedisTarget, timeout: Duration, mut recon
                 link.replies.set(0);
                 link.up.set(true);
                 let error = tokio::select! {
-                    error = pump(&stream, &link.out, &link.queued, &link.io, |rbuf| deliver(&link, rbuf)) => error,
+                    error = pump(&stream, &link.out, &link.queued, &link.io, None, |rbuf| deliver(&link, rbuf)) => error,
                     () = link.stalled.notified() => io::Error::new(io::ErrorKind::TimedOut, "no reply within the storage timeout"),
                 };
                 link.fail_all();

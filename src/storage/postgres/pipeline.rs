@@ -17,6 +17,7 @@ use super::error::{classify, error_fields, PgError};
 use super::pool::PgStats;
 use super::row::BatchRows;
 use super::{BINARY, MAX_IN_FLIGHT, MAX_REPLY_BYTES};
+use crate::storage::link::ReplyFloor;
 
 /// Encodes the queries of one batch: one or more transactions, each ended
 /// by a Sync.
@@ -28,7 +29,18 @@ pub struct Batch<'b> {
     pub(super) syncs: usize,
     /// Queries added since the last Sync.
     pub(super) open: usize,
+    /// Whether a Sync ended a transaction with no query in it.
+    pub(super) empty: bool,
 }
+
+/// The fewest bytes PostgreSQL answers a transaction of one or more queries
+/// with: its ReadyForQuery (6), after either a BindComplete (5) and the
+/// first query's CommandComplete (at least 9: the shortest tag, "SET", is 4
+/// bytes with its NUL), or an ErrorResponse, which always carries the
+/// severity, SQLSTATE and message fields (at least 21). So 6 + 14.
+const TRANSACTION_FLOOR: u64 = 20;
+/// A transaction with no query is answered with its ReadyForQuery alone.
+const EMPTY_TRANSACTION_FLOOR: u64 = 6;
 
 impl Batch<'_> {
     /// Adds one execution of a prepared statement. The parameters must match
@@ -76,7 +88,17 @@ impl Batch<'_> {
     pub fn sync(&mut self) {
         frontend::sync(self.out);
         self.syncs += 1;
+        self.empty |= self.open == 0;
         self.open = 0;
+    }
+
+    /// A floor on the reply bytes of each of the batch's transactions.
+    fn transaction_floor(&self) -> u64 {
+        if self.empty {
+            EMPTY_TRANSACTION_FLOOR
+        } else {
+            TRANSACTION_FLOOR
+        }
     }
 }
 
@@ -84,6 +106,8 @@ pub(super) struct Waiter {
     pub(super) tx: oneshot::Sender<Result<BatchRows, PgError>>,
     /// ReadyForQuery messages still to come for this batch (one per Sync).
     pub(super) syncs: usize,
+    /// The floor counted for each of its transactions in the link's [`ReplyFloor`].
+    pub(super) floor: u64,
 }
 
 /// What the driver is collecting for the front waiter.
@@ -114,6 +138,8 @@ pub struct PgPipeline {
     pub(super) room: Notify,
     pub(super) timeout: Duration,
     pub(super) stats: Rc<PgStats>,
+    /// The reply bytes still to come, at the least, for the socket loop's read floor.
+    pub(super) floor: ReplyFloor,
 }
 
 impl PgPipeline {
@@ -132,7 +158,7 @@ impl PgPipeline {
             let rx = {
                 let mut out = self.out.borrow_mut();
                 let mark = out.len();
-                let mut batch = Batch { out: &mut out, queries: 0, syncs: 0, open: 0 };
+                let mut batch = Batch { out: &mut out, queries: 0, syncs: 0, open: 0, empty: false };
                 if let Err(e) = encode(&mut batch) {
                     out.truncate(mark);
                     return Err(e);
@@ -140,10 +166,11 @@ impl PgPipeline {
                 if batch.open > 0 || batch.syncs == 0 {
                     batch.sync();
                 }
-                let (queries, syncs) = (batch.queries, batch.syncs);
+                let (queries, syncs, floor) = (batch.queries, batch.syncs, batch.transaction_floor());
                 self.stats.queries.set(self.stats.queries.get() + queries as u64);
+                self.floor.queued.set(self.floor.queued.get() + syncs as u64 * floor);
                 let (tx, rx) = oneshot::channel();
-                self.waiters.borrow_mut().push_back(Waiter { tx, syncs });
+                self.waiters.borrow_mut().push_back(Waiter { tx, syncs, floor });
                 rx
             };
             self.queued.notify_one();
@@ -171,7 +198,11 @@ impl PgPipeline {
 /// Hands every complete batch result in `rbuf` to its waiter, in order.
 pub(super) fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut Collecting) -> io::Result<()> {
     let had_room = link.waiters.borrow().len() < MAX_IN_FLIGHT;
-    while let Some(message) = Message::parse(rbuf)? {
+    let floor = &link.floor;
+    loop {
+        let before = rbuf.len();
+        let Some(message) = Message::parse(rbuf)? else { break };
+        floor.consumed.set(floor.consumed.get() + (before - rbuf.len()) as u64);
         match message {
             Message::DataRow(row) => {
                 collecting.bytes += row.buffer().len();
@@ -195,6 +226,10 @@ pub(super) fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut C
             }
             Message::ReadyForQuery(_) => {
                 link.answered.set(link.answered.get() + 1);
+                floor.consumed.set(0);
+                if let Some(front) = link.waiters.borrow().front() {
+                    floor.answered.set(floor.answered.get() + front.floor);
+                }
                 let waiter = {
                     let mut waiters = link.waiters.borrow_mut();
                     match waiters.front_mut() {

@@ -152,11 +152,12 @@ pub(super) async fn supervise(slot: Rc<Slot>, opening: Opening, stats: Rc<PgStat
                     room: Notify::new(),
                     timeout,
                     stats: Rc::clone(&stats),
+                    floor: Default::default(),
                 });
                 *slot.link.borrow_mut() = Some(Rc::clone(&link));
                 let mut collecting = Collecting::default();
                 let error = tokio::select! {
-                    error = pump(&socket, &link.out, &link.queued, &stats.io, |rbuf| deliver(&link, rbuf, &mut collecting)) => error,
+                    error = pump(&socket, &link.out, &link.queued, &stats.io, Some(&link.floor), |rbuf| deliver(&link, rbuf, &mut collecting)) => error,
                     () = link.stalled.notified() => io::Error::new(io::ErrorKind::TimedOut, "no answer within the storage timeout"),
                 };
                 slot.link.borrow_mut().take();

@@ -274,6 +274,14 @@ impl Duplex for Socket {
             Socket::Unix(s) => s.try_read_buf(buf),
         }
     }
+
+    /// TCP only: a Unix socket's poll ignores the read floor, so it keeps waking per segment.
+    fn set_read_floor(&self, bytes: usize) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_read_floor(bytes),
+            Socket::Unix(_) => Ok(()),
+        }
+    }
 }
 
 /// The blocking-style calls of the start-up handshake.
