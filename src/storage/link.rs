@@ -22,6 +22,14 @@
 //! of the outstanding replies can have arrived, and at once on EOF or error
 //! (and, its own safeguard, whenever the receive window is down to one
 //! segment).
+//!
+//! The bound is loose where replies are long: a `/fortunes` answer is about
+//! 900 bytes against its floor of 20, so the worker still woke for every
+//! reply. So the client also counts a *hint*, what recent replies suggest is
+//! coming, and the loop waits on the larger of the two, but on the hint for
+//! at most `HINT_WAIT`: when it was wrong (a reply shorter than those before
+//! it), the floor alone applies until the next read, and the reply is late by
+//! that much at worst, never lost.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -67,6 +75,9 @@ pub trait Duplex {
 /// so the kernel never has to grow the buffer to honour it.
 const MAX_READ_FLOOR: u64 = 16 * 1024;
 
+/// How long the loop waits for the hinted bytes before falling back to the floor.
+const HINT_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// SO_RCVLOWAT on a TCP socket.
 #[cfg(target_os = "linux")]
 pub fn set_rcvlowat(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Result<()> {
@@ -109,12 +120,22 @@ pub struct ReplyFloor {
     pub answered: Cell<u64>,
     /// Bytes consumed since the last complete reply (part of the next one).
     pub consumed: Cell<u64>,
+    /// The same three counts for the hint: each request counted at what
+    /// recent replies suggest, not at a bound.
+    pub hint_queued: Cell<u64>,
+    pub hint_written: Cell<u64>,
+    pub hint_answered: Cell<u64>,
 }
 
 impl ReplyFloor {
     /// The fewest bytes still to arrive before every outstanding reply is complete.
     fn still_to_come(&self, unparsed: usize) -> u64 {
         self.written.get().saturating_sub(self.answered.get() + self.consumed.get() + unparsed as u64)
+    }
+
+    /// What the hint says is still to come.
+    fn hinted_to_come(&self, unparsed: usize) -> u64 {
+        self.hint_written.get().saturating_sub(self.hint_answered.get() + self.consumed.get() + unparsed as u64)
     }
 }
 
@@ -158,18 +179,29 @@ pub async fn pump<S: Duplex>(
 ) -> io::Error {
     let mut rbuf = BytesMut::with_capacity(2 * READ_SPACE);
     let mut wbuf = BytesMut::new();
-    // The floor of the requests in `wbuf`, counted as written once all of it is.
-    let mut floor_in_wbuf = 0;
+    // The floor and hint of the requests in `wbuf`, counted as written once all of it is.
+    let (mut floor_in_wbuf, mut hint_in_wbuf) = (0, 0);
     let mut read_floor = 1;
+    // Armed while the read floor is above the bound for the hint's sake;
+    // when it fires, the hint is ignored until the next read.
+    let mut hint_timer = std::pin::pin!(tokio::time::sleep(HINT_WAIT));
+    let (mut hint_armed, mut hint_expired) = (false, false);
     loop {
         if wbuf.is_empty() {
             std::mem::swap(&mut wbuf, &mut *out.borrow_mut());
             if let Some(floor) = floor {
                 floor_in_wbuf = floor.queued.take();
+                hint_in_wbuf = floor.hint_queued.take();
             }
         }
         if let Some(floor) = floor {
-            let wanted = floor.still_to_come(rbuf.len()).clamp(1, MAX_READ_FLOOR) as usize;
+            let bound = floor.still_to_come(rbuf.len());
+            let hinted = if hint_expired { 0 } else { floor.hinted_to_come(rbuf.len()) };
+            if hinted > bound && !hint_armed {
+                hint_timer.as_mut().reset(tokio::time::Instant::now() + HINT_WAIT);
+                hint_armed = true;
+            }
+            let wanted = bound.max(hinted).clamp(1, MAX_READ_FLOOR) as usize;
             if wanted != read_floor {
                 if let Err(e) = socket.set_read_floor(wanted) {
                     return e;
@@ -192,6 +224,7 @@ pub async fn pump<S: Duplex>(
                             counts.writes.set(counts.writes.get() + 1);
                             if let Some(floor) = floor.filter(|_| wbuf.is_empty()) {
                                 floor.written.set(floor.written.get() + std::mem::take(&mut floor_in_wbuf));
+                                floor.hint_written.set(floor.hint_written.get() + std::mem::take(&mut hint_in_wbuf));
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -206,6 +239,7 @@ pub async fn pump<S: Duplex>(
                         Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
                         Ok(_) => {
                             counts.reads.set(counts.reads.get() + 1);
+                            (hint_armed, hint_expired) = (false, false);
                             if let Err(e) = deliver(&mut rbuf) {
                                 return e;
                             }
@@ -216,6 +250,7 @@ pub async fn pump<S: Duplex>(
                 }
             }
             _ = queued.notified(), if !want_write => {}
+            () = hint_timer.as_mut(), if hint_armed => (hint_armed, hint_expired) = (false, true),
         }
     }
 }

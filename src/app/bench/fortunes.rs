@@ -2,7 +2,10 @@
 //! sorted by message and rendered as the benchmark's HTML table.
 //!
 //! Messages are borrowed from the rows and escaped straight into the response
-//! buffer; the page is never built as a `String` first.
+//! buffer; the page is never built as a `String` first. They stay bytes: the
+//! session's encoding is UTF-8, byte order is code point order, and escaping
+//! touches ASCII only, so checking them as UTF-8 (2 % of a profile) bought
+//! nothing.
 
 use swiftlet_protocol::Status;
 
@@ -11,14 +14,14 @@ use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::response::{Response, HTML};
 
-const EXTRA: (i32, &str) = (0, "Additional fortune added at request time.");
+const EXTRA: (i32, &[u8]) = (0, b"Additional fortune added at request time.");
 
 pub async fn fortunes(core: &Core, res: &mut Response<'_>) -> Result<(), AppError> {
     let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|batch| batch.query(&FORTUNES, &[])).await?;
     let mut fortunes = Vec::with_capacity(16);
     for row in rows.query(0) {
-        fortunes.push((row.int4(0)?, row.text(1)?));
+        fortunes.push((row.int4(0)?, row.text_bytes(1)?));
     }
     fortunes.push(EXTRA);
     fortunes.sort_unstable_by(|a, b| a.1.cmp(b.1));
@@ -26,7 +29,7 @@ pub async fn fortunes(core: &Core, res: &mut Response<'_>) -> Result<(), AppErro
     Ok(())
 }
 
-fn render(out: &mut Vec<u8>, fortunes: &[(i32, &str)]) {
+fn render(out: &mut Vec<u8>, fortunes: &[(i32, &[u8])]) {
     out.extend_from_slice(
         b"<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>",
     );
@@ -44,9 +47,9 @@ fn render(out: &mut Vec<u8>, fortunes: &[(i32, &str)]) {
 }
 
 /// Escapes the five characters that are markup in HTML text and attributes.
-fn escape_html(out: &mut Vec<u8>, text: &str) {
+fn escape_html(out: &mut Vec<u8>, text: &[u8]) {
     let mut plain = 0;
-    for (i, b) in text.bytes().enumerate() {
+    for (i, &b) in text.iter().enumerate() {
         let entity: &[u8] = match b {
             b'&' => b"&amp;",
             b'<' => b"&lt;",
@@ -55,11 +58,11 @@ fn escape_html(out: &mut Vec<u8>, text: &str) {
             b'\'' => b"&#39;",
             _ => continue,
         };
-        out.extend_from_slice(&text.as_bytes()[plain..i]);
+        out.extend_from_slice(&text[plain..i]);
         out.extend_from_slice(entity);
         plain = i + 1;
     }
-    out.extend_from_slice(&text.as_bytes()[plain..]);
+    out.extend_from_slice(&text[plain..]);
 }
 
 #[cfg(test)]
@@ -69,7 +72,7 @@ mod tests {
     #[test]
     fn escapes_markup() {
         let mut out = Vec::new();
-        escape_html(&mut out, r#"<script>alert("x & 'y'");</script> フレーム"#);
+        escape_html(&mut out, r#"<script>alert("x & 'y'");</script> フレーム"#.as_bytes());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "&lt;script&gt;alert(&quot;x &amp; &#39;y&#39;&quot;);&lt;/script&gt; フレーム"
@@ -79,7 +82,7 @@ mod tests {
     #[test]
     fn renders_the_table() {
         let mut out = Vec::new();
-        render(&mut out, &[(0, "a<b"), (12, "z")]);
+        render(&mut out, &[(0, b"a<b"), (12, b"z")]);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>\

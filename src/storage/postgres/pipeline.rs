@@ -42,6 +42,34 @@ const TRANSACTION_FLOOR: u64 = 20;
 /// A transaction with no query is answered with its ReadyForQuery alone.
 const EMPTY_TRANSACTION_FLOOR: u64 = 6;
 
+/// Transactions per window of the reply-size hint (see [`ReplySizes`]).
+const HINT_WINDOW: u32 = 64;
+
+/// What recent replies suggest a transaction's reply will be: the smallest
+/// of the last complete window, lowered at once by any smaller reply since.
+/// So a workload of one kind (the benchmark's) is hinted at its real size,
+/// and a mixed one at its smallest. A wrong hint costs the socket loop at
+/// most `link::HINT_WAIT` (see `storage::link`).
+#[derive(Debug, Default)]
+pub(super) struct ReplySizes {
+    typical: Cell<u64>,
+    window_min: Cell<u64>,
+    window_len: Cell<u32>,
+}
+
+impl ReplySizes {
+    fn learn(&self, bytes: u64) {
+        self.typical.set(self.typical.get().min(bytes));
+        let window_min = if self.window_len.get() == 0 { bytes } else { self.window_min.get().min(bytes) };
+        self.window_min.set(window_min);
+        self.window_len.set(self.window_len.get() + 1);
+        if self.window_len.get() == HINT_WINDOW {
+            self.typical.set(window_min);
+            self.window_len.set(0);
+        }
+    }
+}
+
 impl Batch<'_> {
     /// Adds one execution of a prepared statement. The parameters must match
     /// the statement's declared types.
@@ -108,6 +136,8 @@ pub(super) struct Waiter {
     pub(super) syncs: usize,
     /// The floor counted for each of its transactions in the link's [`ReplyFloor`].
     pub(super) floor: u64,
+    /// The hint counted for each of its transactions there.
+    pub(super) hint: u64,
 }
 
 /// What the driver is collecting for the front waiter.
@@ -140,6 +170,8 @@ pub struct PgPipeline {
     pub(super) stats: Rc<PgStats>,
     /// The reply bytes still to come, at the least, for the socket loop's read floor.
     pub(super) floor: ReplyFloor,
+    /// Recent reply sizes, for the floor's hint.
+    pub(super) sizes: ReplySizes,
 }
 
 impl PgPipeline {
@@ -168,9 +200,11 @@ impl PgPipeline {
                 }
                 let (queries, syncs, floor) = (batch.queries, batch.syncs, batch.transaction_floor());
                 self.stats.queries.set(self.stats.queries.get() + queries as u64);
+                let hint = self.sizes.typical.get().max(floor);
                 self.floor.queued.set(self.floor.queued.get() + syncs as u64 * floor);
+                self.floor.hint_queued.set(self.floor.hint_queued.get() + syncs as u64 * hint);
                 let (tx, rx) = oneshot::channel();
-                self.waiters.borrow_mut().push_back(Waiter { tx, syncs, floor });
+                self.waiters.borrow_mut().push_back(Waiter { tx, syncs, floor, hint });
                 rx
             };
             self.queued.notify_one();
@@ -226,9 +260,11 @@ pub(super) fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut C
             }
             Message::ReadyForQuery(_) => {
                 link.answered.set(link.answered.get() + 1);
-                floor.consumed.set(0);
+                // The whole transaction's reply, this ReadyForQuery included.
+                link.sizes.learn(floor.consumed.take());
                 if let Some(front) = link.waiters.borrow().front() {
                     floor.answered.set(floor.answered.get() + front.floor);
+                    floor.hint_answered.set(floor.hint_answered.get() + front.hint);
                 }
                 let waiter = {
                     let mut waiters = link.waiters.borrow_mut();

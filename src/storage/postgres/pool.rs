@@ -153,6 +153,7 @@ pub(super) async fn supervise(slot: Rc<Slot>, opening: Opening, stats: Rc<PgStat
                     timeout,
                     stats: Rc::clone(&stats),
                     floor: Default::default(),
+                    sizes: Default::default(),
                 });
                 *slot.link.borrow_mut() = Some(Rc::clone(&link));
                 let mut collecting = Collecting::default();

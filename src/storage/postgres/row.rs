@@ -76,6 +76,13 @@ impl<'r> Row<'r> {
         utf8(self.column(index)?, index)
     }
 
+    /// A text column's bytes, unchecked: UTF-8, since every session asks for
+    /// `client_encoding` UTF8 and PostgreSQL converts and validates text on
+    /// the way out. For callers that only compare and copy the bytes.
+    pub fn text_bytes(&self, index: usize) -> Result<&'r [u8], PgError> {
+        self.column(index)
+    }
+
     pub fn opt_text(&self, index: usize) -> Result<Option<&'r str>, PgError> {
         self.nullable(index)?.map(|b| utf8(b, index)).transpose()
     }
