@@ -122,6 +122,31 @@ fn fifty_concurrent_queries_share_round_trips() {
     });
 }
 
+/// A read that leaves the socket empty is the last: the loop then waits for
+/// the next reply rather than trying a read the kernel refuses (which had
+/// cost a system call per reply, since the read floor makes each wake-up
+/// bring a whole reply).
+#[test]
+fn the_socket_loop_does_not_read_an_empty_socket() {
+    let db = migrated_db();
+    on_worker(async {
+        let pg = one_connection(&db).await;
+        let link = pg.for_reads().unwrap();
+        let io = &pg.stats().io;
+        let (reads, refused) = (io.reads.get(), io.refused_reads.get());
+        for id in 1..=100 {
+            let rows = link.run(|batch| batch.query(&WORLD_BY_ID, &[&id])).await.unwrap();
+            assert_eq!(rows.query(0).next().unwrap().int4(0).unwrap(), id);
+        }
+        let (reads, refused) = (io.reads.get() - reads, io.refused_reads.get() - refused);
+        eprintln!("100 lone queries: {reads} reads, {refused} refused");
+        assert!(reads >= 100, "one read per reply at least ({reads})");
+        // A refusal can still follow a reply that arrived in two segments
+        // taken by one read; one per reply is what the loop used to pay.
+        assert!(refused <= 10, "{refused} refused reads for 100 replies");
+    });
+}
+
 #[test]
 fn a_failing_query_fails_its_batch_only() {
     let db = migrated_db();

@@ -69,6 +69,18 @@ pub trait Duplex {
         let _ = bytes;
         Ok(())
     }
+    /// Forgets that the socket was readable, after a read that left it
+    /// empty, so the loop waits for new bytes instead of trying a read the
+    /// kernel would refuse. Sockets that cannot do it keep the readiness and
+    /// pay that one read.
+    ///
+    /// Correct after a short read only: a stream socket (TCP, Unix) hands
+    /// over everything queued up to the buffer's size, so a read that filled
+    /// less of it left the queue empty, and bytes that arrive later raise a
+    /// new edge for the runtime's next poll (tokio's readiness carries a
+    /// tick, and `try_io` clears only the event it saw). tokio's `poll_read`
+    /// does the same after a short read; `try_read_buf` does not.
+    fn forget_readable(&self) {}
 }
 
 /// The most the read floor is set to: well inside a default receive buffer,
@@ -102,40 +114,67 @@ pub fn set_rcvlowat(socket: &impl std::os::fd::AsRawFd, bytes: usize) -> io::Res
     }
 }
 
-/// A lower bound on the reply bytes still to come, kept by the client and
-/// the loop together. Every count is in bytes and cumulative, so the order
-/// in which writes complete and replies arrive does not matter:
-/// `written - answered` is the floor of the requests sent and not yet
-/// answered (an answer to part of a buffer still being written counts
-/// early, which only lowers the bound), and the bytes already received for
-/// them (`consumed` since the last complete reply, and any partial message
-/// in the read buffer) come off it.
+/// Reply bytes counted at three points of a request's life. Every count is
+/// cumulative, so the order in which writes complete and replies arrive does
+/// not matter: `written - answered` is what the requests sent and not yet
+/// answered will bring back (an answer to part of a buffer still being
+/// written counts early, which only lowers the figure).
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Requests appended to the output buffer since the loop last took it.
+    pub queued: Cell<u64>,
+    /// Requests whose bytes have all been written.
+    pub written: Cell<u64>,
+    /// Requests whose replies are complete.
+    pub answered: Cell<u64>,
+}
+
+/// Adds `bytes` to a cumulative count.
+pub fn add(count: &Cell<u64>, bytes: u64) {
+    count.set(count.get() + bytes);
+}
+
+impl Tally {
+    /// What is still to arrive for the written requests, given the bytes of
+    /// them already `received`.
+    fn outstanding(&self, received: u64) -> u64 {
+        self.written.get().saturating_sub(self.answered.get() + received)
+    }
+}
+
+/// What the loop needs to set its read floor, kept by the client and the
+/// loop together: a provable lower bound on each reply (`bound`), what
+/// recent replies suggest (`hint`), and the bytes already received towards
+/// the unanswered ones (`consumed` since the last complete reply, plus any
+/// partial message still in the read buffer), which come off both.
 #[derive(Debug, Default)]
 pub struct ReplyFloor {
-    /// Floors of the requests appended to the output buffer since the loop last took it.
-    pub queued: Cell<u64>,
-    /// Floors of the requests whose bytes have all been written.
-    pub written: Cell<u64>,
-    /// Floors of the requests whose replies are complete.
-    pub answered: Cell<u64>,
+    pub bound: Tally,
+    pub hint: Tally,
     /// Bytes consumed since the last complete reply (part of the next one).
     pub consumed: Cell<u64>,
-    /// The same three counts for the hint: each request counted at what
-    /// recent replies suggest, not at a bound.
-    pub hint_queued: Cell<u64>,
-    pub hint_written: Cell<u64>,
-    pub hint_answered: Cell<u64>,
 }
 
 impl ReplyFloor {
     /// The fewest bytes still to arrive before every outstanding reply is complete.
     fn still_to_come(&self, unparsed: usize) -> u64 {
-        self.written.get().saturating_sub(self.answered.get() + self.consumed.get() + unparsed as u64)
+        self.bound.outstanding(self.consumed.get() + unparsed as u64)
     }
 
     /// What the hint says is still to come.
     fn hinted_to_come(&self, unparsed: usize) -> u64 {
-        self.hint_written.get().saturating_sub(self.hint_answered.get() + self.consumed.get() + unparsed as u64)
+        self.hint.outstanding(self.consumed.get() + unparsed as u64)
+    }
+
+    /// The loop took the output buffer: what was queued is now in flight.
+    fn take_queued(&self) -> (u64, u64) {
+        (self.bound.queued.take(), self.hint.queued.take())
+    }
+
+    /// The loop finished writing a buffer that held `in_flight` of each.
+    fn wrote(&self, (bound, hint): (u64, u64)) {
+        add(&self.bound.written, bound);
+        add(&self.hint.written, hint);
     }
 }
 
@@ -156,6 +195,10 @@ impl Duplex for TcpStream {
     fn set_read_floor(&self, bytes: usize) -> io::Result<()> {
         set_rcvlowat(self, bytes)
     }
+
+    fn forget_readable(&self) {
+        let _ = self.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+    }
 }
 
 /// Socket-level counts, for the tests that prove requests share writes.
@@ -165,6 +208,8 @@ pub struct IoCounts {
     pub writes: Cell<u64>,
     /// Read calls that brought bytes.
     pub reads: Cell<u64>,
+    /// Read calls the kernel refused (nothing had arrived).
+    pub refused_reads: Cell<u64>,
 }
 
 /// Moves queued requests out and replies in until the connection fails; returns why.
@@ -179,8 +224,8 @@ pub async fn pump<S: Duplex>(
 ) -> io::Error {
     let mut rbuf = BytesMut::with_capacity(2 * READ_SPACE);
     let mut wbuf = BytesMut::new();
-    // The floor and hint of the requests in `wbuf`, counted as written once all of it is.
-    let (mut floor_in_wbuf, mut hint_in_wbuf) = (0, 0);
+    // The bound and hint of the requests in `wbuf`, counted as written once all of it is.
+    let mut in_wbuf = (0, 0);
     let mut read_floor = 1;
     // Armed while the read floor is above the bound for the hint's sake;
     // when it fires, the hint is ignored until the next read.
@@ -190,8 +235,7 @@ pub async fn pump<S: Duplex>(
         if wbuf.is_empty() {
             std::mem::swap(&mut wbuf, &mut *out.borrow_mut());
             if let Some(floor) = floor {
-                floor_in_wbuf = floor.queued.take();
-                hint_in_wbuf = floor.hint_queued.take();
+                in_wbuf = floor.take_queued();
             }
         }
         if let Some(floor) = floor {
@@ -223,8 +267,7 @@ pub async fn pump<S: Duplex>(
                             let _ = wbuf.split_to(n);
                             counts.writes.set(counts.writes.get() + 1);
                             if let Some(floor) = floor.filter(|_| wbuf.is_empty()) {
-                                floor.written.set(floor.written.get() + std::mem::take(&mut floor_in_wbuf));
-                                floor.hint_written.set(floor.hint_written.get() + std::mem::take(&mut hint_in_wbuf));
+                                floor.wrote(std::mem::take(&mut in_wbuf));
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -235,16 +278,20 @@ pub async fn pump<S: Duplex>(
                     if rbuf.capacity() - rbuf.len() < READ_SPACE {
                         rbuf.reserve(2 * READ_SPACE);
                     }
+                    let space = rbuf.capacity() - rbuf.len();
                     match socket.try_read_buf(&mut rbuf) {
                         Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
-                        Ok(_) => {
+                        Ok(n) => {
+                            if n < space {
+                                socket.forget_readable();
+                            }
                             counts.reads.set(counts.reads.get() + 1);
                             (hint_armed, hint_expired) = (false, false);
                             if let Err(e) = deliver(&mut rbuf) {
                                 return e;
                             }
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => add(&counts.refused_reads, 1),
                         Err(e) => return e,
                     }
                 }
@@ -266,12 +313,12 @@ mod tests {
         let floor = ReplyFloor::default();
         // Two transactions of 20 written; one answered; 10 bytes of the next
         // consumed and 5 waiting in the read buffer: 5 more at the least.
-        floor.written.set(40);
-        floor.answered.set(20);
+        floor.bound.written.set(40);
+        floor.bound.answered.set(20);
         floor.consumed.set(10);
         assert_eq!(floor.still_to_come(5), 5);
         // An answer to a buffer not yet fully written counts early: no bound.
-        floor.answered.set(60);
+        floor.bound.answered.set(60);
         assert_eq!(floor.still_to_come(0), 0);
     }
 

@@ -17,7 +17,7 @@ use super::error::{classify, error_fields, PgError};
 use super::pool::PgStats;
 use super::row::BatchRows;
 use super::{BINARY, MAX_IN_FLIGHT, MAX_REPLY_BYTES};
-use crate::storage::link::ReplyFloor;
+use crate::storage::link::{self, ReplyFloor};
 
 /// Encodes the queries of one batch: one or more transactions, each ended
 /// by a Sync.
@@ -201,8 +201,8 @@ impl PgPipeline {
                 let (queries, syncs, floor) = (batch.queries, batch.syncs, batch.transaction_floor());
                 self.stats.queries.set(self.stats.queries.get() + queries as u64);
                 let hint = self.sizes.typical.get().max(floor);
-                self.floor.queued.set(self.floor.queued.get() + syncs as u64 * floor);
-                self.floor.hint_queued.set(self.floor.hint_queued.get() + syncs as u64 * hint);
+                link::add(&self.floor.bound.queued, syncs as u64 * floor);
+                link::add(&self.floor.hint.queued, syncs as u64 * hint);
                 let (tx, rx) = oneshot::channel();
                 self.waiters.borrow_mut().push_back(Waiter { tx, syncs, floor, hint });
                 rx
@@ -236,7 +236,7 @@ pub(super) fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut C
     loop {
         let before = rbuf.len();
         let Some(message) = Message::parse(rbuf)? else { break };
-        floor.consumed.set(floor.consumed.get() + (before - rbuf.len()) as u64);
+        link::add(&floor.consumed, (before - rbuf.len()) as u64);
         match message {
             Message::DataRow(row) => {
                 collecting.bytes += row.buffer().len();
@@ -262,32 +262,26 @@ pub(super) fn deliver(link: &PgPipeline, rbuf: &mut BytesMut, collecting: &mut C
                 link.answered.set(link.answered.get() + 1);
                 // The whole transaction's reply, this ReadyForQuery included.
                 link.sizes.learn(floor.consumed.take());
-                if let Some(front) = link.waiters.borrow().front() {
-                    floor.answered.set(floor.answered.get() + front.floor);
-                    floor.hint_answered.set(floor.hint_answered.get() + front.hint);
-                }
                 let waiter = {
                     let mut waiters = link.waiters.borrow_mut();
-                    match waiters.front_mut() {
+                    let Some(front) = waiters.front_mut() else {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "a result nobody asked for"));
+                    };
+                    link::add(&floor.bound.answered, front.floor);
+                    link::add(&floor.hint.answered, front.hint);
+                    if front.syncs > 1 {
                         // More of this batch's transactions to come: keep collecting.
-                        Some(front) if front.syncs > 1 => {
-                            front.syncs -= 1;
-                            continue;
-                        }
-                        _ => waiters.pop_front(),
+                        front.syncs -= 1;
+                        continue;
                     }
+                    waiters.pop_front().expect("the front waiter was just seen")
                 };
                 let done = std::mem::take(collecting);
-                match waiter {
-                    Some(waiter) => {
-                        // The caller may have timed out and gone; that is fine.
-                        let _ = waiter.tx.send(match done.error {
-                            Some(e) => Err(e),
-                            None => Ok(done.rows),
-                        });
-                    }
-                    None => return Err(io::Error::new(io::ErrorKind::InvalidData, "a result nobody asked for")),
-                }
+                // The caller may have timed out and gone; that is fine.
+                let _ = waiter.tx.send(match done.error {
+                    Some(e) => Err(e),
+                    None => Ok(done.rows),
+                });
             }
             Message::BindComplete | Message::ParseComplete | Message::NoData | Message::PortalSuspended => {}
             Message::NoticeResponse(_) | Message::ParameterStatus(_) | Message::NotificationResponse(_) => {}

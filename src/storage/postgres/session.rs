@@ -282,6 +282,15 @@ impl Duplex for Socket {
             Socket::Unix(_) => Ok(()),
         }
     }
+
+    fn forget_readable(&self) {
+        match self {
+            Socket::Tcp(s) => s.forget_readable(),
+            Socket::Unix(s) => {
+                let _ = s.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+            }
+        }
+    }
 }
 
 /// The blocking-style calls of the start-up handshake.
