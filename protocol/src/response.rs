@@ -136,6 +136,11 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Appends `n` in decimal without going through `fmt` (which is slower and
 /// would need a `Write` adapter).
 pub fn encode_decimal(mut n: u64, out: &mut Vec<u8>) {
+    if n < 10 {
+        // The common short case (ids, small counts) skips the digit buffer and its copy.
+        out.push(b'0' + n as u8);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -216,7 +221,7 @@ Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
 
     #[test]
     fn decimal_encoding() {
-        for n in [0u64, 7, 10, 99, 1234567890, u64::MAX] {
+        for n in [0u64, 7, 9, 10, 99, 1234567890, u64::MAX] {
             let mut out = Vec::new();
             encode_decimal(n, &mut out);
             assert_eq!(out, n.to_string().as_bytes());

@@ -48,21 +48,46 @@ fn render(out: &mut Vec<u8>, fortunes: &[(i32, &[u8])]) {
 
 /// Escapes the five characters that are markup in HTML text and attributes.
 fn escape_html(out: &mut Vec<u8>, text: &[u8]) {
-    let mut plain = 0;
-    for (i, &b) in text.iter().enumerate() {
-        let entity: &[u8] = match b {
+    let mut rest = text;
+    while let Some(i) = first_markup(rest) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(match rest[i] {
             b'&' => b"&amp;",
             b'<' => b"&lt;",
             b'>' => b"&gt;",
             b'"' => b"&quot;",
-            b'\'' => b"&#39;",
-            _ => continue,
-        };
-        out.extend_from_slice(&text[plain..i]);
-        out.extend_from_slice(entity);
-        plain = i + 1;
+            _ => b"&#39;",
+        });
+        rest = &rest[i + 1..];
     }
-    out.extend_from_slice(&text[plain..]);
+    out.extend_from_slice(rest);
+}
+
+/// Where the first markup byte in `text` is. Most messages hold none, so
+/// the text is tested a block at a time, which the compiler turns into a few
+/// vector compares (the last, short block is padded with zeros); only a
+/// block that holds markup is searched byte by byte.
+fn first_markup(text: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 16;
+    let any = |block: &[u8; BLOCK]| block.iter().fold(0u8, |seen, &b| seen | u8::from(is_markup(b))) != 0;
+    let mut blocks = text.chunks_exact(BLOCK);
+    for (n, block) in (&mut blocks).enumerate() {
+        if any(block.try_into().expect("chunks_exact gives whole blocks")) {
+            return block.iter().position(|&b| is_markup(b)).map(|i| n * BLOCK + i);
+        }
+    }
+    let tail = blocks.remainder();
+    let mut padded = [0u8; BLOCK];
+    padded[..tail.len()].copy_from_slice(tail);
+    if any(&padded) {
+        tail.iter().position(|&b| is_markup(b)).map(|i| text.len() - tail.len() + i)
+    } else {
+        None
+    }
+}
+
+fn is_markup(b: u8) -> bool {
+    (b == b'&') | (b == b'<') | (b == b'>') | (b == b'"') | (b == b'\'')
 }
 
 #[cfg(test)]
@@ -77,6 +102,21 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "&lt;script&gt;alert(&quot;x &amp; &#39;y&#39;&quot;);&lt;/script&gt; フレーム"
         );
+    }
+
+    /// Markup at every position of blocks, across block edges and in a short tail.
+    #[test]
+    fn escapes_markup_wherever_it_falls() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut text = vec![b'a'; len];
+                text[at] = b'<';
+                let mut out = Vec::new();
+                escape_html(&mut out, &text);
+                let want = format!("{}&lt;{}", "a".repeat(at), "a".repeat(len - at - 1));
+                assert_eq!(String::from_utf8(out).unwrap(), want, "len {len}, markup at {at}");
+            }
+        }
     }
 
     #[test]
