@@ -14,26 +14,48 @@ use crate::app::core::Core;
 use crate::http::error::AppError;
 use crate::http::response::{Response, HTML};
 
-const EXTRA: (i32, &[u8]) = (0, b"Additional fortune added at request time.");
+const EXTRA: &[u8] = b"Additional fortune added at request time.";
+
+/// One row of the table, with its message's first eight bytes as a number
+/// (zero-padded, big-endian) to sort by. Ordering by that number and then
+/// by the whole message is byte order: a shorter message pads with the
+/// smallest byte, and equal numbers fall through to the full comparison.
+/// Most pairs differ in the first eight bytes, so the sort compares two
+/// integers where it called `memcmp` (together 5 % of a request's
+/// instructions).
+struct Fortune<'r> {
+    key: u64,
+    id: i32,
+    message: &'r [u8],
+}
+
+impl<'r> Fortune<'r> {
+    fn new(id: i32, message: &'r [u8]) -> Self {
+        let mut prefix = [0u8; 8];
+        let n = message.len().min(8);
+        prefix[..n].copy_from_slice(&message[..n]);
+        Fortune { key: u64::from_be_bytes(prefix), id, message }
+    }
+}
 
 pub async fn fortunes(core: &Core, res: &mut Response<'_>) -> Result<(), AppError> {
     let pg = core.storage.pg.for_reads()?;
     let rows = pg.run(|batch| batch.query(&FORTUNES, &[])).await?;
     let mut fortunes = Vec::with_capacity(16);
     for row in rows.query(0) {
-        fortunes.push((row.int4(0)?, row.text_bytes(1)?));
+        fortunes.push(Fortune::new(row.int4(0)?, row.text_bytes(1)?));
     }
-    fortunes.push(EXTRA);
-    fortunes.sort_unstable_by(|a, b| a.1.cmp(b.1));
+    fortunes.push(Fortune::new(0, EXTRA));
+    fortunes.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| a.message.cmp(b.message)));
     res.send_with(Status::OK, HTML, |out| render(out, &fortunes));
     Ok(())
 }
 
-fn render(out: &mut Vec<u8>, fortunes: &[(i32, &[u8])]) {
+fn render(out: &mut Vec<u8>, fortunes: &[Fortune<'_>]) {
     out.extend_from_slice(
         b"<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>",
     );
-    for &(id, message) in fortunes {
+    for &Fortune { id, message, .. } in fortunes {
         out.extend_from_slice(b"<tr><td>");
         if id < 0 {
             out.push(b'-');
@@ -104,6 +126,20 @@ mod tests {
         );
     }
 
+    /// The sort key orders as the bytes do, short messages and ties included.
+    #[test]
+    fn sorts_as_bytes_do() {
+        let messages: [&[u8]; 9] =
+            [b"", b"a", b"ab", b"abcdefgh", b"abcdefgh\0", b"abcdefghi", b"abcdefgg\xff", b"b", "フレーム".as_bytes()];
+        for a in messages {
+            for b in messages {
+                let (fa, fb) = (Fortune::new(0, a), Fortune::new(0, b));
+                let by_key = fa.key.cmp(&fb.key).then_with(|| a.cmp(b));
+                assert_eq!(by_key, a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
     /// Markup at every position of blocks, across block edges and in a short tail.
     #[test]
     fn escapes_markup_wherever_it_falls() {
@@ -122,7 +158,7 @@ mod tests {
     #[test]
     fn renders_the_table() {
         let mut out = Vec::new();
-        render(&mut out, &[(0, b"a<b"), (12, b"z")]);
+        render(&mut out, &[Fortune::new(0, b"a<b"), Fortune::new(12, b"z")]);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table><tr><th>id</th><th>message</th></tr>\
