@@ -134,7 +134,9 @@ impl ResponseHead<'_> {
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Appends `n` in decimal without going through `fmt` (which is slower and
-/// would need a `Write` adapter).
+/// would need a `Write` adapter). Two digits per division, from a table:
+/// the database tests write forty numbers per response, and a digit per
+/// division was 6 % of a `/queries` request's instructions.
 pub fn encode_decimal(mut n: u64, out: &mut Vec<u8>) {
     if n < 10 {
         // The common short case (ids, small counts) skips the digit buffer and its copy.
@@ -143,16 +145,30 @@ pub fn encode_decimal(mut n: u64, out: &mut Vec<u8>) {
     }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = 2 * (n % 100) as usize;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = 2 * n as usize;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[i] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[i..]);
 }
+
+/// "00", "01", … "99", back to back.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 #[cfg(test)]
 mod tests {
@@ -221,7 +237,9 @@ Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
 
     #[test]
     fn decimal_encoding() {
-        for n in [0u64, 7, 9, 10, 99, 1234567890, u64::MAX] {
+        let powers = (0..20).map(|e| 10u64.pow(e)).flat_map(|p| [p - 1, p, p + 1]);
+        let edges = [0u64, 7, 9, 10, 11, 99, 100, 101, 1234567890, 98765, u64::MAX - 1, u64::MAX];
+        for n in powers.chain(edges).chain(0..10_000) {
             let mut out = Vec::new();
             encode_decimal(n, &mut out);
             assert_eq!(out, n.to_string().as_bytes());
