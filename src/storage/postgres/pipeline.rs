@@ -426,6 +426,111 @@ mod tests {
         assert!(matches!(e, PgError::Failed(ref why) if why.contains("cannot encode")), "{e:?}");
     }
 
+    /// A backend message: tag, length (counting itself), body.
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn data_row(columns: &[i32]) -> Vec<u8> {
+        let mut body = (columns.len() as i16).to_be_bytes().to_vec();
+        for c in columns {
+            body.extend_from_slice(&4i32.to_be_bytes());
+            body.extend_from_slice(&c.to_be_bytes());
+        }
+        frame(b'D', &body)
+    }
+
+    fn pipeline() -> PgPipeline {
+        PgPipeline {
+            up: Cell::new(true),
+            answered: Cell::new(0),
+            stalled: Notify::new(),
+            out: RefCell::new(BytesMut::new()),
+            waiters: RefCell::new(VecDeque::new()),
+            queued: Notify::new(),
+            room: Notify::new(),
+            timeout: Duration::from_secs(1),
+            stats: Rc::default(),
+            floor: ReplyFloor::default(),
+            sizes: ReplySizes::default(),
+        }
+    }
+
+    fn wait_for(link: &PgPipeline, syncs: usize) -> oneshot::Receiver<Result<BatchRows, PgError>> {
+        let (tx, rx) = oneshot::channel();
+        link.waiters.borrow_mut().push_back(Waiter { tx, syncs, floor: TRANSACTION_FLOOR, hint: TRANSACTION_FLOOR });
+        rx
+    }
+
+    /// Two transactions of one batch: a row, then none; a notice between
+    /// them. The reply's sizes, for the floor's bookkeeping.
+    fn two_transactions() -> (Vec<u8>, [u64; 2]) {
+        let first = [frame(b'2', b""), data_row(&[7, -42]), frame(b'C', b"SELECT 1\0"), frame(b'Z', b"I")].concat();
+        let second = [
+            frame(b'N', b"SNOTICE\0C00000\0Mhello\0\0"),
+            frame(b'2', b""),
+            frame(b'C', b"SELECT 0\0"),
+            frame(b'Z', b"I"),
+        ]
+        .concat();
+        let sizes = [first.len() as u64, second.len() as u64];
+        ([first, second].concat(), sizes)
+    }
+
+    #[test]
+    fn delivers_a_reply_cut_anywhere() {
+        let (reply, sizes) = two_transactions();
+        // Every proper prefix: the whole reply is the one cut that may answer.
+        for cut in 0..reply.len() {
+            let link = pipeline();
+            let mut rx = wait_for(&link, 2);
+            let mut collecting = Collecting::default();
+            let mut rbuf = BytesMut::from(&reply[..cut]);
+            deliver(&link, &mut rbuf, &mut collecting).unwrap();
+            assert!(rx.try_recv().is_err(), "answered early at cut {cut}");
+            rbuf.extend_from_slice(&reply[cut..]);
+            deliver(&link, &mut rbuf, &mut collecting).unwrap();
+
+            assert!(rbuf.is_empty(), "cut {cut}: {} bytes left", rbuf.len());
+            let rows = rx.try_recv().expect("answered").expect("no error");
+            assert_eq!(rows.ends, [1, 1], "cut {cut}");
+            let row = rows.query(0).next().unwrap();
+            assert_eq!((row.int4(0).unwrap(), row.int4(1).unwrap()), (7, -42));
+            assert_eq!(rows.query(1).count(), 0);
+            assert_eq!(link.answered.get(), 2);
+            assert_eq!(link.floor.consumed.get(), 0, "every byte belongs to an answered transaction");
+            assert_eq!(link.sizes.typical.get(), 0, "a window is not complete yet");
+            assert_eq!(link.sizes.window_min.get(), sizes[0].min(sizes[1]));
+            assert_eq!(link.floor.bound.answered.get(), 2 * TRANSACTION_FLOOR);
+            assert!(link.waiters.borrow().is_empty());
+        }
+    }
+
+    #[test]
+    fn an_error_response_fails_the_batch_after_its_end() {
+        let reply = [frame(b'E', b"SERROR\0C42P01\0Mno such table\0\0"), frame(b'Z', b"I")].concat();
+        let link = pipeline();
+        let mut rx = wait_for(&link, 1);
+        deliver(&link, &mut BytesMut::from(&reply[..]), &mut Collecting::default()).unwrap();
+        assert!(rx.try_recv().unwrap().is_err());
+    }
+
+    #[test]
+    fn a_broken_frame_ends_the_connection() {
+        let link = pipeline();
+        let _rx = wait_for(&link, 1);
+        let short = [b'2', 0, 0, 0, 3];
+        assert!(deliver(&link, &mut BytesMut::from(&short[..]), &mut Collecting::default()).is_err());
+        let unexpected = frame(b'3', b""); // CloseComplete: nothing here closes
+        assert!(deliver(&link, &mut BytesMut::from(&unexpected[..]), &mut Collecting::default()).is_err());
+        let unasked = frame(b'Z', b"I");
+        let link = pipeline();
+        assert!(deliver(&link, &mut BytesMut::from(&unasked[..]), &mut Collecting::default()).is_err());
+    }
+
     #[test]
     fn execute_and_sync_are_the_protocol_bytes() {
         let mut out = BytesMut::new();
