@@ -1,9 +1,8 @@
 //! Reading a batch's answer: the rows of each query, decoded from
 //! PostgreSQL's binary format by position.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use fallible_iterator::FallibleIterator;
-use postgres_protocol::message::backend::DataRowBody;
 use postgres_types::ToSql;
 
 use super::error::PgError;
@@ -12,7 +11,12 @@ use super::error::PgError;
 /// buffer (reference-counted), so nothing is copied out of it.
 #[derive(Debug, Default)]
 pub struct BatchRows {
-    pub(super) rows: Vec<DataRowBody>,
+    /// Each row is a DataRow message's body as it came: a column count
+    /// (int16), then per column a length (int32, -1 for NULL) and its bytes.
+    /// Nothing checks a body when it arrives; [`Row`] checks the bounds of
+    /// each column it reads (a reply's rows are read once, mostly a column
+    /// or two of each, so walking them there costs no second pass).
+    pub(super) rows: Vec<Bytes>,
     /// `ends[i]`: one past the last row of query i.
     pub(super) ends: Vec<usize>,
 }
@@ -26,30 +30,50 @@ impl BatchRows {
     /// The rows of query `i`.
     pub fn query(&self, i: usize) -> impl Iterator<Item = Row<'_>> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.rows[start..self.ends[i]].iter().map(Row)
+        self.rows[start..self.ends[i]].iter().map(|body| Row(body))
     }
 }
 
 /// One result row, columns in binary format.
-pub struct Row<'r>(&'r DataRowBody);
+pub struct Row<'r>(&'r [u8]);
 
 impl<'r> Row<'r> {
     fn column(&self, index: usize) -> Result<&'r [u8], PgError> {
-        let range = self
-            .0
-            .ranges()
-            .nth(index)
-            .ok()
-            .flatten()
-            .flatten()
-            .ok_or_else(|| PgError::Failed(format!("column {index} is missing or NULL")))?;
-        Ok(&self.0.buffer()[range])
+        self.nullable(index)?.ok_or_else(|| PgError::Failed(format!("column {index} is NULL")))
     }
 
-    /// The raw bytes of a column, `None` when it is NULL.
+    /// The raw bytes of a column, `None` when it is NULL. Walks the lengths
+    /// before it; a body that ends early or counts fewer columns is an error
+    /// (PostgreSQL never sends one; a broken one must not panic).
     fn nullable(&self, index: usize) -> Result<Option<&'r [u8]>, PgError> {
-        let range = self.0.ranges().nth(index).ok().flatten().ok_or_else(|| missing(index))?;
-        Ok(range.map(|r| &self.0.buffer()[r]))
+        let body = self.0;
+        let count = match body.get(..2) {
+            Some(&[a, b]) => u16::from_be_bytes([a, b]) as usize,
+            _ => return Err(missing(index)),
+        };
+        if index >= count {
+            return Err(missing(index));
+        }
+        let mut at = 2;
+        for i in 0..=index {
+            let len = match body.get(at..at + 4) {
+                Some(&[a, b, c, d]) => i32::from_be_bytes([a, b, c, d]),
+                _ => return Err(missing(index)),
+            };
+            at += 4;
+            if len < 0 {
+                if i == index {
+                    return Ok(None);
+                }
+                continue;
+            }
+            let end = at.saturating_add(len as usize);
+            if i == index {
+                return body.get(at..end).map(Some).ok_or_else(|| missing(index));
+            }
+            at = end;
+        }
+        unreachable!("the loop returns at its last turn")
     }
 
     pub fn int4(&self, index: usize) -> Result<i32, PgError> {
@@ -137,4 +161,49 @@ pub(super) fn fixed<const N: usize>(bytes: &[u8], index: usize, ty: &str) -> Res
 
 pub(super) fn utf8(bytes: &[u8], index: usize) -> Result<&str, PgError> {
     std::str::from_utf8(bytes).map_err(|_| PgError::Failed(format!("column {index} is not UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DataRow body: the count, then each column (`None` for NULL).
+    fn body(columns: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut out = (columns.len() as u16).to_be_bytes().to_vec();
+        for c in columns {
+            match c {
+                Some(bytes) => {
+                    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                    out.extend_from_slice(bytes);
+                }
+                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reads_columns_by_position_past_nulls() {
+        let b = body(&[Some(&7i32.to_be_bytes()), None, Some(b"fortune"), Some(b"")]);
+        let row = Row(&b);
+        assert_eq!(row.int4(0).unwrap(), 7);
+        assert_eq!(row.nullable(1).unwrap(), None);
+        assert!(row.text(1).is_err(), "NULL is not a value");
+        assert_eq!(row.text(2).unwrap(), "fortune");
+        assert_eq!(row.opt_text(3).unwrap(), Some(""));
+        assert!(row.nullable(4).is_err(), "past the column count");
+    }
+
+    #[test]
+    fn a_broken_body_is_an_error_at_every_cut() {
+        let b = body(&[Some(&7i32.to_be_bytes()), Some(b"fortune")]);
+        for cut in 0..b.len() {
+            let row = Row(&b[..cut]);
+            assert!(row.text(1).is_err(), "cut {cut}");
+        }
+        let mut lying = b.clone();
+        lying[2..6].copy_from_slice(&i32::MAX.to_be_bytes()); // a length past the end
+        assert!(Row(&lying).int4(0).is_err());
+        assert!(Row(&lying).text(1).is_err());
+    }
 }
