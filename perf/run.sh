@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds swiftlet and the axum baseline, then measures both in one run
-# (perf/bench.py) and records the report in perf/RESULTS.md (newest first)
+# Builds swiftlet, the axum baseline and the floor (perf/floor/floor.c, a bare
+# epoll responder), then measures the three in one run (perf/bench.py) and records the report in perf/RESULTS.md (newest first)
 # with the date, commit and command. Installs wrk (Debian) if missing and builds the
 # fixed-rate load generator in perf/loadgen.
 #
@@ -26,6 +26,7 @@ fi
 cargo build --release --locked --bin swiftlet
 (cd perf/baseline/axum && cargo build --release --locked)
 (cd perf/loadgen && cargo build --release --locked)
+cc -O2 -Wall -Wextra -pthread -o perf/floor/floor perf/floor/floor.c
 
 # Nothing of ours may be left listening on the bench port.
 if ss -ltn 2>/dev/null | grep -q ':18080 '; then
