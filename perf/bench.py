@@ -44,6 +44,7 @@ SWIFTLET = ROOT / "target/release/swiftlet"
 AXUM = ROOT / "perf/baseline/axum/target/release/axum-baseline"
 LOADGEN = ROOT / "perf/loadgen/target/release/swiftlet-loadgen"
 FLOOR = ROOT / "perf/floor/floor"
+FLOOR_URING = ROOT / "perf/floor/floor-uring"  # perf/uring.py's
 SERVERS = ("floor", "swiftlet", "axum")
 LUA = ROOT / "perf/lua/request.lua"
 
@@ -75,8 +76,8 @@ def server_cmd(name, mode):
         cmd = [str(SWIFTLET), "--listen", addr, "--log", "warn"]
         if mode == "pinned":
             cmd += ["--workers", "1"]
-    elif name == "floor":
-        cmd = [str(FLOOR), addr] + (["1"] if mode == "pinned" else [])
+    elif name in ("floor", "floor-uring"):
+        cmd = [str(FLOOR if name == "floor" else FLOOR_URING), addr] + (["1"] if mode == "pinned" else [])
     else:
         cmd = [str(AXUM), addr]
     if mode == "pinned":

@@ -12,9 +12,9 @@
  * response, the size of swiftlet's /plaintext answer. Not a server for anyone
  * to use: it trusts its clients (a request with a body would be miscounted).
  *
- * Bounds: one 64 KiB receive buffer and one response buffer of MAX_BATCH
- * answers per thread; more requests than that in one read are answered in
- * several sends. Connections: as many as the descriptor limit allows.
+ * Bounds: one 64 KiB receive buffer per thread and one static block of
+ * MAX_BATCH answers (a send takes a prefix); more requests than that in one
+ * read are answered in several sends. Connections: as many as the descriptor limit allows.
  *
  *   cc -O2 -pthread -o floor floor.c
  *   floor 127.0.0.1:18080 [workers]      (workers: default the online CPUs)
@@ -49,6 +49,8 @@ static const char RESPONSE[] =
     "Hello, World!";
 #define RESPONSE_LEN (sizeof(RESPONSE) - 1)
 
+/* MAX_BATCH copies of RESPONSE, filled once: a send takes a prefix. */
+static char responses[MAX_BATCH * RESPONSE_LEN];
 static struct sockaddr_in addr;
 
 /* How far into "\r\n\r\n" each connection's last read ended: a head cut
@@ -86,13 +88,12 @@ static size_t count_heads(const char *buf, size_t n, uint8_t *m) {
     return heads;
 }
 
-static void answer(int fd, size_t heads, char *out) {
+static void answer(int fd, size_t heads) {
     while (heads > 0) {
         size_t batch = heads < MAX_BATCH ? heads : MAX_BATCH;
         size_t len = batch * RESPONSE_LEN, sent = 0;
-        for (size_t i = 0; i < batch; i++) memcpy(out + i * RESPONSE_LEN, RESPONSE, RESPONSE_LEN);
         while (sent < len) {
-            ssize_t w = send(fd, out + sent, len - sent, MSG_NOSIGNAL);
+            ssize_t w = send(fd, responses + sent, len - sent, MSG_NOSIGNAL);
             if (w < 0) return; /* a full send buffer or a gone peer: a benchmark client never lets it fill */
             sent += (size_t)w;
         }
@@ -104,8 +105,8 @@ static void *worker(void *arg) {
     (void)arg;
     int lfd = listener(), ep = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd}, events[MAX_EVENTS];
-    char *in = malloc(RECV_BYTES), *out = malloc(MAX_BATCH * RESPONSE_LEN);
-    if (ep < 0 || !in || !out || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev)) {
+    char *in = malloc(RECV_BYTES);
+    if (ep < 0 || !in || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev)) {
         perror("worker");
         exit(1);
     }
@@ -142,7 +143,7 @@ static void *worker(void *arg) {
                     break;
                 }
             }
-            if (heads) answer(fd, heads, out);
+            if (heads) answer(fd, heads);
             if (closed) close(fd); /* closing removes it from the epoll set */
         }
     }
@@ -162,6 +163,7 @@ int main(int argc, char **argv) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)atoi(colon + 1));
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) return 2;
+    for (size_t i = 0; i < MAX_BATCH; i++) memcpy(responses + i * RESPONSE_LEN, RESPONSE, RESPONSE_LEN);
     long workers = argc > 2 ? atol(argv[2]) : sysconf(_SC_NPROCESSORS_ONLN);
     if (workers < 1) workers = 1;
     pthread_t threads[64];
