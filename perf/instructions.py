@@ -16,10 +16,13 @@ functions with the most instructions of their own (callgrind_annotate).
     python3 perf/instructions.py                      # the endpoints below
     PERF_PATHS=/fortunes,/db python3 perf/instructions.py
 Database endpoints need DATABASE_URL (perf/run-db.sh's database); without it
-they are left out.
+they are left out. They include `POST /ingest` (a new event per request) and
+`article`, the anonymous cached read of an article that the release build
+seeds through the API first (a user and one article).
 """
 
 import glob
+import json
 import os
 import re
 import socket
@@ -39,7 +42,12 @@ WARM = int(os.environ.get("PERF_WARM", "300"))
 N = int(os.environ.get("PERF_N", "2000"))
 PIPELINE = 16
 STORELESS = ["/plaintext", "/json"]
-DATABASE = ["/db", "/fortunes", "/queries?queries=20"]
+# "POST /ingest": a new event per request (queued until the log writer's
+# next batch, so the store's share is amortised); "article": the anonymous
+# read of one seeded article by slug, answered from the Redis cache after
+# the first read.
+DATABASE = ["/db", "/fortunes", "/queries?queries=20", "POST /ingest", "article"]
+NONCE = f"{os.getpid()}-{int(time.time())}"
 TOP = 10
 
 
@@ -54,8 +62,8 @@ def read_response(s, buf):
         end = buf.find(b"\r\n\r\n")
         if end >= 0:
             head = buf[:end].decode("latin-1")
-            if not head.startswith("HTTP/1.1 200"):
-                raise RuntimeError(f"not a 200: {head.splitlines()[0]}")
+            if not head.startswith("HTTP/1.1 2"):
+                raise RuntimeError(f"not a 2xx: {head.splitlines()[0]}")
             m = re.search(r"(?im)^content-length:\s*(\d+)", head)
             if not m:
                 raise RuntimeError("no Content-Length")
@@ -68,15 +76,67 @@ def read_response(s, buf):
         buf += chunk
 
 
+SEEDED = {}  # endpoint name -> what its requests need (the article's slug)
+SENT = [0]  # requests made so far, for unique ingest events
+
+
+def request_for(path):
+    """The bytes of one request to `path` (a path, or a name above)."""
+    if path == "POST /ingest":
+        SENT[0] += 1
+        body = (f'{{"event_id":"instr-{NONCE}-{SENT[0]}","timestamp":"2026-12-04T10:00:00.000Z",'
+                f'"service":"svc","message":"GET /api/articles 200 in 3 ms","metadata":{{"host":"web-1"}}}}')
+        return (f"POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+    if path == "article":
+        path = f"/api/articles/{SEEDED['article']}"
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
 def send(path, n, depth):
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     with socket.create_connection(("127.0.0.1", PORT)) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         buf = b""
         for _ in range(n // depth):
-            s.sendall(request * depth)
+            s.sendall(b"".join(request_for(path) for _ in range(depth)))
             for _ in range(depth):
                 buf = read_response(s, buf)
+
+
+def call(method, path, token=None, body=None):
+    """One JSON API call on its own connection; the decoded answer."""
+    data = json.dumps(body).encode() if body is not None else b""
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    if token:
+        head += f"Authorization: Token {token}\r\n"
+    with socket.create_connection(("127.0.0.1", PORT), timeout=60) as s:
+        s.sendall(f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    head, _, rest = out.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 2"):
+        raise RuntimeError(f"{method} {path}: {head[:60]!r} {rest[:200]!r}")
+    return json.loads(rest)
+
+
+def seed(env):
+    """A user and an article to read, made through the API by the release
+    build (password hashing under valgrind would take minutes)."""
+    proc = subprocess.Popen([str(bench.SWIFTLET), "--listen", f"127.0.0.1:{PORT}", "--workers", "1", "--log", "warn"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bench.wait_ready(proc, timeout=30)
+        until_served("/json")
+        name = f"instr{NONCE.replace('-', '')}"
+        user = call("POST", "/api/users", body={"user": {"username": name, "email": f"{name}@bench.example",
+                                                         "password": f"pw-{name}-secret"}})["user"]
+        article = call("POST", "/api/articles", user["token"], {"article": {
+            "title": f"Counting instructions {NONCE}", "description": "seeded", "body": "seeded body " * 20,
+            "tagList": ["perf", "callgrind"]}})["article"]
+        SEEDED["article"] = article["slug"]
+    finally:
+        bench.stop(proc)
 
 
 def until_served(path):
@@ -147,6 +207,8 @@ def main():
         paths = STORELESS
     if os.environ.get("PERF_PATHS"):
         paths = os.environ["PERF_PATHS"].split(",")
+    if "article" in paths:
+        seed(env)
     results = {}
     for path in paths:
         for depth in (1, PIPELINE):

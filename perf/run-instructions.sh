@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Instructions per request, endpoint by endpoint (perf/instructions.py:
+# Instructions per request, endpoint by endpoint, from /plaintext to POST /ingest
+# and a cached Conduit article read (perf/instructions.py:
 # callgrind, one worker, one request per write and 16 per write, with the ten
 # costliest functions of each), recorded in perf/RESULTS.md with the date,
 # commit and command. Repeatable on a noisy machine: run it before and after a
 # change to the request path. Builds the `profiling` profile (the release code
 # with symbols) and the benchmark database as perf/run-db.sh does.
 #
-#   perf/run-instructions.sh                                 # every endpoint (about 4 minutes)
+#   perf/run-instructions.sh                                 # every endpoint (about 3 minutes)
 #   PERF_PATHS=/plaintext,/fortunes perf/run-instructions.sh # a subset
 #   PERF_NO_RECORD=1 perf/run-instructions.sh                # print only
 set -euo pipefail
