@@ -4,7 +4,7 @@
 # with the date, commit and command. Installs wrk (Debian) if missing and builds the
 # fixed-rate load generator in perf/loadgen.
 #
-#   perf/run.sh                     # full run, both modes (about 25 minutes)
+#   perf/run.sh                     # full run, both modes (about 35 minutes)
 #   PERF_MODES=pinned PERF_ENDPOINTS=/plaintext perf/run.sh   # a subset
 #   PERF_DURATION=4 PERF_ROUNDS=5 PERF_RATE=50000 ...         # the knobs (defaults shown)
 #   PERF_NO_RECORD=1 perf/run.sh    # print only, do not touch RESULTS.md
