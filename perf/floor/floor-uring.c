@@ -23,75 +23,21 @@
  *   floor-uring 127.0.0.1:18080 [workers]
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#include "floor.h"
 
 #define RING_ENTRIES 4096
 #define CQ_ENTRIES 16384
 #define BUFS 1024 /* a power of two: the buffer ring's size */
 #define BUF_BYTES 4096
 #define BGID 0
-#define MAX_BATCH 256
-#define MAX_FDS 65536
 
 /* user_data: the kind in the top byte, the descriptor below. */
 enum { ACCEPT = 1, RECV = 2, SEND = 3 };
 #define TAG(kind, fd) (((uint64_t)(kind) << 56) | (uint32_t)(fd))
-
-/* Byte for byte floor.c's response (swiftlet's /plaintext, the date fixed). */
-static const char RESPONSE[] =
-    "HTTP/1.1 200 OK\r\n"
-    "Server: swiftlet\r\n"
-    "Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
-    "Content-Type: text/plain\r\n"
-    "Content-Length: 13\r\n"
-    "\r\n"
-    "Hello, World!";
-#define RESPONSE_LEN (sizeof(RESPONSE) - 1)
-
-static char responses[MAX_BATCH * RESPONSE_LEN];
-static struct sockaddr_in addr;
-static uint8_t matched[MAX_FDS];
-
-static int listener(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
-        bind(fd, (struct sockaddr *)&addr, sizeof addr) || listen(fd, 4096)) {
-        perror("listener");
-        exit(1);
-    }
-    return fd;
-}
-
-static size_t count_heads(const char *buf, size_t n, uint8_t *m) {
-    static const char end[] = "\r\n\r\n";
-    size_t heads = 0;
-    uint8_t k = *m;
-    for (size_t i = 0; i < n; i++) {
-        if (buf[i] == end[k]) {
-            if (++k == 4) {
-                heads++;
-                k = 0;
-            }
-        } else {
-            k = buf[i] == '\r' ? 1 : 0;
-        }
-    }
-    *m = k;
-    return heads;
-}
 
 /* A submission slot; when the queue is full, submit what is queued first. */
 static struct io_uring_sqe *sqe_of(struct io_uring *ring) {
@@ -154,7 +100,7 @@ static void *worker(void *arg) {
     for (int i = 0; i < BUFS; i++) io_uring_buf_ring_add(br, bufs + (size_t)i * BUF_BYTES, BUF_BYTES, i, mask, i);
     io_uring_buf_ring_advance(br, BUFS);
 
-    int lfd = listener();
+    int lfd = listener(0);
     arm_accept(&ring, lfd);
     for (;;) {
         rc = io_uring_submit_and_wait(&ring, 1);
@@ -201,24 +147,5 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s ADDR:PORT [workers]\n", argv[0]);
-        return 2;
-    }
-    char host[64];
-    const char *colon = strrchr(argv[1], ':');
-    if (!colon || (size_t)(colon - argv[1]) >= sizeof host) return 2;
-    memcpy(host, argv[1], (size_t)(colon - argv[1]));
-    host[colon - argv[1]] = 0;
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)atoi(colon + 1));
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) return 2;
-    for (size_t i = 0; i < MAX_BATCH; i++) memcpy(responses + i * RESPONSE_LEN, RESPONSE, RESPONSE_LEN);
-    long workers = argc > 2 ? atol(argv[2]) : sysconf(_SC_NPROCESSORS_ONLN);
-    if (workers < 1) workers = 1;
-    if (workers > 64) workers = 64;
-    pthread_t threads[64];
-    for (long i = 0; i < workers; i++) pthread_create(&threads[i], NULL, worker, NULL);
-    for (long i = 0; i < workers; i++) pthread_join(threads[i], NULL);
-    return 0;
+    return floor_main(argc, argv, worker);
 }

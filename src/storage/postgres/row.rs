@@ -54,26 +54,21 @@ impl<'r> Row<'r> {
         if index >= count {
             return Err(missing(index));
         }
-        let mut at = 2;
-        for i in 0..=index {
-            let len = match body.get(at..at + 4) {
-                Some(&[a, b, c, d]) => i32::from_be_bytes([a, b, c, d]),
-                _ => return Err(missing(index)),
-            };
-            at += 4;
-            if len < 0 {
-                if i == index {
-                    return Ok(None);
-                }
-                continue;
-            }
-            let end = at.saturating_add(len as usize);
-            if i == index {
-                return body.get(at..end).map(Some).ok_or_else(|| missing(index));
-            }
-            at = end;
+        // Each column: its length (int32, -1 for NULL), then that many bytes.
+        let length_at = |at: usize| match body.get(at..at.saturating_add(4)) {
+            Some(&[a, b, c, d]) => Ok(i32::from_be_bytes([a, b, c, d])),
+            _ => Err(missing(index)),
+        };
+        let mut at: usize = 2;
+        for _ in 0..index {
+            at = at.saturating_add(4 + length_at(at)?.max(0) as usize);
         }
-        unreachable!("the loop returns at its last turn")
+        let len = length_at(at)?;
+        if len < 0 {
+            return Ok(None);
+        }
+        let start = at + 4;
+        body.get(start..start.saturating_add(len as usize)).map(Some).ok_or_else(|| missing(index))
     }
 
     pub fn int4(&self, index: usize) -> Result<i32, PgError> {
