@@ -66,6 +66,23 @@ fn idle_keep_alive_timeout_closes() {
 }
 
 #[test]
+fn each_request_moves_the_idle_timeout_on() {
+    // The connection's timer is moved later lazily (when it fires early, not
+    // at every request): a deadline a later request moved must not close it.
+    let server = TestServer::start(&["--idle-timeout", "0.5"]);
+    let mut c = server.connect();
+    for _ in 0..5 {
+        assert_eq!(c.get("/health").status, 200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(c.get("/health").status, 200, "open 1.5 s after the first request, 0.3 s after the last");
+    let started = Instant::now();
+    assert!(c.is_closed());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "{waited:?}");
+}
+
+#[test]
 fn panicking_handler_gets_500_and_the_server_goes_on() {
     let server = TestServer::start(&[]);
     let mut c = server.connect();

@@ -213,6 +213,10 @@ impl RequestHead {
 }
 
 fn strip_scheme(t: &[u8]) -> Option<&[u8]> {
+    // Origin-form (`/...`), nearly every request, is out at the first byte.
+    if !matches!(t.first(), Some(b'h' | b'H')) {
+        return None;
+    }
     for scheme in [&b"http://"[..], b"https://"] {
         if t.len() >= scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme) {
             return Some(&t[scheme.len()..]);

@@ -376,6 +376,24 @@ const ALLOW: [&str; 16] = [
 /// Finds the route for a request. The fault-injection routes exist only when
 /// `test_routes` is set, the allocation count only in its build.
 pub fn route(method: Method, path: &[u8], test_routes: bool) -> Result<Route, AppError> {
+    // The benchmarks' one-segment GETs, matched whole before the walk below
+    // (which gives the same answers: `hot_paths_route_as_the_walk_does`).
+    // Splitting the path was 2.5 % of pipelined /plaintext's CPU (perf).
+    if method == Method::Get {
+        match path {
+            b"/plaintext" => return Ok(Route::Plaintext),
+            b"/json" => return Ok(Route::Json),
+            b"/health" => return Ok(Route::Health),
+            b"/db" => return Ok(Route::Db),
+            b"/fortunes" => return Ok(Route::Fortunes),
+            _ => {}
+        }
+    }
+    walk(method, path, test_routes)
+}
+
+/// Routes by the path's segments: every route, every method.
+fn walk(method: Method, path: &[u8], test_routes: bool) -> Result<Route, AppError> {
     let segments = Segments::split(path).ok_or(AppError::NotFound)?;
     let segments = segments.as_slice();
     let methods = methods(segments).ok_or(AppError::NotFound)?;
@@ -414,6 +432,16 @@ mod tests {
             assert!(route.pattern().starts_with('/'));
         }
         assert_eq!(Route::CreateArticle.name(), "create_article");
+    }
+
+    #[test]
+    fn hot_paths_route_as_the_walk_does() {
+        for path in [&b"/plaintext"[..], b"/json", b"/health", b"/db", b"/fortunes"] {
+            for test_routes in [false, true] {
+                assert_eq!(route(Method::Get, path, test_routes), walk(Method::Get, path, test_routes));
+                assert!(walk(Method::Get, path, test_routes).is_ok());
+            }
+        }
     }
 
     #[test]

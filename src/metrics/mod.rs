@@ -96,16 +96,83 @@ impl WorkerMetrics {
     /// refused before routing); `took` is the time from its complete arrival
     /// to its answer, when it got as far as a handler.
     pub fn record(&self, route: Option<usize>, status: u16, took: Option<Duration>) {
-        let unrouted = self.route_slots - 1;
-        let r = route.filter(|&r| r < unrouted).unwrap_or(unrouted);
+        let r = self.slot(route);
         let s = STATUS_INDEX.get(usize::from(status)).map_or(STATUSES.len(), |&i| usize::from(i));
         add(&self.requests[r * STATUS_SLOTS + s], 1);
         if let Some(took) = took {
-            let us = took.as_secs().saturating_mul(1_000_000).saturating_add(u64::from(took.subsec_micros()));
-            let b = BUCKETS_US.iter().position(|&le| us <= le).unwrap_or(BUCKETS_US.len());
-            add(&self.latency_buckets[r * BUCKET_SLOTS + b], 1);
-            add(&self.latency_sum_us[r], us);
+            self.time(r, 1, took);
         }
+    }
+
+    /// Times `requests` answered requests of one route served back to back in
+    /// `took` in all: each goes into the bucket of their mean, and the sum
+    /// gets all of it. (A pipelined round's answers leave together, so the
+    /// connection reads the clock once per run of one route rather than once
+    /// per request: see `server::connection`.) Counting them is `record`'s.
+    pub fn time_run(&self, route: usize, requests: u64, took: Duration) {
+        self.time(self.slot(Some(route)), requests, took)
+    }
+
+    fn slot(&self, route: Option<usize>) -> usize {
+        let unrouted = self.route_slots - 1;
+        route.filter(|&r| r < unrouted).unwrap_or(unrouted)
+    }
+
+    fn time(&self, slot: usize, requests: u64, took: Duration) {
+        if requests == 0 {
+            return;
+        }
+        let us = took.as_secs().saturating_mul(1_000_000).saturating_add(u64::from(took.subsec_micros()));
+        let mean = us / requests;
+        let b = BUCKETS_US.iter().position(|&le| mean <= le).unwrap_or(BUCKETS_US.len());
+        add(&self.latency_buckets[slot * BUCKET_SLOTS + b], requests);
+        add(&self.latency_sum_us[slot], us);
+    }
+}
+
+/// The requests a connection answers back to back, timed together: the
+/// clock is read when the route changes and when the round ends, not after
+/// every request. Pipelined /plaintext spent 4 % of its CPU reading the clock
+/// once per request (perf, 2026-12-04), and a round's answers leave in one
+/// write anyway. One request per round (no pipelining) is timed exactly.
+pub struct RouteRun {
+    since: std::time::Instant,
+    route: u32,
+    requests: u32,
+}
+
+impl RouteRun {
+    /// A run that starts now (`since`), with nothing answered yet.
+    pub fn starting(since: std::time::Instant) -> RouteRun {
+        RouteRun { since, route: 0, requests: 0 }
+    }
+
+    /// The next request goes to `route`: a run of another route ends here.
+    pub fn next(&mut self, route: usize, metrics: &WorkerMetrics) {
+        if self.route as usize != route {
+            if self.requests > 0 {
+                self.end(metrics);
+            }
+            self.route = route as u32;
+        }
+    }
+
+    /// One more request of the run answered (and counted with `record`).
+    pub fn answered(&mut self) {
+        self.requests += 1;
+    }
+
+    /// Ends the run at the clock's reading now, returned (the time it began
+    /// if it answered nothing, without reading the clock); a next run starts
+    /// from there.
+    pub fn end(&mut self, metrics: &WorkerMetrics) -> std::time::Instant {
+        if self.requests > 0 {
+            let now = std::time::Instant::now();
+            metrics.time_run(self.route as usize, u64::from(self.requests), now - self.since);
+            self.since = now;
+            self.requests = 0;
+        }
+        self.since
     }
 }
 
@@ -282,5 +349,38 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
         assert!(!text.contains("route=\"json\""), "routes never used are left out");
+    }
+
+    #[test]
+    fn a_run_is_timed_once_and_bucketed_by_its_mean() {
+        const LABELS: &[RouteLabel] = &[("plaintext", "/plaintext"), ("json", "/json")];
+        let registry = Registry::default();
+        let _ = registry.routes.set(LABELS);
+        let metrics = Arc::new(WorkerMetrics::new(0, 2));
+        registry.register(Arc::clone(&metrics));
+        // Four requests in 1,200 us: each counts 300 us, the sum all of it.
+        metrics.time_run(0, 4, Duration::from_micros(1_200));
+        let started = std::time::Instant::now();
+        let mut run = RouteRun::starting(started);
+        assert_eq!(run.end(&metrics), started, "an empty run does not read the clock");
+        run.next(1, &metrics);
+        run.answered();
+        run.answered();
+        run.next(1, &metrics);
+        run.answered();
+        run.next(0, &metrics); // a change of route ends the run of three
+        let ended = run.end(&metrics); // nothing answered since: no clock read
+        assert!(ended >= started);
+        let mut out = Vec::new();
+        registry.render(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        for line in [
+            r#"swiftlet_request_duration_seconds_bucket{route="plaintext",le="0.00025"} 0"#,
+            r#"swiftlet_request_duration_seconds_bucket{route="plaintext",le="0.0005"} 4"#,
+            r#"swiftlet_request_duration_seconds_sum{route="plaintext"} 0.0012"#,
+            r#"swiftlet_request_duration_seconds_count{route="json"} 3"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
     }
 }

@@ -181,7 +181,7 @@ async fn accept_until_shutdown<A: Service + 'static>(
                 let worker = Rc::clone(&registration.worker);
                 // Run by reference: taken by value, an async fn stores its
                 // argument twice, once more than the task needs.
-                let mut connection = Connection::new(stream, &worker, accepted_at, peer, listener);
+                let mut connection = Connection::new(stream, &worker, accepted_at, peer, listener, registration.slot);
                 connection.run().await;
                 drop(registration);
             }),
@@ -189,7 +189,7 @@ async fn accept_until_shutdown<A: Service + 'static>(
                 let acceptor = acceptor.clone();
                 tokio::task::spawn_local(async move {
                     let worker = Rc::clone(&registration.worker);
-                    serve_tls(acceptor, stream, &worker, accepted_at, peer).await;
+                    serve_tls(acceptor, stream, &worker, accepted_at, peer, registration.slot).await;
                     drop(registration);
                 })
             }
@@ -275,6 +275,7 @@ async fn serve_tls<A: Service>(
     worker: &Worker<A>,
     accepted_at: Instant,
     peer: std::net::IpAddr,
+    slot: usize,
 ) {
     let metrics = &worker.metrics;
     let deadline = accepted_at + worker.config.header_timeout;
@@ -282,7 +283,7 @@ async fn serve_tls<A: Service>(
         Ok(Ok(session)) => {
             let resumed = session.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
             metrics::add(if resumed { &metrics.tls_handshakes_resumed } else { &metrics.tls_handshakes_full }, 1);
-            Connection::new(session, worker, accepted_at, peer, Listener::Public).run().await
+            Connection::new(session, worker, accepted_at, peer, Listener::Public, slot).run().await
         }
         Ok(Err(e)) => {
             metrics::add(&metrics.tls_handshakes_failed, 1);
