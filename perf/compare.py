@@ -9,6 +9,10 @@ builds it), HEAD this tree's release build.
   per write), ROUNDS rounds alternating the two builds.
 - RSS: fresh and after 500 busy connections (wrk -c 500), and the stripped
   binary's size.
+- With PERF_STORE_PATHS (and DATABASE_URL, REDIS_URL: perf/run-compare.sh
+  sets them up), the paths that reach PostgreSQL and Redis too: server CPU
+  per request and requests/s under wrk -c 256 (one request per write, both
+  cores shared as in perf/run-db.sh), ROUNDS alternating rounds.
 """
 
 import os
@@ -25,6 +29,7 @@ PORT = bench.PORT
 ROUNDS = int(os.environ.get("PERF_ROUNDS", "5"))
 DURATION = int(os.environ.get("PERF_DURATION", "4"))
 BUILDS = {"base": Path(os.environ["PERF_BASE_BINARY"]), "head": bench.SWIFTLET}
+STORE_PATHS = [p for p in os.environ.get("PERF_STORE_PATHS", "").split(",") if p]
 
 
 def log(*args):
@@ -65,7 +70,53 @@ def rss_under_load(path):
         bench.stop(proc)
 
 
+def with_stores(path, url):
+    """Server CPU per request (µs) and requests/s of one build on `url`, its
+    stores those of the environment."""
+    env = dict(bench.SERVER_ENV, DATABASE_URL=os.environ["DATABASE_URL"], REDIS_URL=os.environ["REDIS_URL"])
+    proc = subprocess.Popen([str(path), "--listen", f"127.0.0.1:{PORT}", "--log", "warn"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bench.wait_ready(proc)
+        cmd = ["wrk", "-t", "2", "-c", "256", "--latency", f"http://127.0.0.1:{PORT}{url}"]
+        subprocess.run(cmd[:5] + ["-d", "2s"] + cmd[5:], capture_output=True, timeout=60)
+        before = bench.cpu_seconds(proc.pid)
+        out = subprocess.run(cmd[:5] + ["-d", f"{DURATION}s"] + cmd[5:], capture_output=True, text=True,
+                             timeout=DURATION + 60).stdout
+        used = bench.cpu_seconds(proc.pid) - before
+        res = bench.parse_wrk(out)
+        if res["non_2xx"]:
+            raise RuntimeError(f"{url}: non-2xx answers\n{out}")
+        return used / res["requests"] * 1e6, res["rps"]
+    finally:
+        bench.stop(proc)
+
+
+def compare_stores():
+    """The PERF_STORE_PATHS table (see the module comment)."""
+    runs = {(url, name): [] for url in STORE_PATHS for name in BUILDS}
+    for url in STORE_PATHS:
+        for r in range(ROUNDS):
+            for name in (list(BUILDS) if r % 2 == 0 else list(reversed(BUILDS))):
+                log(f"{url} round {r + 1}/{ROUNDS}: {name}")
+                runs[(url, name)].append(with_stores(BUILDS[name], url))
+    print(f"\nWith PostgreSQL and Redis: wrk -t 2 -c 256, one request per write, {DURATION} s after 2 s of warm-up, "
+          f"server, stores and wrk sharing the cores; median of {ROUNDS} alternating rounds (each round's "
+          f"head/base CPU ratio in brackets).\n")
+    print("| path | server CPU per request: base | head | head/base | requests/s: base | head | head/base |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for url in STORE_PATHS:
+        base, head = runs[(url, "base")], runs[(url, "head")]
+        cpu = [statistics.median(x[0] for x in xs) for xs in (base, head)]
+        rps = [statistics.median(x[1] for x in xs) for xs in (base, head)]
+        each = ", ".join(f"{h[0] / b[0]:.2f}" for b, h in zip(base, head))
+        print(f"| `{url}` | {cpu[0]:.2f} µs | {cpu[1]:.2f} µs | {cpu[1] / cpu[0]:.3f} ({each}) | "
+              f"{rps[0]:,.0f} | {rps[1]:,.0f} | {rps[1] / rps[0]:.3f} |")
+
+
 def main():
+    if os.environ.get("PERF_STORES_ONLY"):
+        return compare_stores()
     instr = {}
     for name, path in BUILDS.items():
         log(f"callgrind: {name}")
@@ -106,6 +157,8 @@ def main():
     spread = {n: (min(x[0] for x in runs[n]), max(x[0] for x in runs[n])) for n in runs}
     print(f"\nPipelined requests/s, range over the rounds: base {spread['base'][0]:,.0f}–{spread['base'][1]:,.0f}, "
           f"head {spread['head'][0]:,.0f}–{spread['head'][1]:,.0f}.")
+    if STORE_PATHS:
+        compare_stores()
 
 
 if __name__ == "__main__":

@@ -216,6 +216,9 @@ def main():
             started = time.monotonic()
             results[(path, depth)] = count(path, depth, env)
             log(f"  {results[(path, depth)][0]:,.0f} per request ({time.monotonic() - started:.0f} s)")
+    if os.environ.get("PERF_JSON"):  # for perf/instructions-budget.sh
+        with open(os.environ["PERF_JSON"], "w") as f:
+            json.dump({f"{path} {depth}": results[(path, depth)][0] for path, depth in results}, f)
     print(f"User-space instructions per request (callgrind, one worker, {N:,} keep-alive requests after "
           f"{WARM:,} of warm-up, counters zeroed between), one per write and {PIPELINE} per write:\n")
     print(f"| endpoint | one at a time | {PIPELINE} pipelined |")

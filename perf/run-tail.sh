@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tail at fixed rates against the floor (issue 19): perf/tail.py runs the
-# floor, swiftlet and axum pinned at 10K, 20K and 50K requests/s, 5 rounds,
-# and the report is recorded in perf/RESULTS.md. About 8 minutes.
+# floor, swiftlet, axum and the floor again (the control) pinned at 10K, 20K
+# and 50K requests/s, 5 rounds,
+# and the report is recorded in perf/RESULTS.md. About 11 minutes.
 #
 #   perf/run-tail.sh
 #   PERF_ROUNDS=5 PERF_DURATION=4 PERF_RATES=10000,20000,50000 ...  # the knobs (defaults shown)

@@ -95,6 +95,7 @@ run_report() {
     local report
     report=$(mktemp)
     python3 "$harness" | tee "$report"
-    record_report "$title" "$settings" "$script" "$report" "$@"
+    # The script and its harness count as the run's code too.
+    record_report "$title" "$settings" "$script" "$report" "$script" "$harness" "$@"
     rm -f "$report"
 }
