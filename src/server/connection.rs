@@ -59,7 +59,7 @@ use std::io;
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 
 use swiftlet_protocol::{BodyFraming, Chunked, ChunkedDecoder, HttpError, Method, Parse, RequestHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -646,18 +646,11 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
                 self.rbuf.reserve_exact(target - len);
             }
         }
-        // First take what is already there, without waiting: bytes that have
-        // arrived are served even when shutdown has begun. (Polling a read
-        // once and dropping it is safe: a read that is not ready has consumed
-        // nothing. For TCP, tokio forgets the readiness after a short read, so
-        // this costs no syscall when nothing new came.)
-        if let Some(read) = self.stream.read_buf(&mut self.rbuf).now_or_never() {
-            return read_outcome(read);
-        }
+        // The read is polled first (biased): bytes that have arrived are
+        // served even when shutdown has begun or the timer has run out; only
+        // then does an idle connection see shutdown (`idle_close` is ready
+        // once it has begun, however late it is polled).
         let closing = self.worker.idle_close(self.slot);
-        if idle && self.worker.shutting_down() {
-            return ReadOutcome::Shutdown;
-        }
         tokio::select! {
             biased;
             read = self.stream.read_buf(&mut self.rbuf) => read_outcome(read),
