@@ -78,11 +78,14 @@ def with_stores(path, url):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         bench.wait_ready(proc)
-        cmd = ["wrk", "-t", "2", "-c", "256", "--latency", f"http://127.0.0.1:{PORT}{url}"]
-        subprocess.run(cmd[:5] + ["-d", "2s"] + cmd[5:], capture_output=True, timeout=60)
+        def wrk(seconds):
+            return subprocess.run(["wrk", "-t", "2", "-c", "256", "-d", f"{seconds}s", "--latency",
+                                   f"http://127.0.0.1:{PORT}{url}"], capture_output=True, text=True,
+                                  timeout=seconds + 60).stdout
+
+        wrk(2)
         before = bench.cpu_seconds(proc.pid)
-        out = subprocess.run(cmd[:5] + ["-d", f"{DURATION}s"] + cmd[5:], capture_output=True, text=True,
-                             timeout=DURATION + 60).stdout
+        out = wrk(DURATION)
         used = bench.cpu_seconds(proc.pid) - before
         res = bench.parse_wrk(out)
         if res["non_2xx"]:

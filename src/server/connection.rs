@@ -398,8 +398,8 @@ impl<'w, S: Transport, A: Service> Connection<'w, S, A> {
                 start = 0;
                 let now = std::time::Instant::now();
                 self.round_start = Instant::from_std(now);
-                if timing.is_some() {
-                    timing = Some(RouteRun::starting(now));
+                if let Some(run) = timing.as_mut() {
+                    *run = RouteRun::starting(now);
                 }
                 match outcome {
                     Some(()) => {
