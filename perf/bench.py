@@ -45,6 +45,7 @@ AXUM = ROOT / "perf/baseline/axum/target/release/axum-baseline"
 LOADGEN = ROOT / "perf/loadgen/target/release/swiftlet-loadgen"
 FLOOR = ROOT / "perf/floor/floor"
 FLOOR_URING = ROOT / "perf/floor/floor-uring"  # perf/uring.py's
+CODEC_LOOP = ROOT / "perf/codec-loop/target/release/swiftlet-codec-loop"  # perf/codec_loop.py's
 SERVERS = ("floor", "swiftlet", "axum")
 LUA = ROOT / "perf/lua/request.lua"
 
@@ -76,8 +77,9 @@ def server_cmd(name, mode):
         cmd = [str(SWIFTLET), "--listen", addr, "--log", "warn"]
         if mode == "pinned":
             cmd += ["--workers", "1"]
-    elif name in ("floor", "floor-uring"):
-        cmd = [str(FLOOR if name == "floor" else FLOOR_URING), addr] + (["1"] if mode == "pinned" else [])
+    elif name in ("floor", "floor-uring", "codec-loop"):
+        binary = {"floor": FLOOR, "floor-uring": FLOOR_URING, "codec-loop": CODEC_LOOP}[name]
+        cmd = [str(binary), addr] + (["1"] if mode == "pinned" else [])
     else:
         cmd = [str(AXUM), addr]
     if mode == "pinned":
@@ -121,10 +123,31 @@ def stop(proc):
 
 
 def cpu_seconds(pid):
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid):
+    """The process's (user, system) CPU seconds so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def per_cpu_second(name, depth, path="/plaintext"):
+    """Pinned, wrk -c200 with `depth` requests per write: requests per server
+    CPU-second, requests/s, and server user and system microseconds per request."""
+    proc = start(name, "pinned")
+    try:
+        warm_up("pinned", path)
+        user0, sys0 = cpu_split(proc.pid)
+        res = wrk("pinned", path, 200, pipeline=depth)
+        user1, sys1 = cpu_split(proc.pid)
+    finally:
+        stop(proc)
+    n = res["requests"]
+    return {"per_cpu_s": n / ((user1 - user0) + (sys1 - sys0)), "rps": res["rps"],
+            "user_us": (user1 - user0) / n * 1e6, "sys_us": (sys1 - sys0) / n * 1e6}
 
 
 def peak_rss_kib(pid):

@@ -40,7 +40,11 @@ python3 perf/bench.py | tee "$report"
 
 if [ -z "${PERF_NO_RECORD:-}" ]; then
   settings="PERF_DURATION=${PERF_DURATION:-4} PERF_ROUNDS=${PERF_ROUNDS:-5} PERF_RATE=${PERF_RATE:-50000} PERF_MODES=${PERF_MODES:-pinned,unpinned} PERF_ENDPOINTS=${PERF_ENDPOINTS:-/health,/plaintext,/json}"
-  dirty=""; git diff --quiet HEAD -- src protocol Cargo.toml Cargo.lock || dirty=" (with uncommitted changes)"
+  code=(src protocol Cargo.toml Cargo.lock perf/run.sh perf/bench.py perf/floor)
+  dirty=""
+  if ! git diff --quiet HEAD -- "${code[@]}" || [ -n "$(git ls-files --others --exclude-standard -- "${code[@]}")" ]; then
+    dirty=" (with uncommitted changes)"
+  fi
   section=$(mktemp)
   {
     echo "## $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)${dirty}"

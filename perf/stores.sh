@@ -49,7 +49,10 @@ record_report() {
     shift 4
     [ -n "${PERF_NO_RECORD:-}" ] && return 0
     local dirty=""
-    git diff --quiet HEAD -- "$@" || dirty=" (with uncommitted changes)"
+    # Changed or new: a script or harness not yet committed is uncommitted code too.
+    if ! git diff --quiet HEAD -- "$@" || [ -n "$(git ls-files --others --exclude-standard -- "$@")" ]; then
+        dirty=" (with uncommitted changes)"
+    fi
     local section
     section=$(mktemp)
     {

@@ -30,15 +30,8 @@ def log(*args):
 
 
 def per_cpu_second(name, depth):
-    proc = bench.start(name, "pinned")
-    try:
-        bench.warm_up("pinned", "/plaintext")
-        before = bench.cpu_seconds(proc.pid)
-        res = bench.wrk("pinned", "/plaintext", 200, pipeline=depth)
-        cpu = bench.cpu_seconds(proc.pid) - before
-    finally:
-        bench.stop(proc)
-    return res["requests"] / cpu, res["rps"]
+    run = bench.per_cpu_second(name, depth)
+    return run["per_cpu_s"], run["rps"]
 
 
 def main():
