@@ -134,6 +134,22 @@ def cpu_split(pid):
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def context_switches(pid):
+    """Context switches so far, voluntary plus involuntary, summed over the
+    process's threads (those still alive)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+                total += int(value)
+    return total
+
+
 def per_cpu_second(name, depth, path="/plaintext"):
     """Pinned, wrk -c200 with `depth` requests per write: requests per server
     CPU-second, requests/s, and server user and system microseconds per request."""

@@ -11,7 +11,7 @@ builds it), HEAD this tree's release build.
   binary's size.
 - With PERF_STORE_PATHS (and DATABASE_URL, REDIS_URL: perf/run-compare.sh
   sets them up), the paths that reach PostgreSQL and Redis too: server CPU
-  per request and requests/s under wrk -c 256 (one request per write, both
+  per request, requests/s and context switches per request under wrk -c 256 (one request per write, both
   cores shared as in perf/run-db.sh), ROUNDS alternating rounds.
 """
 
@@ -71,8 +71,9 @@ def rss_under_load(path):
 
 
 def with_stores(path, url):
-    """Server CPU per request (µs) and requests/s of one build on `url`, its
-    stores those of the environment."""
+    """Server CPU per request (µs), requests/s and the server's context
+    switches per request of one build on `url`, its stores those of the
+    environment."""
     env = dict(bench.SERVER_ENV, DATABASE_URL=os.environ["DATABASE_URL"], REDIS_URL=os.environ["REDIS_URL"])
     proc = subprocess.Popen([str(path), "--listen", f"127.0.0.1:{PORT}", "--log", "warn"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -84,13 +85,14 @@ def with_stores(path, url):
                                   timeout=seconds + 60).stdout
 
         wrk(2)
-        before = bench.cpu_seconds(proc.pid)
+        before, switches = bench.cpu_seconds(proc.pid), bench.context_switches(proc.pid)
         out = wrk(DURATION)
         used = bench.cpu_seconds(proc.pid) - before
+        switches = bench.context_switches(proc.pid) - switches
         res = bench.parse_wrk(out)
         if res["non_2xx"]:
             raise RuntimeError(f"{url}: non-2xx answers\n{out}")
-        return used / res["requests"] * 1e6, res["rps"]
+        return used / res["requests"] * 1e6, res["rps"], switches / res["requests"]
     finally:
         bench.stop(proc)
 
@@ -106,15 +108,17 @@ def compare_stores():
     print(f"\nWith PostgreSQL and Redis: wrk -t 2 -c 256, one request per write, {DURATION} s after 2 s of warm-up, "
           f"server, stores and wrk sharing the cores; median of {ROUNDS} alternating rounds (each round's "
           f"head/base CPU ratio in brackets).\n")
-    print("| path | server CPU per request: base | head | head/base | requests/s: base | head | head/base |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| path | server CPU per request: base | head | head/base | requests/s: base | head | head/base "
+          "| context switches per request: base | head |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for url in STORE_PATHS:
         base, head = runs[(url, "base")], runs[(url, "head")]
         cpu = [statistics.median(x[0] for x in xs) for xs in (base, head)]
         rps = [statistics.median(x[1] for x in xs) for xs in (base, head)]
+        switches = [statistics.median(x[2] for x in xs) for xs in (base, head)]
         each = ", ".join(f"{h[0] / b[0]:.2f}" for b, h in zip(base, head))
         print(f"| `{url}` | {cpu[0]:.2f} µs | {cpu[1]:.2f} µs | {cpu[1] / cpu[0]:.3f} ({each}) | "
-              f"{rps[0]:,.0f} | {rps[1]:,.0f} | {rps[1] / rps[0]:.3f} |")
+              f"{rps[0]:,.0f} | {rps[1]:,.0f} | {rps[1] / rps[0]:.3f} | {switches[0]:.3f} | {switches[1]:.3f} |")
 
 
 def main():
