@@ -42,7 +42,7 @@ pub use chunked::{Chunked, ChunkedDecoder};
 pub use date::{parse_rfc3339, HttpDate, Rfc3339Micros, Rfc3339Millis};
 pub use error::HttpError;
 pub use head::{BodyFraming, HeadLimits, HeaderLines, Method, RequestHead, Version};
-pub use response::{ConnectionHeader, ResponseHead, Status};
+pub use response::{ConnectionHeader, OpenHead, ResponseHead, Status};
 
 /// The outcome of parsing something that may not have fully arrived yet.
 /// Needing more bytes is a normal state, not an error.

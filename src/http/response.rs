@@ -97,7 +97,8 @@ pub struct Response<'s> {
     scratch: &'s mut Vec<u8>,
 }
 
-/// How many per-response headers the connection's encoder has room for.
+/// How many per-response headers a response may carry: with the fixed ones,
+/// this bounds the size of every response head.
 pub const MAX_DYNAMIC_HEADERS: usize = 2;
 
 impl<'s> Response<'s> {

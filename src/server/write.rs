@@ -90,42 +90,34 @@ pub fn write_response(
     cors: CorsOrigin<'_>,
 ) {
     let date = date_cache::current();
-    let mut headers: [(&str, &[u8]); 6 + crate::http::response::MAX_DYNAMIC_HEADERS] =
-        [("", b""); 6 + crate::http::response::MAX_DYNAMIC_HEADERS];
-    let mut n = 0;
-    if let Some((name, value)) = response.header() {
-        headers[n] = (name, value.as_bytes());
-        n += 1;
-    }
-    if let Some(origin) = cors.allow {
-        headers[n] = ("Access-Control-Allow-Origin", origin);
-        n += 1;
-    }
-    if cors.vary {
-        headers[n] = ("Vary", b"Origin");
-        n += 1;
-    }
-    if response.cors() == Cors::Preflight {
-        headers[n] = ("Access-Control-Allow-Methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS");
-        headers[n + 1] = ("Access-Control-Allow-Headers", b"Authorization, Content-Type, X-Requested-With");
-        headers[n + 2] = ("Access-Control-Max-Age", b"86400");
-        n += 3;
-    }
-    for (name, value) in response.dynamic_headers() {
-        headers[n] = (name, value.as_bytes());
-        n += 1;
-    }
-    let extra = &headers[..n];
-    let body = response.body();
-    ResponseHead {
+    let mut head = ResponseHead {
         status: response.status(),
         content_type: response.content_type(),
         content_length: response.content_length(),
         connection,
         date: &date,
-        extra,
+        extra: &[],
     }
-    .encode(out);
+    .open(out);
+    if let Some((name, value)) = response.header() {
+        head.field(name, value.as_bytes());
+    }
+    if let Some(origin) = cors.allow {
+        head.field("Access-Control-Allow-Origin", origin);
+    }
+    if cors.vary {
+        head.field("Vary", b"Origin");
+    }
+    if response.cors() == Cors::Preflight {
+        head.field("Access-Control-Allow-Methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS");
+        head.field("Access-Control-Allow-Headers", b"Authorization, Content-Type, X-Requested-With");
+        head.field("Access-Control-Max-Age", b"86400");
+    }
+    for (name, value) in response.dynamic_headers() {
+        head.field(name, value.as_bytes());
+    }
+    head.close();
+    let body = response.body();
     if with_body {
         out.extend_from_slice(body);
     }
