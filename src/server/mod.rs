@@ -171,11 +171,26 @@ fn raise_fd_limit() -> u64 {
 /// returns the address they share (port 0 resolved).
 fn bind_all(addr: Option<SocketAddr>, count: usize) -> io::Result<(Option<SocketAddr>, Vec<std::net::TcpListener>)> {
     let Some(addr) = addr else { return Ok((None, Vec::new())) };
-    // Bind once without SO_REUSEPORT first: that fails if anything already
-    // holds the port (including another swiftlet, which SO_REUSEPORT would
-    // otherwise silently share it with) and resolves port 0.
-    let addr = std::net::TcpListener::bind(addr)?.local_addr()?;
-    let listeners = (0..count).map(|_| bind_reuseport(addr)).collect::<io::Result<Vec<_>>>()?;
+    let mut listeners = Vec::with_capacity(count);
+    let addr = if addr.port() == 0 {
+        // The first listener resolves the port and holds it while the others
+        // join: a probe bound and dropped to learn the port would leave it
+        // free for an instant, and two servers starting together could then
+        // both take it and silently share it. (The kernel hands out a port
+        // no other socket holds, SO_REUSEPORT or not.)
+        let first = bind_reuseport(addr)?;
+        let addr = first.local_addr()?;
+        listeners.push(first);
+        addr
+    } else {
+        // Bind once without SO_REUSEPORT first: that fails if anything
+        // already holds the port (including another swiftlet, which
+        // SO_REUSEPORT would otherwise silently share it with).
+        std::net::TcpListener::bind(addr)?.local_addr()?
+    };
+    while listeners.len() < count {
+        listeners.push(bind_reuseport(addr)?);
+    }
     Ok((Some(addr), listeners))
 }
 
