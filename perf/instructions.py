@@ -152,13 +152,14 @@ def until_served(path):
             time.sleep(0.2)
 
 
-def count(path, depth, env):
-    """Instructions per request and the top functions, for one endpoint."""
+def callgrind(cmd, path, depth, env):
+    """callgrind_annotate's function table for N requests to `path` (after
+    WARM), `depth` per write, served by the server that `cmd` starts on PORT;
+    and the total instructions per request."""
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(BINARY),
-               "--listen", f"127.0.0.1:{PORT}", "--workers", "1", "--log", "warn"]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             bench.wait_ready(proc, timeout=60)
             until_served(path)
@@ -177,7 +178,14 @@ def count(path, depth, env):
     m = re.search(r"^([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", ann, re.M)
     if not m:
         raise RuntimeError("no total in callgrind_annotate's output")
-    total = int(m.group(1).replace(",", ""))
+    return ann, int(m.group(1).replace(",", "")) / N
+
+
+def count(path, depth, env):
+    """Instructions per request and the top functions, for one endpoint."""
+    cmd = [str(BINARY), "--listen", f"127.0.0.1:{PORT}", "--workers", "1", "--log", "warn"]
+    ann, per_request = callgrind(cmd, path, depth, env)
+    total = per_request * N
     # Cost by function, summed over the files its inlined code came from. A
     # dump taken mid-run lists the frames that stay on the stack the whole
     # time (thread start, the worker's closure) at the total: left out.

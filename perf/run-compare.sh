@@ -37,4 +37,4 @@ export PERF_BASE_BINARY=$base_target/release/swiftlet PERF_BASE_COMMIT
 settings="PERF_BASE_COMMIT=$PERF_BASE_COMMIT PERF_ROUNDS=${PERF_ROUNDS:-5} PERF_DURATION=${PERF_DURATION:-4}"
 [ -n "${PERF_STORE_PATHS:-}" ] && settings="$settings PERF_STORE_PATHS=$PERF_STORE_PATHS"
 [ -n "${PERF_STORES_ONLY:-}" ] && settings="$settings PERF_STORES_ONLY=1"
-run_report "Against an earlier build" "$settings" perf/run-compare.sh perf/compare.py src protocol Cargo.toml Cargo.lock perf/compare.py
+run_report "Against an earlier build" "$settings" perf/run-compare.sh perf/compare.py src protocol Cargo.toml Cargo.lock perf/bench.py perf/metrics.py

@@ -25,4 +25,4 @@ bench_database swiftlet_bench
 
 settings="PERF_N=${PERF_N:-2000} PERF_WARM=${PERF_WARM:-300}"
 [ -n "${PERF_PATHS:-}" ] && settings="$settings PERF_PATHS=$PERF_PATHS"
-run_report "Instructions per request" "$settings" perf/run-instructions.sh perf/instructions.py perf/instructions.py src protocol Cargo.toml Cargo.lock
+run_report "Instructions per request" "$settings" perf/run-instructions.sh perf/instructions.py perf/bench.py src protocol Cargo.toml Cargo.lock

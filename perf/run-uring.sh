@@ -22,4 +22,4 @@ cc -O2 -Wall -Wextra -pthread -o perf/floor/floor perf/floor/floor.c
 cc -O2 -Wall -Wextra -pthread -o perf/floor/floor-uring perf/floor/floor-uring.c -luring
 
 settings="PERF_ROUNDS=${PERF_ROUNDS:-5} PERF_DURATION=${PERF_DURATION:-4}"
-run_report "io_uring against epoll, bare responders" "$settings" perf/run-uring.sh perf/uring.py perf/floor
+run_report "io_uring against epoll, bare responders" "$settings" perf/run-uring.sh perf/uring.py perf/floor perf/bench.py perf/lua

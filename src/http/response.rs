@@ -97,8 +97,10 @@ pub struct Response<'s> {
     scratch: &'s mut Vec<u8>,
 }
 
-/// How many per-response headers a response may carry: with the fixed ones,
-/// this bounds the size of every response head.
+/// How many per-response headers a response may carry. Their values are made
+/// by handlers from bounded parts (today only Accept-Ranges and a
+/// Content-Range of three 64-bit numbers), so with the fixed fields this
+/// bounds the size of every response head.
 pub const MAX_DYNAMIC_HEADERS: usize = 2;
 
 impl<'s> Response<'s> {

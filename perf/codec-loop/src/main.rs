@@ -2,22 +2,26 @@
 //! hand-driven mio loop per worker buy?" (issue 19, item 3) measured before
 //! it is built, as io_uring was.
 //!
-//! Per worker thread: one mio `Poll`, the listener, and a slab of connections,
-//! each with a read and a write buffer. Per readable connection: read until a
-//! short read (the socket is empty), then for every complete head in the buffer do what
+//! Per worker thread: its own SO_REUSEPORT listener (backlog 4096, as
+//! swiftlet's), one mio `Poll`, and a slab of connections, each with a read
+//! and a write buffer sized as swiftlet's (1 KiB to start, grown when less
+//! than 512 bytes are free). Per readable connection: read until a short read
+//! (the socket is empty), then for every complete head in the buffer do what
 //! swiftlet does per request on its hot path (`RequestHead::parse` with
 //! swiftlet's limits, the path, a `match` on it, `ResponseHead::encode` with a
 //! Date refreshed once a second, the body), and write all the answers with one
 //! write. Nothing else: no tokio, no task per connection, no timers, no
 //! metrics, no panic guard, no bodies (a request with one is refused and the
 //! connection closed). perf/codec_loop.py runs it beside the floor
-//! (perf/floor/floor.c: the same loop without the codec) and swiftlet, so the
-//! gap between floor and swiftlet splits into the codec's share and the rest
-//! (runtime, connection state machine, timeouts, metrics).
+//! (perf/floor/floor.c: the same loop without the codec and with one receive
+//! buffer per thread) and swiftlet, so the gap between floor and swiftlet
+//! splits into this loop's share (the codec, and buffers per connection) and
+//! the rest (runtime, connection state machine, timeouts, metrics).
 //!
-//! Not a server for anyone to use. Bounds: a connection's read buffer is
-//! `MAX_READ` bytes (a head that does not fit closes the connection); its write buffer
-//! holds one round of answers to at most `MAX_READ` bytes of requests;
+//! Not a server for anyone to use. Bounds: a connection's read buffer grows
+//! to `MAX_READ` bytes at most (a head that does not fit closes the
+//! connection); nothing more is read while answers wait to be written, so its
+//! write buffer holds the answers to at most `MAX_READ` bytes of requests;
 //! connections: as many as the descriptor limit allows.
 //!
 //!   swiftlet-codec-loop 127.0.0.1:18080 [workers]
@@ -30,18 +34,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
 use swiftlet_protocol::{
     BodyFraming, ConnectionHeader, HeadLimits, HttpDate, Parse, RequestHead, ResponseHead, Status,
 };
 
 const LISTENER: Token = Token(usize::MAX);
+/// swiftlet's head limit (`HeadLimits::default`).
 const MAX_READ: usize = 16 * 1024;
-const WRITE_START: usize = 4096;
+/// swiftlet's default `--buffer-size`, and its least free space per read.
+const BUFFER_START: usize = 1024;
+const MIN_READ_SPACE: usize = 512;
 
 struct Connection {
     stream: TcpStream,
-    /// `MAX_READ` bytes, zeroed once at accept; `filled` of them hold data.
-    rbuf: Box<[u8]>,
+    /// Zeroed as it grows (never per read); `filled` bytes of it hold data.
+    rbuf: Vec<u8>,
     filled: usize,
     wbuf: Vec<u8>,
     /// Bytes of `wbuf` already written (the rest waits for writability).
@@ -64,8 +72,14 @@ fn main() {
         std::process::exit(2)
     });
     let workers: usize = args.next().and_then(|w| w.parse().ok()).unwrap_or(2).clamp(1, 64);
-    let listener = std::net::TcpListener::bind(addr).expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
+    // As swiftlet binds (src/server/mod.rs): the first listener resolves
+    // the port, the others join it with SO_REUSEPORT.
+    let first = reuseport_listener(addr).expect("listener");
+    let addr = first.local_addr().expect("address");
+    let mut listeners = vec![first];
+    while listeners.len() < workers {
+        listeners.push(reuseport_listener(addr).expect("listener"));
+    }
     // The second, as a clock thread sees it: workers compare it once per loop
     // turn and format the Date when it moved, as swiftlet's timer task does.
     let second = Arc::new(AtomicU64::new(unix_secs()));
@@ -76,9 +90,9 @@ fn main() {
             second.store(unix_secs(), Ordering::Relaxed);
         });
     }
-    let threads: Vec<_> = (0..workers)
-        .map(|_| {
-            let listener = listener.try_clone().expect("listener");
+    let threads: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
             let second = second.clone();
             std::thread::spawn(move || worker(TcpListener::from_std(listener), &second))
         })
@@ -86,6 +100,16 @@ fn main() {
     for t in threads {
         let _ = t.join();
     }
+}
+
+fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }
 
 fn worker(mut listener: TcpListener, second: &AtomicU64) {
@@ -123,9 +147,9 @@ fn worker(mut listener: TcpListener, second: &AtomicU64) {
                     }
                     slab[slot] = Some(Connection {
                         stream,
-                        rbuf: vec![0; MAX_READ].into_boxed_slice(),
+                        rbuf: vec![0; BUFFER_START],
                         filled: 0,
-                        wbuf: Vec::with_capacity(WRITE_START),
+                        wbuf: Vec::with_capacity(BUFFER_START),
                         written: 0,
                     });
                 }
@@ -162,10 +186,19 @@ fn serve(conn: &mut Connection, limits: &HeadLimits, date: &HttpDate, writable: 
     if writable && conn.written < conn.wbuf.len() && !flush(conn) {
         return Turn::Close;
     }
+    if conn.written < conn.wbuf.len() {
+        // Answers still wait for the socket: read nothing more until they are
+        // out (the writable event calls again), so `wbuf` stays bounded.
+        return Turn::Open;
+    }
     let mut closed = false;
     loop {
-        if conn.filled == MAX_READ {
-            return Turn::Close;
+        if conn.rbuf.len() - conn.filled < MIN_READ_SPACE && conn.rbuf.len() < MAX_READ {
+            let grown = (conn.rbuf.len() * 2).min(MAX_READ);
+            conn.rbuf.resize(grown, 0);
+        }
+        if conn.filled == conn.rbuf.len() {
+            break; // full: parse what is here first
         }
         match conn.stream.read(&mut conn.rbuf[conn.filled..]) {
             Ok(0) => {
@@ -176,7 +209,7 @@ fn serve(conn: &mut Connection, limits: &HeadLimits, date: &HttpDate, writable: 
                 conn.filled += n;
                 // A short read emptied the socket (as the floor and swiftlet
                 // assume): asking again would cost a recv that finds nothing.
-                if conn.filled < MAX_READ {
+                if conn.filled < conn.rbuf.len() {
                     break;
                 }
             }
@@ -190,7 +223,11 @@ fn serve(conn: &mut Connection, limits: &HeadLimits, date: &HttpDate, writable: 
     while start < conn.filled {
         let head = match RequestHead::parse(&conn.rbuf[start..conn.filled], limits) {
             Ok(Parse::Complete(head)) => head,
-            Ok(Parse::Incomplete) => break,
+            Ok(Parse::Incomplete) => {
+                // A head that fills the largest buffer can never complete.
+                close |= start == 0 && conn.filled == MAX_READ;
+                break;
+            }
             Err(_) => {
                 close = true;
                 break;
