@@ -101,7 +101,6 @@ fn encode(c: &mut Criterion) {
                 content_length: 13,
                 connection: ConnectionHeader::Omit,
                 date: &date,
-                extra: &[],
             }
             .encode(&mut out);
             out.extend_from_slice(b"Hello, World!");

@@ -104,7 +104,6 @@ Accept: */*\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
             content_length: 13,
             connection: ConnectionHeader::Omit,
             date: &date,
-            extra: &[],
         }
         .encode(&mut out);
         out.extend_from_slice(b"Hello, World!");

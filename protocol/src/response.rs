@@ -83,8 +83,6 @@ pub struct ResponseHead<'a> {
     pub content_length: usize,
     pub connection: ConnectionHeader,
     pub date: &'a HttpDate,
-    /// Further headers, written as given. Values must be valid field values.
-    pub extra: &'a [(&'a str, &'a [u8])],
 }
 
 /// What follows the status line in every response: the server's name, then
@@ -92,15 +90,15 @@ pub struct ResponseHead<'a> {
 const SERVER_THEN_DATE: &[u8] = b"\r\nServer: swiftlet\r\nDate: ";
 
 impl ResponseHead<'_> {
-    /// Appends the status line and headers, ending with the blank line.
+    /// Appends the status line and the fixed headers, ending with the blank
+    /// line (a head with fields of its own is written with `open`).
     pub fn encode(&self, out: &mut Vec<u8>) {
         self.open(out).close();
     }
 
-    /// Appends the status line and headers but not the blank line that ends
-    /// the head: the caller adds fields of its own and then closes it. (A
-    /// caller with fields to add would otherwise gather them into a slice
-    /// first, on every response.)
+    /// Appends the status line and the fixed headers but not the blank line
+    /// that ends the head: the caller adds fields of its own and then closes
+    /// it, writing them straight into `out` rather than gathering them first.
     pub fn open<'o>(&self, out: &'o mut Vec<u8>) -> OpenHead<'o> {
         out.extend_from_slice(b"HTTP/1.1 ");
         let c = self.status.code;
@@ -121,11 +119,7 @@ impl ResponseHead<'_> {
             ConnectionHeader::KeepAlive => out.extend_from_slice(b"\r\nConnection: keep-alive"),
             ConnectionHeader::Close => out.extend_from_slice(b"\r\nConnection: close"),
         }
-        let mut head = OpenHead { out };
-        for (name, value) in self.extra {
-            head.field(name, value);
-        }
-        head
+        OpenHead { out }
     }
 }
 
@@ -210,7 +204,6 @@ mod tests {
             content_length: 13,
             connection: ConnectionHeader::Omit,
             date: &d,
-            extra: &[],
         }
         .encode(&mut out);
         assert_eq!(
@@ -224,15 +217,16 @@ Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
     fn encodes_close_and_extra_headers() {
         let d = date();
         let mut out = Vec::new();
-        ResponseHead {
+        let mut head = ResponseHead {
             status: Status::METHOD_NOT_ALLOWED,
             content_type: None,
             content_length: 0,
             connection: ConnectionHeader::Close,
             date: &d,
-            extra: &[("Allow", b"GET, HEAD")],
         }
-        .encode(&mut out);
+        .open(&mut out);
+        head.field("Allow", b"GET, HEAD");
+        head.close();
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(text.contains("\r\nContent-Length: 0\r\n"));
@@ -241,23 +235,20 @@ Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
     }
 
     #[test]
-    fn fields_added_to_an_open_head_come_after_the_given_ones() {
+    fn fields_added_to_an_open_head_come_in_order_before_the_blank_line() {
         let d = date();
-        let head = |extra| ResponseHead {
+        let mut added = Vec::new();
+        let mut open = ResponseHead {
             status: Status::OK,
             content_type: Some("application/json"),
             content_length: 2,
             connection: ConnectionHeader::Omit,
             date: &d,
-            extra,
-        };
-        let mut given = Vec::new();
-        head(&[("Vary", b"Origin"), ("Access-Control-Max-Age", b"86400")]).encode(&mut given);
-        let mut added = Vec::new();
-        let mut open = head(&[("Vary", b"Origin")]).open(&mut added);
+        }
+        .open(&mut added);
+        open.field("Vary", b"Origin");
         open.field("Access-Control-Max-Age", b"86400");
         open.close();
-        assert_eq!(added, given);
         assert_eq!(
             added,
             b"HTTP/1.1 200 OK\r\nServer: swiftlet\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
@@ -276,7 +267,6 @@ Content-Type: application/json\r\nContent-Length: 2\r\nVary: Origin\r\nAccess-Co
             content_length: 0,
             connection: ConnectionHeader::Omit,
             date: &d,
-            extra: &[],
         }
         .encode(&mut out);
         assert!(!out.windows(14).any(|w| w == b"Content-Length"));

@@ -96,7 +96,6 @@ pub fn write_response(
         content_length: response.content_length(),
         connection,
         date: &date,
-        extra: &[],
     }
     .open(out);
     if let Some((name, value)) = response.header() {

@@ -248,7 +248,6 @@ fn serve(conn: &mut Connection, limits: &HeadLimits, date: &HttpDate, writable: 
             content_length: body.len(),
             connection: if head.keep_alive { ConnectionHeader::Omit } else { ConnectionHeader::Close },
             date,
-            extra: &[],
         }
         .encode(&mut conn.wbuf);
         conn.wbuf.extend_from_slice(body);
